@@ -1,0 +1,111 @@
+"""The one settings object.
+
+Every setting is read, in order of precedence, from ``tether serve`` options, ``TETHER_*``
+environment variables (``TETHER_PORT=9000``), a TOML file named by ``TETHER_CONFIG`` or
+``--config``, then these defaults. The defaults run a complete server on a laptop:
+SQLite in ``./tether-data`` and an in-process bus, no other service needed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TETHER_", extra="forbid")
+
+    # --- listening -------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0 = any free).")
+    tls_cert: Path | None = Field(None, description="PEM certificate file; enables TLS.")
+    tls_key: Path | None = Field(None, description="PEM private key file for tls_cert.")
+
+    # --- storage and bus ---------------------------------------------------------------
+    data_dir: Path = Field(Path("tether-data"), description="Where the embedded database lives.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default sqlite+aiosqlite:///<data_dir>/tether.db. "
+        "Use postgresql+asyncpg://user@host/db for PostgreSQL.",
+    )
+    bus: Literal["memory", "redis"] = Field("memory", description="Event bus backend.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for bus=redis.")
+    node_id: str | None = Field(None, description="This process's id on the bus (default random).")
+
+    # --- bootstrap and auth ---------------------------------------------------------------
+    admin_login: str = Field("admin", description="Login of the admin created on first start.")
+    admin_password: SecretStr | None = Field(
+        None, description="Password of that admin; generated and printed once if unset."
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 signing secret; generated and stored on first start if unset."
+    )
+    access_token_ttl: int = Field(1800, gt=0, description="Access token lifetime, seconds.")
+    refresh_token_ttl: int = Field(15_724_800, gt=0, description="Refresh token lifetime, seconds.")
+
+    # --- commands ---------------------------------------------------------------------------
+    command_lifetime: float | None = Field(
+        86_400.0, description="Default delivery deadline (expires_at), seconds; none = never."
+    )
+    command_timeout: float | None = Field(
+        300.0, description="Default execution limit after delivery, seconds; none = never."
+    )
+    max_in_flight: int = Field(32, ge=1, description="Commands in flight per native device.")
+    poll_wait_max: float = Field(60.0, ge=0, description="Longest long-poll a device may ask for.")
+
+    # --- connections and presence ------------------------------------------------------------
+    max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted message.")
+    send_queue_size: int = Field(
+        1024, ge=1, description="Per-connection send queue; a consumer that overflows it is cut."
+    )
+    presence_timeout: float = Field(
+        90.0, gt=0, description="Seconds of silence after which a polling device is offline."
+    )
+    write_behind_interval: float = Field(
+        2.0, gt=0, description="How often last_seen is written behind, seconds."
+    )
+
+    # --- notifications ---------------------------------------------------------------------
+    notification_flush_interval: float = Field(
+        0.005, gt=0, description="Longest a notification waits for its batch insert, seconds."
+    )
+    notification_batch_size: int = Field(1000, ge=1, description="Rows per batched insert.")
+    notification_queue_size: int = Field(
+        100_000, ge=1, description="Notifications buffered before posting is refused."
+    )
+    notification_retention_days: float = Field(30.0, gt=0, description="Age limit of stored notifications.")
+    notification_retention_count: int = Field(
+        10_000, ge=1, description="Per-device count limit of stored notifications."
+    )
+
+    log_level: str = Field("info", description="Logging level.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'tether.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("TETHER_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)

@@ -1,0 +1,66 @@
+"""Shared fixtures: real PostgreSQL and Redis, skipped locally when absent, mandatory in CI.
+
+Outside CI a missing service skips its tests with the reason; with ``CI=true`` the same
+absence fails the run, so a green CI always means the tests ran against the real thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+POSTGRES_URL = os.environ.get(
+    "TETHER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(what: str, error: BaseException) -> None:
+    """Skip (locally) or fail (in CI) because a backing service is unreachable."""
+    reason = f"{what} is not reachable: {error!r}"
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true makes this mandatory)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A PostgreSQL URL whose ``search_path`` is a fresh schema dropped afterwards."""
+    import asyncpg
+
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(dsn), 5)
+    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+        service_missing(f"PostgreSQL at {dsn}", error)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    await conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The test Redis URL (database 15), flushed before and after."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        await asyncio.wait_for(client.ping(), 5)
+    except Exception as error:  # noqa: BLE001
+        await client.aclose()
+        service_missing(f"Redis at {REDIS_URL}", error)
+    await client.flushdb()
+    try:
+        yield REDIS_URL
+    finally:
+        await client.flushdb()
+        await client.aclose()
