@@ -113,14 +113,20 @@ def require(principal: Principal, action: Action) -> None:
 
 def can_see_device(principal: Principal, device: Device) -> bool:
     """A client sees the devices of its networks (and device types), and its own devices."""
+    return can_see(principal, device.id, device.network_id, device.type_id, device.owner_id)
+
+
+def can_see(principal: Principal, device_id: str, network_id: int | None,
+            type_id: int | None, owner_id: int | None) -> bool:
+    """:func:`can_see_device` on bare fields, for events that carry no full device."""
     if principal.kind is PrincipalKind.DEVICE:
-        return device.id == principal.device_id
+        return device_id == principal.device_id
     if principal.sees_everything:
         return True
-    if principal.user_id is not None and device.owner_id == principal.user_id:
+    if principal.user_id is not None and owner_id == principal.user_id:
         return True
-    in_network = principal.network_ids is None or device.network_id in principal.network_ids
-    in_type = principal.device_type_ids is None or device.type_id in principal.device_type_ids
+    in_network = principal.network_ids is None or network_id in principal.network_ids
+    in_type = principal.device_type_ids is None or type_id in principal.device_type_ids
     return in_network and in_type
 
 

@@ -1,0 +1,130 @@
+"""Request and response plumbing shared by the native routes.
+
+One place decodes bodies (size-limited, typed, with a clear 400 on any mistake) and one
+place renders errors, so every endpoint answers bad input the same way:
+``{"error": {"code": ..., "message": ...}}`` with the matching HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from tether.api.codec import ErrorBody, ErrorView, encoder
+from tether.core.errors import BadRequest, PayloadTooLarge, TetherError
+from tether.hub.service import Hub
+
+log = logging.getLogger("tether.api")
+
+T = TypeVar("T")
+
+HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def hub_of(request: web.Request) -> Hub:
+    return request.app[HUB]
+
+
+def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=encoder.encode(body), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error_response(error: TetherError) -> web.Response:
+    body = ErrorView(error=ErrorBody(code=error.code, message=error.message,
+                                     details=error.details or None))
+    return json(body, status=error.status)
+
+
+def decode_error(error: msgspec.DecodeError | msgspec.ValidationError) -> BadRequest:
+    if isinstance(error, msgspec.ValidationError):
+        return BadRequest(f"invalid body: {error}")
+    return BadRequest(f"malformed JSON: {error}")
+
+
+async def read_body(request: web.Request, kind: type[T]) -> T:
+    """Decode the request body as ``kind``, or raise a clear :class:`BadRequest`."""
+    limit = hub_of(request).settings.max_message_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise decode_error(error) from None
+
+
+def query_int(request: web.Request, name: str, default: int, *, low: int = 0,
+              high: int = 1_000_000) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name!r} must be an integer") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+def query_float(request: web.Request, name: str, default: float, *, low: float = 0.0,
+                high: float = 1e9) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name!r} must be a number") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise BadRequest(f"query parameter {name!r} must be true or false")
+
+
+def path_int(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every failure as the JSON error body; never leak a traceback."""
+    try:
+        return await handler(request)
+    except TetherError as error:
+        return error_response(error)
+    except web.HTTPException as error:
+        if error.status < 400 or error.content_type == "application/json":
+            raise
+        code = error.reason.lower().replace(" ", "_")
+        body = ErrorView(error=ErrorBody(code=code, message=error.reason))
+        return json(body, status=error.status, headers={
+            k: v for k, v in error.headers.items() if k.lower() in ("allow",)})
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json(ErrorView(error=ErrorBody(code="internal_error",
+                                              message="internal server error")), status=500)

@@ -1,0 +1,69 @@
+"""The ``Bus`` interface: a dumb, fast transport of opaque bytes on named channels.
+
+The bus knows nothing about commands or notifications; the hub above it decides what
+the bytes mean. Keeping it that small is what lets the in-memory backend (one process),
+the Redis backend (many processes and nodes) and a future NATS backend share one
+contract test suite.
+
+Contract (every backend, checked by ``tests/bus/test_contract.py``):
+
+- Many local handlers may subscribe to one channel; each receives every message once.
+  The backend subscribes upstream on the first local handler and unsubscribes after the
+  last one leaves, so a process only carries traffic it has listeners for. Subscribing
+  the same handler twice is a no-op; unsubscribing an unknown one is a no-op.
+- Messages on one channel reach each handler in ``publish`` call order (per bus
+  instance; across processes, in the order the backend received them).
+- ``publish`` never waits for handlers: they run later, on the event loop.
+- A handler that raises is logged on ``tether.bus`` and affects nothing else.
+- After ``close()`` no handler is called again and ``publish`` raises ``Unavailable``.
+- Delivery is at most once: a message published while a subscriber's connection is down
+  is lost to it. Durable state lives in the store; the bus only says "look now".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+Handler = Callable[[str, bytes], None]
+"""``handler(channel, payload)``; called on the event loop, so it must not block.
+
+It is a plain function on purpose: an ``async`` handler would let one slow consumer
+stall the single reader of a Redis connection. Handlers that need to await something
+hand the payload to their own queue or task.
+"""
+
+
+class Bus(ABC):
+    """Publish/subscribe of opaque ``bytes`` on named channels between processes."""
+
+    node_id: str
+    """This process's id on the bus (its directed channel is ``node.<node_id>``)."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect. Idempotent. Subscriptions made before ``start`` go live here."""
+
+    @abstractmethod
+    async def publish(self, channel: str, payload: bytes) -> None:
+        """Send ``payload`` to every subscriber of ``channel``, without waiting for them.
+
+        Raises ``tether.core.errors.Unavailable`` when the bus is closed or the backend
+        cannot take the message.
+        """
+
+    @abstractmethod
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        """Call ``handler`` for every later message on ``channel``."""
+
+    @abstractmethod
+    async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        """Stop calling ``handler`` for ``channel``; a no-op if it was not subscribed."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise ``tether.core.errors.Unavailable`` unless the backend is reachable."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop all delivery and release connections. Idempotent."""

@@ -1,0 +1,67 @@
+"""The in-process bus: the default for a single ``tether serve`` process.
+
+Delivery is deferred with ``loop.call_soon`` rather than calling handlers inside
+``publish``. That keeps the two backends observably alike (with Redis a handler never
+runs inside the publisher's call stack either), so code that works on one cannot depend
+on re-entrancy that the other lacks. ``call_soon`` callbacks run in FIFO order, which
+is what gives per-channel publish ordering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+from tether.bus._handlers import HandlerTable
+from tether.bus.base import Bus
+from tether.core.errors import Unavailable
+
+if TYPE_CHECKING:
+    from tether.bus.base import Handler
+
+
+class MemoryBus(Bus):
+    """A bus whose only "nodes" are the handlers inside this process."""
+
+    def __init__(self, *, node_id: str | None = None) -> None:
+        self.node_id = node_id or uuid.uuid4().hex
+        self._handlers = HandlerTable()
+        self._closed = False
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """Channels with local handlers (what a networked backend would subscribe to)."""
+        return self._handlers.channels()
+
+    async def start(self) -> None:
+        self._check_open()
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        self._check_open()
+        if channel in self._handlers:
+            # Handlers are looked up at delivery time, so one removed in between is
+            # not called, exactly as with a networked backend.
+            asyncio.get_running_loop().call_soon(self._deliver, channel, payload)
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        self._check_open()
+        self._handlers.add(channel, handler)
+
+    async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        self._handlers.remove(channel, handler)
+
+    async def ping(self) -> None:
+        self._check_open()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._handlers.clear()
+
+    def _deliver(self, channel: str, payload: bytes) -> None:
+        if not self._closed:
+            self._handlers.dispatch(channel, payload)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the bus is closed", node_id=self.node_id)

@@ -1,0 +1,172 @@
+"""Turning credentials into a :class:`Principal`: passwords, tokens, API keys, devices.
+
+Hot paths stay off the database: a JWT is verified on the CPU, the user's role and
+status come from a short-lived cache (dropped on ``UserChanged``), and a device's
+credential hash comes from the device cache.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from tether.core.access import Principal, device_principal, user_principal
+from tether.core.errors import DeviceBlocked, Unauthorized
+from tether.core.model import Device, Role, User, UserStatus
+from tether.hub import secrets
+from tether.hub.tokens import TokenPair, TokenService, TokenType
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+
+#: Wrong passwords in a row before an account locks (as DeviceHive does).
+MAX_LOGIN_ATTEMPTS = 10
+#: How long a user's role and status are trusted without a database read.
+USER_CACHE_SECONDS = 5.0
+API_KEY_CACHE_SECONDS = 30.0
+
+BAD_LOGIN = "invalid login or password"
+
+
+class Auth:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._tokens: TokenService | None = None
+        self._users: dict[int, tuple[float, User]] = {}
+        self._api_keys: dict[str, tuple[float, str, Principal, datetime | None]] = {}
+
+    @property
+    def tokens(self) -> TokenService:
+        if self._tokens is None:
+            raise RuntimeError("the hub has not started")
+        return self._tokens
+
+    async def start(self) -> None:
+        hub = self._hub
+        settings = hub.settings
+        if settings.jwt_secret is not None:
+            secret = settings.jwt_secret.get_secret_value()
+        else:
+            # Stored in the database, so every node of a cluster signs with the same key.
+            secret = await hub.store.meta.put_if_absent("jwt_secret", secrets.generate_secret())
+        self._tokens = TokenService(secret, access_ttl=settings.access_token_ttl,
+                                    refresh_ttl=settings.refresh_token_ttl)
+
+    async def bootstrap_admin(self, login: str, password: str | None) -> str | None:
+        """Create the first admin if there are no users; returns a generated password."""
+        store = self._hub.store
+        if await store.users.count() > 0:
+            return None
+        generated = None
+        if password is None:
+            password = generated = secrets.generate_password()
+        await self._hub.directory.create_user(None, login=login, password=password,
+                                              role=Role.ADMIN)
+        return generated
+
+    # --- users ------------------------------------------------------------------------------
+
+    async def check_password(self, login: str, password: str) -> User:
+        store = self._hub.store
+        user = await store.users.get_by_login(login)
+        if user is None or user.password_hash is None:
+            # Spend the same time as a real check so logins cannot be probed by timing.
+            await secrets.verify_password(_DUMMY_HASH, password)
+            raise Unauthorized(BAD_LOGIN)
+        if user.status is not UserStatus.ACTIVE:
+            raise Unauthorized(f"user is {user.status.value}")
+        if not await secrets.verify_password(user.password_hash, password):
+            attempts = user.login_attempts + 1
+            status = UserStatus.LOCKED if attempts >= MAX_LOGIN_ATTEMPTS else user.status
+            await store.users.update(user.id, login_attempts=attempts, status=status)
+            raise Unauthorized(BAD_LOGIN)
+        updated = await store.users.update(user.id, login_attempts=0,
+                                           last_login=self._hub.clock.now())
+        return updated or user
+
+    async def login(self, login: str, password: str) -> tuple[User, TokenPair]:
+        user = await self.check_password(login, password)
+        return user, self.tokens.issue(user_principal(user), self._hub.clock.now())
+
+    async def refresh(self, refresh_token: str) -> str:
+        now = self._hub.clock.now()
+        claims = self.tokens.decode(refresh_token, now, TokenType.REFRESH)
+        await self._user(claims.user_id)  # the user must still exist and be active
+        return self.tokens.encode(type(claims)(
+            user_id=claims.user_id, actions=claims.actions, network_ids=claims.network_ids,
+            device_type_ids=claims.device_type_ids,
+            expires_at=now + self.tokens.access_ttl, token_type=TokenType.ACCESS))
+
+    async def principal(self, credential: str) -> Principal:
+        """The principal behind a bearer credential: an access JWT or an API key."""
+        if secrets.looks_like_api_key(credential):
+            return await self._api_key_principal(credential)
+        claims = self.tokens.decode(credential, self._hub.clock.now(), TokenType.ACCESS)
+        user = await self._user(claims.user_id)
+        if user.role is not Role.ADMIN:
+            # A client's scope follows its current grants, not those frozen into the token.
+            live = user_principal(user)
+            return Principal(kind=live.kind, actions=claims.actions & live.actions,
+                             user_id=user.id, role=user.role, network_ids=live.network_ids,
+                             device_type_ids=live.device_type_ids)
+        return claims.principal(user.role)
+
+    async def _user(self, user_id: int) -> User:
+        mono = self._hub.clock.monotonic()
+        cached = self._users.get(user_id)
+        if cached is not None and mono - cached[0] < USER_CACHE_SECONDS:
+            user = cached[1]
+        else:
+            found = await self._hub.store.users.get(user_id)
+            if found is None:
+                self._users.pop(user_id, None)
+                raise Unauthorized("user no longer exists")
+            user = found
+            self._users[user_id] = (mono, user)
+        if user.status is not UserStatus.ACTIVE:
+            raise Unauthorized(f"user is {user.status.value}")
+        return user
+
+    def forget_user(self, user_id: int) -> None:
+        self._users.pop(user_id, None)
+
+    async def _api_key_principal(self, key: str) -> Principal:
+        prefix, secret = secrets.split_api_key(key)
+        hub = self._hub
+        mono = hub.clock.monotonic()
+        cached = self._api_keys.get(prefix)
+        if cached is not None and mono - cached[0] < API_KEY_CACHE_SECONDS:
+            _, secret_hash, principal, expires_at = cached
+        else:
+            record = await hub.store.api_keys.get_by_prefix(prefix)
+            if record is None or record.revoked:
+                raise Unauthorized("unknown or revoked API key")
+            principal = user_principal(await self._user(record.user_id))
+            secret_hash, expires_at = record.secret_hash, record.expires_at
+            self._api_keys[prefix] = (mono, secret_hash, principal, expires_at)
+            await hub.store.api_keys.touch(record.id, hub.clock.now())
+        if not secrets.verify_secret(secret_hash, secret):
+            raise Unauthorized("unknown or revoked API key")
+        if expires_at is not None and expires_at <= hub.clock.now():
+            raise Unauthorized("API key has expired")
+        return principal
+
+    def forget_api_key(self, prefix: str) -> None:
+        self._api_keys.pop(prefix, None)
+
+    # --- devices --------------------------------------------------------------------------
+
+    async def device(self, device_id: str, secret: str) -> tuple[Device, Principal]:
+        """Authenticate a device by its own credential; it may then act only as itself."""
+        device = await self._hub.directory.device(device_id)
+        if device is None or not secrets.verify_secret(device.credential_hash, secret):
+            raise Unauthorized("unknown device or wrong credential")
+        if device.blocked:
+            raise DeviceBlocked(f"device {device_id!r} is blocked", device_id=device_id)
+        return device, device_principal(device)
+
+
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA$"
+    "Q2+3Xyds1J2W4fCXqA1Rk0uFEkO3mN5EJwP1oV8OSRs"
+)

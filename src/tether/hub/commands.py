@@ -1,0 +1,234 @@
+"""Commands: creation by apps, hand-over to devices, progress and results.
+
+Every state change is a conditional transition in the store followed by one event on
+the bus; this module never mutates a command any other way. The caller of
+:meth:`Commands.create` is answered only after the insert committed, so an
+acknowledged command survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from tether.core.access import Action, Principal, require, require_device
+from tether.core.errors import BadRequest, Conflict, DeviceBlocked, NotFound
+from tether.core.lifecycle import TERMINAL, CommandState
+from tether.core.model import Command, CommandStep, Device
+from tether.hub import metrics
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+
+MAX_NAME_LENGTH = 128
+
+#: Marks "use the server default" apart from an explicit ``None`` ("never").
+DEFAULT: Any = object()
+
+
+def validate_name(name: Any, what: str = "command") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(f"{what} name must be a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"{what} name is longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+class Commands:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._waiters: dict[int, list[asyncio.Future[Command]]] = {}
+
+    # --- app side -------------------------------------------------------------------------
+
+    async def create(
+        self,
+        principal: Principal,
+        device_id: str,
+        name: str,
+        parameters: Any = None,
+        *,
+        timeout: float | None = DEFAULT,
+        lifetime: float | None = DEFAULT,
+        idempotency_key: str | None = None,
+        ref: str | None = None,
+    ) -> Command:
+        """Store a new command for the device and start delivering it.
+
+        ``lifetime`` (seconds) bounds delivery; ``timeout`` (seconds) bounds execution once
+        delivered. Either may be ``None`` for "never"; omitted, the server defaults apply.
+        A repeated ``idempotency_key`` returns the command created the first time.
+        """
+        hub = self._hub
+        require(principal, Action.CREATE_DEVICE_COMMAND)
+        device = require_device(principal, Action.CREATE_DEVICE_COMMAND,
+                                await hub.directory.device(device_id), device_id)
+        if device.blocked:
+            raise DeviceBlocked(f"device {device_id!r} is blocked", device_id=device_id)
+        validate_name(name)
+        settings = hub.settings
+        if timeout is DEFAULT:
+            timeout = settings.command_timeout
+        if lifetime is DEFAULT:
+            lifetime = settings.command_lifetime
+        for value, what in ((timeout, "timeout"), (lifetime, "lifetime")):
+            if value is not None and not value > 0:
+                raise BadRequest(f"{what} must be a positive number of seconds")
+        now = hub.clock.now()
+        command, created = await hub.store.commands.insert(
+            device_id=device.id,
+            name=name,
+            parameters=parameters,
+            created_by=principal.user_id,
+            now=now,
+            expires_at=None if lifetime is None else now + timedelta(seconds=lifetime),
+            timeout=timeout,
+            ref=ref,
+            idempotency_key=idempotency_key,
+        )
+        if created:
+            metrics.COMMANDS_CREATED.inc()
+            await hub.command_changed(command, device, created=True)
+        return command
+
+    async def get(self, principal: Principal, command_id: int) -> Command:
+        hub = self._hub
+        require(principal, Action.GET_DEVICE_COMMAND)
+        command = await hub.store.commands.get(command_id)
+        if command is None:
+            raise NotFound(f"command {command_id} not found")
+        device = await hub.directory.device(command.device_id)
+        require_device(principal, Action.GET_DEVICE_COMMAND, device, command.device_id)
+        return command
+
+    async def cancel(self, principal: Principal, command_id: int) -> Command:
+        await self.get(principal, command_id)
+        require(principal, Action.CREATE_DEVICE_COMMAND)
+        command = await self._transition(command_id, CommandState.CANCELLED,
+                                         error="cancelled")
+        if command is None:
+            current = await self._hub.store.commands.get(command_id)
+            state = current.state.value if current else "gone"
+            raise Conflict(f"command {command_id} is already {state}", state=state)
+        return command
+
+    async def wait(self, command_id: int, timeout: float) -> Command | None:
+        """The command once terminal, or as it stands when ``timeout`` seconds pass."""
+        store = self._hub.store
+        command = await store.commands.get(command_id)
+        if command is None or command.state in TERMINAL or timeout <= 0:
+            return command
+        waiter: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(command_id, []).append(waiter)
+        try:
+            # Re-read once registered: the result may have landed in between.
+            command = await store.commands.get(command_id)
+            if command is None or command.state in TERMINAL:
+                return command
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(waiter, timeout)
+            return await store.commands.get(command_id)
+        finally:
+            waiters = self._waiters.get(command_id)
+            if waiters is not None:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[command_id]
+
+    def resolve_waiters(self, command: Command) -> None:
+        for waiter in self._waiters.pop(command.id, ()):
+            if not waiter.done():
+                waiter.set_result(command)
+
+    # --- device side ----------------------------------------------------------------------
+
+    async def hand_over(self, device_id: str, command_id: int,
+                        target: CommandState) -> Command | None:
+        """Move a deliverable command to ``sent`` or ``delivered``; None if it moved on."""
+        hub = self._hub
+        command = await hub.store.commands.transition(command_id, target, now=hub.clock.now(),
+                                                      device_id=device_id)
+        if command is None:
+            # The index was stale (another node got there first, or it expired): resync.
+            current = await hub.store.commands.get(command_id)
+            if current is None:
+                hub.index.forget(command_id)
+            else:
+                hub.index.apply(current)
+            return None
+        metrics.COMMANDS_DELIVERED.inc()
+        await hub.command_changed(command)
+        return command
+
+    async def acknowledge(self, device: Device, command_id: int) -> Command:
+        """The device confirms receipt of a pushed command."""
+        command = await self._transition(command_id, CommandState.DELIVERED, device=device)
+        return command or await self._current(device, command_id)
+
+    async def progress(self, device: Device, command_id: int, *, status: str | None = None,
+                       step: CommandStep | None = None, result: Any = None) -> Command:
+        """A partial result: the command is running, optionally with a new step."""
+        fields: dict[str, Any] = {}
+        if status is not None:
+            fields["status"] = status
+        if result is not None:
+            fields["result"] = result
+        if step is not None:
+            current = await self._current(device, command_id)
+            if current.state in TERMINAL:
+                return current
+            fields["steps"] = (*current.steps, step)
+        command = await self._transition(command_id, CommandState.IN_PROGRESS, device=device,
+                                         **fields)
+        return command or await self._current(device, command_id)
+
+    async def complete(self, device: Device, command_id: int, *, success: bool,
+                       result: Any = None, error: str | None = None,
+                       status: str | None = None, step: CommandStep | None = None) -> Command:
+        """The final result. Repeating it for a finished command changes nothing."""
+        fields: dict[str, Any] = {"result": result, "error": None if success else error}
+        if status is not None:
+            fields["status"] = status
+        if step is not None:
+            current = await self._current(device, command_id)
+            if current.state in TERMINAL:
+                return current
+            fields["steps"] = (*current.steps, step)
+        target = CommandState.SUCCEEDED if success else CommandState.FAILED
+        command = await self._transition(command_id, target, device=device, **fields)
+        return command or await self._current(device, command_id)
+
+    async def _current(self, device: Device, command_id: int) -> Command:
+        command = await self._hub.store.commands.get(command_id)
+        if command is None or command.device_id != device.id:
+            raise NotFound(f"command {command_id} not found for this device")
+        return command
+
+    async def _transition(self, command_id: int, target: CommandState, *,
+                          device: Device | None = None, **fields: Any) -> Command | None:
+        hub = self._hub
+        command = await hub.store.commands.transition(
+            command_id, target, now=hub.clock.now(),
+            device_id=device.id if device else None, **fields,
+        )
+        if command is not None:
+            await hub.command_changed(command, device)
+        return command
+
+    async def fire_deadline(self, command_id: int, expired: bool) -> None:
+        """Called by the sweeper when a delivery or execution deadline passes."""
+        if expired:
+            await self._transition(command_id, CommandState.EXPIRED,
+                                   error="not delivered before it expired")
+        else:
+            await self._transition(command_id, CommandState.TIMED_OUT,
+                                   error="no result within the timeout")
+
+
+def deadline_of(command: Command) -> datetime | None:
+    if command.delivered_at is None or command.timeout is None:
+        return None
+    return command.delivered_at + timedelta(seconds=command.timeout)

@@ -1,0 +1,188 @@
+"""Handing commands to devices: pushes to live sessions and wake-ups of parked polls.
+
+Per device, commands go out oldest first, and no more than the session's (or poll's)
+in-flight limit are outstanding at once. Each hand-over is a conditional transition in the
+store, so two nodes can never hand the same pending command over as new. A command only
+``sent`` (pushed, but not acknowledged) is re-sent on the next session: delivery is at
+least once, and devices deduplicate by command id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from tether.core.lifecycle import CommandState
+from tether.core.model import Command
+from tether.hub import metrics
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+
+log = logging.getLogger("tether.delivery")
+
+#: WebSocket close code for a session displaced by a newer one of the same device.
+CLOSE_REPLACED = 4001
+
+
+class DeviceSession(Protocol):
+    """A live, push-capable connection of one device (a WebSocket, for instance)."""
+
+    device_id: str
+    max_in_flight: int
+    #: Commands pushed on *this* session, so a re-send happens only on a new one.
+    pushed: set[int]
+
+    def push(self, command: Command) -> bool:
+        """Queue the command for sending without blocking; False if the queue is full."""
+        ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+Changed = Callable[[Command], Awaitable[None]]
+
+
+class Delivery:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self.sessions: dict[str, DeviceSession] = {}
+        self._pumping: set[str] = set()
+        self._again: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- live sessions ------------------------------------------------------------------
+
+    def attach(self, session: DeviceSession) -> None:
+        old = self.sessions.get(session.device_id)
+        self.sessions[session.device_id] = session
+        if old is not None and old is not session:
+            old.close(CLOSE_REPLACED, "replaced by a newer connection of the same device")
+        else:
+            self._hub.presence.session_opened(session.device_id)
+        metrics.DEVICE_SESSIONS.set(len(self.sessions))
+        self.notify(session.device_id)
+
+    def detach(self, session: DeviceSession) -> None:
+        if self.sessions.get(session.device_id) is session:
+            del self.sessions[session.device_id]
+            self._hub.presence.session_closed(session.device_id)
+            metrics.DEVICE_SESSIONS.set(len(self.sessions))
+
+    def notify(self, device_id: str) -> None:
+        """Something may be deliverable for the device, or in-flight capacity was freed."""
+        if device_id in self.sessions:
+            if device_id in self._pumping:
+                self._again.add(device_id)
+            else:
+                task = asyncio.create_task(self._pump(device_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        waiters = self._waiters.pop(device_id, None)
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _pump(self, device_id: str) -> None:
+        self._pumping.add(device_id)
+        try:
+            while True:
+                self._again.discard(device_id)
+                session = self.sessions.get(device_id)
+                if session is None:
+                    return
+                await self._push_due(session)
+                if device_id not in self._again:
+                    return
+        except Exception:
+            log.exception("delivery to %s failed; it resumes on the next event", device_id)
+        finally:
+            self._pumping.discard(device_id)
+
+    async def _push_due(self, session: DeviceSession) -> None:
+        hub = self._hub
+        index = hub.index
+        device_id = session.device_id
+        capacity = session.max_in_flight - index.in_flight(device_id)
+        for command_id in index.deliverable(device_id, hub.clock.now()):
+            entry = index.get(command_id)
+            if entry is None or command_id in session.pushed:
+                continue
+            resend = entry.state is CommandState.SENT
+            if not resend:
+                if capacity <= 0:
+                    break
+                capacity -= 1
+            command = await hub.commands.hand_over(device_id, command_id, CommandState.SENT)
+            if command is None:
+                continue
+            session.pushed.add(command_id)
+            if not session.push(command):
+                return  # the session closes itself as a slow consumer
+            if self.sessions.get(device_id) is not session:
+                return
+
+    # --- polling ------------------------------------------------------------------------
+
+    async def poll(self, device_id: str, *, limit: int, max_in_flight: int,
+                   wait: float) -> list[Command]:
+        """Hand over up to ``limit`` commands, parking up to ``wait`` seconds for one.
+
+        An empty poll touches only the in-memory index: no SQL.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            commands = await self._claim_for_poll(device_id, limit, max_in_flight)
+            remaining = deadline - loop.time()
+            if commands or remaining <= 0:
+                return commands
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(device_id, []).append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                return []
+            finally:
+                waiters = self._waiters.get(device_id)
+                if waiters is not None:
+                    with contextlib.suppress(ValueError):
+                        waiters.remove(waiter)
+                    if not waiters:
+                        del self._waiters[device_id]
+
+    async def _claim_for_poll(self, device_id: str, limit: int,
+                              max_in_flight: int) -> list[Command]:
+        hub = self._hub
+        index = hub.index
+        if not index.has_deliverable(device_id):
+            return []
+        ids = index.deliverable(device_id, hub.clock.now())
+        resends = sum(1 for i in ids if index.state(i) is CommandState.SENT)
+        capacity = min(limit, max_in_flight - index.in_flight(device_id) + resends)
+        handed: list[Command] = []
+        for command_id in ids:
+            if len(handed) >= capacity:
+                break
+            command = await hub.commands.hand_over(device_id, command_id,
+                                                   CommandState.DELIVERED)
+            if command is not None:
+                handed.append(command)
+        return handed
+
+    def parked(self, device_id: str) -> int:
+        return len(self._waiters.get(device_id, ()))
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close(1001, "server shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.cancel()

@@ -1,0 +1,329 @@
+"""Users, networks, device types, devices and API keys, with their access rules.
+
+Devices are cached in memory (they are read on every command, poll and credential check)
+and dropped from every node's cache by a ``DeviceChanged`` event whenever one changes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from tether.core.access import (
+    Action,
+    Principal,
+    PrincipalKind,
+    can_see_network,
+    require,
+    require_device,
+)
+from tether.core.errors import BadRequest, Forbidden, NotFound
+from tether.core.model import ApiKey, Device, DeviceType, Network, Role, User, UserStatus
+from tether.hub import secrets
+from tether.hub.events import DeviceChanged, UserChanged
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+
+DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class Directory:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._devices: dict[str, Device] = {}
+
+    # --- devices ---------------------------------------------------------------------------
+
+    async def device(self, device_id: str) -> Device | None:
+        """The device by id, from the cache when possible. No access check."""
+        device = self._devices.get(device_id)
+        if device is None:
+            device = await self._hub.store.devices.get(device_id)
+            if device is not None:
+                if len(self._devices) > 200_000:
+                    self._devices.clear()
+                self._devices[device_id] = device
+        return device
+
+    def forget_device(self, device_id: str) -> None:
+        self._devices.pop(device_id, None)
+
+    async def get_device(self, principal: Principal, device_id: str) -> Device:
+        return require_device(principal, Action.GET_DEVICE, await self.device(device_id),
+                              device_id)
+
+    async def list_devices(self, principal: Principal, **filters: Any) -> list[Device]:
+        require(principal, Action.GET_DEVICE)
+        return await self._hub.store.devices.list(principal=principal, **filters)
+
+    async def count_devices(self, principal: Principal, **filters: Any) -> int:
+        require(principal, Action.GET_DEVICE)
+        return await self._hub.store.devices.count(principal=principal, **filters)
+
+    async def create_device(self, principal: Principal, *, name: str, id: str | None = None,
+                            dialect: str = "native", network_id: int | None = None,
+                            type_id: int | None = None, owner_id: int | None = None,
+                            data: Any = None, blocked: bool = False,
+                            attributes: dict[str, Any] | None = None) -> Device:
+        require(principal, Action.REGISTER_DEVICE)
+        device_id = id or uuid.uuid4().hex
+        if not DEVICE_ID.match(device_id):
+            raise BadRequest("device id must be 1-128 characters of letters, digits and _.:@-")
+        if not name or len(name) > 128:
+            raise BadRequest("device name must be 1-128 characters")
+        await self._check_placement(principal, network_id, type_id)
+        if owner_id is None and not principal.is_admin:
+            owner_id = principal.user_id
+        now = self._hub.clock.now()
+        device = Device(id=device_id, name=name, dialect=dialect, network_id=network_id,
+                        type_id=type_id, owner_id=owner_id, data=data, blocked=blocked,
+                        attributes=attributes or {}, created_at=now, updated_at=now)
+        return await self._hub.store.devices.create(device)
+
+    async def update_device(self, principal: Principal, device_id: str,
+                            **fields: Any) -> Device:
+        require(principal, Action.REGISTER_DEVICE)
+        await self.get_device(principal, device_id)
+        if "network_id" in fields or "type_id" in fields:
+            await self._check_placement(principal, fields.get("network_id"),
+                                        fields.get("type_id"))
+        if "name" in fields and (not fields["name"] or len(fields["name"]) > 128):
+            raise BadRequest("device name must be 1-128 characters")
+        device = await self._hub.store.devices.update(device_id, now=self._hub.clock.now(),
+                                                      **fields)
+        if device is None:
+            raise NotFound(f"device {device_id!r} not found")
+        await self._device_changed(device_id)
+        return device
+
+    async def delete_device(self, principal: Principal, device_id: str) -> None:
+        require(principal, Action.REGISTER_DEVICE)
+        await self.get_device(principal, device_id)
+        await self._hub.store.devices.delete(device_id)
+        await self._device_changed(device_id, deleted=True)
+
+    async def issue_credential(self, principal: Principal, device_id: str) -> str:
+        """A new secret for the device; the previous one stops working. Shown once."""
+        secret = secrets.generate_secret()
+        await self.update_device(principal, device_id,
+                                 credential_hash=secrets.hash_secret(secret))
+        return secret
+
+    async def _device_changed(self, device_id: str, deleted: bool = False) -> None:
+        self.forget_device(device_id)
+        await self._hub.publish_directory(DeviceChanged(device_id=device_id, deleted=deleted))
+        if deleted:
+            session = self._hub.delivery.sessions.get(device_id)
+            if session is not None:
+                session.close(4004, "device deleted")
+
+    async def _check_placement(self, principal: Principal, network_id: int | None,
+                               type_id: int | None) -> None:
+        store = self._hub.store
+        if network_id is not None:
+            if not can_see_network(principal, network_id):
+                raise Forbidden(f"no access to network {network_id}")
+            if await store.networks.get(network_id) is None:
+                raise NotFound(f"network {network_id} not found")
+        if type_id is not None:
+            if principal.device_type_ids is not None and type_id not in principal.device_type_ids:
+                raise Forbidden(f"no access to device type {type_id}")
+            if await store.device_types.get(type_id) is None:
+                raise NotFound(f"device type {type_id} not found")
+
+    # --- networks and device types ------------------------------------------------------------
+
+    async def list_networks(self, principal: Principal, **filters: Any) -> list[Network]:
+        require(principal, Action.GET_NETWORK)
+        if principal.network_ids is not None:
+            filters["ids"] = principal.network_ids
+        return await self._hub.store.networks.list(**filters)
+
+    async def get_network(self, principal: Principal, network_id: int) -> Network:
+        require(principal, Action.GET_NETWORK)
+        network = await self._hub.store.networks.get(network_id)
+        if network is None or not can_see_network(principal, network_id):
+            if principal.is_admin:
+                raise NotFound(f"network {network_id} not found")
+            raise Forbidden(f"no access to network {network_id}")
+        return network
+
+    async def create_network(self, principal: Principal, *, name: str,
+                             description: str | None = None) -> Network:
+        require(principal, Action.MANAGE_NETWORK)
+        if not name:
+            raise BadRequest("network name is required")
+        return await self._hub.store.networks.create(name=name, description=description)
+
+    async def update_network(self, principal: Principal, network_id: int,
+                             **fields: Any) -> Network:
+        require(principal, Action.MANAGE_NETWORK)
+        network = await self._hub.store.networks.update(network_id, **fields)
+        if network is None:
+            raise NotFound(f"network {network_id} not found")
+        return network
+
+    async def delete_network(self, principal: Principal, network_id: int, *,
+                             force: bool = False) -> None:
+        require(principal, Action.MANAGE_NETWORK)
+        store = self._hub.store
+        if not force and await store.networks.device_count(network_id):
+            raise BadRequest(f"network {network_id} still has devices; use force to delete")
+        if not await store.networks.delete(network_id):
+            raise NotFound(f"network {network_id} not found")
+        self._devices.clear()
+
+    async def list_device_types(self, principal: Principal, **filters: Any) -> list[DeviceType]:
+        require(principal, Action.GET_DEVICE_TYPE)
+        if principal.device_type_ids is not None:
+            filters["ids"] = principal.device_type_ids
+        return await self._hub.store.device_types.list(**filters)
+
+    async def get_device_type(self, principal: Principal, type_id: int) -> DeviceType:
+        require(principal, Action.GET_DEVICE_TYPE)
+        found = await self._hub.store.device_types.get(type_id)
+        visible = principal.device_type_ids is None or type_id in principal.device_type_ids
+        if found is None or not visible:
+            if principal.is_admin:
+                raise NotFound(f"device type {type_id} not found")
+            raise Forbidden(f"no access to device type {type_id}")
+        return found
+
+    async def create_device_type(self, principal: Principal, *, name: str,
+                                 description: str | None = None) -> DeviceType:
+        require(principal, Action.MANAGE_DEVICE_TYPE)
+        if not name:
+            raise BadRequest("device type name is required")
+        return await self._hub.store.device_types.create(name=name, description=description)
+
+    async def update_device_type(self, principal: Principal, type_id: int,
+                                 **fields: Any) -> DeviceType:
+        require(principal, Action.MANAGE_DEVICE_TYPE)
+        found = await self._hub.store.device_types.update(type_id, **fields)
+        if found is None:
+            raise NotFound(f"device type {type_id} not found")
+        return found
+
+    async def delete_device_type(self, principal: Principal, type_id: int, *,
+                                 force: bool = False) -> None:
+        require(principal, Action.MANAGE_DEVICE_TYPE)
+        store = self._hub.store
+        if not force and await store.device_types.device_count(type_id):
+            raise BadRequest(f"device type {type_id} still has devices; use force to delete")
+        if not await store.device_types.delete(type_id):
+            raise NotFound(f"device type {type_id} not found")
+        self._devices.clear()
+
+    # --- users ---------------------------------------------------------------------------------
+
+    async def create_user(self, principal: Principal | None, *, login: str, password: str,
+                          role: Role = Role.CLIENT, data: Any = None,
+                          all_device_types: bool = True) -> User:
+        """Create a user; ``principal`` None is the bootstrap path (no caller yet)."""
+        if principal is not None:
+            require(principal, Action.MANAGE_USER)
+        if not LOGIN.match(login):
+            raise BadRequest("login must be 1-64 characters of letters, digits and _.@-")
+        if len(password) < 6:
+            raise BadRequest("password must be at least 6 characters")
+        return await self._hub.store.users.create(
+            login=login, role=role, password_hash=await secrets.hash_password(password),
+            now=self._hub.clock.now(), data=data, all_device_types=all_device_types)
+
+    async def get_user(self, principal: Principal, user_id: int) -> User:
+        if principal.user_id != user_id:
+            require(principal, Action.MANAGE_USER)
+        else:
+            require(principal, Action.GET_CURRENT_USER)
+        user = await self._hub.store.users.get(user_id)
+        if user is None:
+            raise NotFound(f"user {user_id} not found")
+        return user
+
+    async def list_users(self, principal: Principal, **filters: Any) -> list[User]:
+        require(principal, Action.MANAGE_USER)
+        return await self._hub.store.users.list(**filters)
+
+    async def update_user(self, principal: Principal, user_id: int, *,
+                          password: str | None = None, **fields: Any) -> User:
+        own = principal.user_id == user_id
+        require(principal, Action.UPDATE_CURRENT_USER if own else Action.MANAGE_USER)
+        if not principal.is_admin and ({"role", "status", "login"} & fields.keys()):
+            raise Forbidden("only an admin may change login, role or status")
+        if password is not None:
+            if len(password) < 6:
+                raise BadRequest("password must be at least 6 characters")
+            fields["password_hash"] = await secrets.hash_password(password)
+        user = await self._hub.store.users.update(user_id, **fields)
+        if user is None:
+            raise NotFound(f"user {user_id} not found")
+        await self._hub.publish_directory(UserChanged(user_id=user_id))
+        return user
+
+    async def delete_user(self, principal: Principal, user_id: int) -> None:
+        require(principal, Action.MANAGE_USER)
+        if not await self._hub.store.users.delete(user_id):
+            raise NotFound(f"user {user_id} not found")
+        await self._hub.publish_directory(UserChanged(user_id=user_id))
+
+    async def grant_network(self, principal: Principal, user_id: int, network_id: int,
+                            granted: bool = True) -> None:
+        require(principal, Action.MANAGE_USER)
+        store = self._hub.store
+        if await store.users.get(user_id) is None:
+            raise NotFound(f"user {user_id} not found")
+        if await store.networks.get(network_id) is None:
+            raise NotFound(f"network {network_id} not found")
+        if granted:
+            await store.users.add_network(user_id, network_id)
+        else:
+            await store.users.remove_network(user_id, network_id)
+        await self._hub.publish_directory(UserChanged(user_id=user_id))
+
+    # --- API keys -------------------------------------------------------------------------------
+
+    async def create_api_key(self, principal: Principal, *, name: str,
+                             user_id: int | None = None,
+                             expires_in: float | None = None) -> tuple[ApiKey, str]:
+        """A new API key for the caller (or, for an admin, any user). Shown once."""
+        require(principal, Action.MANAGE_TOKEN)
+        if principal.kind is not PrincipalKind.USER or principal.user_id is None:
+            raise Forbidden("only users hold API keys")
+        owner = user_id if user_id is not None else principal.user_id
+        if owner != principal.user_id:
+            require(principal, Action.MANAGE_USER)
+            if await self._hub.store.users.get(owner) is None:
+                raise NotFound(f"user {owner} not found")
+        if not name or len(name) > 128:
+            raise BadRequest("API key name must be 1-128 characters")
+        now = self._hub.clock.now()
+        key, prefix, secret = secrets.generate_api_key()
+        record = await self._hub.store.api_keys.create(
+            user_id=owner, name=name, prefix=prefix, secret_hash=secrets.hash_secret(secret),
+            now=now, expires_at=None if expires_in is None else now + timedelta(
+                seconds=expires_in))
+        return record, key
+
+    async def list_api_keys(self, principal: Principal, user_id: int | None = None) -> list[ApiKey]:
+        require(principal, Action.MANAGE_TOKEN)
+        if user_id is None and not principal.is_admin:
+            user_id = principal.user_id
+        if user_id != principal.user_id:
+            require(principal, Action.MANAGE_USER)
+        return await self._hub.store.api_keys.list(user_id=user_id)
+
+    async def revoke_api_key(self, principal: Principal, key_id: int) -> None:
+        require(principal, Action.MANAGE_TOKEN)
+        record = await self._hub.store.api_keys.get(key_id)
+        if record is None or (record.user_id != principal.user_id and not principal.is_admin):
+            raise NotFound(f"API key {key_id} not found")
+        await self._hub.store.api_keys.revoke(key_id)
+        self._hub.auth.forget_api_key(record.prefix)
+
+
+def is_active(user: User) -> bool:
+    return user.status is UserStatus.ACTIVE

@@ -1,0 +1,77 @@
+"""What travels on the bus, and on which channel.
+
+Every process subscribes to the command channel (it keeps the pending index and the
+deadlines current), and to the notification and presence channels only while it has local
+subscribers. Events carry a :class:`DeviceRef` so a subscriber's filter and visibility can
+be checked without a lookup.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from tether.core.model import Command, Device, Notification
+
+COMMANDS = "tether.commands"
+NOTIFICATIONS = "tether.notifications"
+PRESENCE = "tether.presence"
+DIRECTORY = "tether.directory"
+
+
+class DeviceRef(msgspec.Struct, frozen=True, array_like=True):
+    """The few device fields that filters and access rules look at."""
+
+    id: str
+    network_id: int | None = None
+    type_id: int | None = None
+    owner_id: int | None = None
+    dialect: str = "native"
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceRef:
+        return cls(device.id, device.network_id, device.type_id, device.owner_id, device.dialect)
+
+
+class CommandChanged(msgspec.Struct, frozen=True, tag="command"):
+    command: Command
+    device: DeviceRef
+    created: bool = False
+
+
+class NotificationPosted(msgspec.Struct, frozen=True, tag="notification"):
+    notification: Notification
+    device: DeviceRef
+
+
+class PresenceChanged(msgspec.Struct, frozen=True, tag="presence"):
+    device: DeviceRef
+    online: bool
+    at: datetime
+
+
+class DeviceChanged(msgspec.Struct, frozen=True, tag="device"):
+    """A device was changed or deleted elsewhere: drop it from caches."""
+
+    device_id: str
+    deleted: bool = False
+
+
+class UserChanged(msgspec.Struct, frozen=True, tag="user"):
+    user_id: int
+
+
+Event = CommandChanged | NotificationPosted | PresenceChanged | DeviceChanged | UserChanged
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(payload: bytes) -> Event:
+    event: Event = _decoder.decode(payload)
+    return event

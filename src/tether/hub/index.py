@@ -1,0 +1,108 @@
+"""The in-memory index of active commands, kept current by command events.
+
+It answers "does this device have anything to deliver?" and "how many are in flight?"
+without SQL, which is what makes an empty poll or an idle keepalive free. Only light
+entries are kept (ids, states, deadlines); full commands come back from the store's
+conditional update at the moment one is actually handed over.
+
+Events from several nodes may arrive out of order. A stale event can only make the index
+optimistic (claim finds nothing and corrects it), never lose a command: the store's
+conditional transitions have the last word.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState
+from tether.core.model import Command
+
+
+class Tracked:
+    __slots__ = ("delivered_at", "device_id", "expires_at", "id", "state", "timeout",
+                 "updated_at")
+
+    def __init__(self, command: Command) -> None:
+        self.id = command.id
+        self.device_id = command.device_id
+        self.state = command.state
+        self.updated_at = command.updated_at
+        self.expires_at = command.expires_at
+        self.delivered_at = command.delivered_at
+        self.timeout = command.timeout
+
+
+class CommandIndex:
+    def __init__(self) -> None:
+        self._by_id: dict[int, Tracked] = {}
+        # Per device, ids in arrival order; dicts keep insertion order and O(1) removal.
+        self._deliverable: dict[str, dict[int, None]] = {}
+        self._in_flight: dict[str, set[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, command_id: int) -> Tracked | None:
+        return self._by_id.get(command_id)
+
+    def apply(self, command: Command) -> Tracked | None:
+        """Record the command's new state; returns the tracked entry (None once finished)."""
+        old = self._by_id.get(command.id)
+        if old is not None:
+            if command.updated_at < old.updated_at:
+                return old  # stale event from another node
+            self._unlink(old)
+        if command.state in TERMINAL:
+            self._by_id.pop(command.id, None)
+            return None
+        entry = Tracked(command)
+        self._by_id[command.id] = entry
+        if entry.state in DELIVERABLE:
+            self._deliverable.setdefault(entry.device_id, {})[entry.id] = None
+        if entry.state in IN_FLIGHT:
+            self._in_flight.setdefault(entry.device_id, set()).add(entry.id)
+        return entry
+
+    def forget(self, command_id: int) -> None:
+        entry = self._by_id.pop(command_id, None)
+        if entry is not None:
+            self._unlink(entry)
+
+    def _unlink(self, entry: Tracked) -> None:
+        pending = self._deliverable.get(entry.device_id)
+        if pending is not None:
+            pending.pop(entry.id, None)
+            if not pending:
+                del self._deliverable[entry.device_id]
+        flying = self._in_flight.get(entry.device_id)
+        if flying is not None:
+            flying.discard(entry.id)
+            if not flying:
+                del self._in_flight[entry.device_id]
+
+    def has_deliverable(self, device_id: str) -> bool:
+        return device_id in self._deliverable
+
+    def deliverable(self, device_id: str, now: datetime) -> list[int]:
+        """Ids to hand over, oldest first, skipping any whose delivery deadline passed."""
+        ids = self._deliverable.get(device_id)
+        if not ids:
+            return []
+        live = [i for i in ids if not _past(self._by_id[i].expires_at, now)]
+        live.sort()
+        return live
+
+    def in_flight(self, device_id: str) -> int:
+        flying = self._in_flight.get(device_id)
+        return len(flying) if flying else 0
+
+    def in_flight_ids(self, device_id: str) -> list[int]:
+        return sorted(self._in_flight.get(device_id, ()))
+
+    def state(self, command_id: int) -> CommandState | None:
+        entry = self._by_id.get(command_id)
+        return entry.state if entry else None
+
+
+def _past(deadline: datetime | None, now: datetime) -> bool:
+    return deadline is not None and deadline <= now

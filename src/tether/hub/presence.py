@@ -1,0 +1,77 @@
+"""Online/offline from activity, with ``last_seen`` written behind in batches.
+
+A device with a live session (WebSocket) is online while connected. A polling device is
+online while it keeps polling, and goes offline after its dialect's inactivity timeout.
+Activity costs a dict write; the store sees ``last_seen`` only every few seconds, in one
+batched statement for all devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from tether.core.clock import Clock
+
+OnChange = Callable[[str, bool, datetime], None]
+
+
+class Presence:
+    def __init__(self, clock: Clock, *, default_timeout: float, on_change: OnChange) -> None:
+        self._clock = clock
+        self._default_timeout = default_timeout
+        self._on_change = on_change
+        self._sessions: dict[str, int] = {}
+        # device id -> (monotonic time of last activity, inactivity timeout)
+        self._polling: dict[str, tuple[float, float]] = {}
+        self._dirty: dict[str, datetime] = {}
+
+    def is_online(self, device_id: str) -> bool:
+        return device_id in self._sessions or device_id in self._polling
+
+    def online_count(self) -> int:
+        return len(self._sessions.keys() | self._polling.keys())
+
+    def session_opened(self, device_id: str) -> None:
+        was_online = self.is_online(device_id)
+        self._sessions[device_id] = self._sessions.get(device_id, 0) + 1
+        self._seen(device_id, was_online)
+
+    def session_closed(self, device_id: str) -> None:
+        count = self._sessions.get(device_id, 0) - 1
+        if count > 0:
+            self._sessions[device_id] = count
+            return
+        self._sessions.pop(device_id, None)
+        now = self._clock.now()
+        self._dirty[device_id] = now
+        if device_id not in self._polling:
+            self._on_change(device_id, False, now)
+
+    def activity(self, device_id: str, timeout: float | None = None) -> None:
+        """The device did something (poll, message, keepalive)."""
+        was_online = self.is_online(device_id)
+        if device_id not in self._sessions:
+            self._polling[device_id] = (self._clock.monotonic(), timeout or self._default_timeout)
+        self._seen(device_id, was_online)
+
+    def _seen(self, device_id: str, was_online: bool) -> None:
+        now = self._clock.now()
+        self._dirty[device_id] = now
+        if not was_online:
+            self._on_change(device_id, True, now)
+
+    def sweep(self) -> list[str]:
+        """Mark silent polling devices offline; returns their ids."""
+        mono = self._clock.monotonic()
+        gone = [d for d, (last, timeout) in self._polling.items() if mono - last > timeout]
+        now = self._clock.now()
+        for device_id in gone:
+            del self._polling[device_id]
+            if device_id not in self._sessions:
+                self._on_change(device_id, False, now)
+        return gone
+
+    def take_dirty(self) -> dict[str, datetime]:
+        dirty, self._dirty = self._dirty, {}
+        return dirty

@@ -1,0 +1,281 @@
+"""The hub's service facade: the one entry point for every API and dialect.
+
+:class:`Hub` owns this process's live state (pending index, deadlines, presence, device
+sessions, subscriptions) and keeps it current from bus events, so every node sees every
+command change. Work is grouped by topic behind attributes::
+
+    hub.auth           credentials -> principals, tokens, bootstrap admin
+    hub.directory      users, networks, device types, devices, API keys
+    hub.commands       create / get / cancel / wait; hand-over, progress, results
+    hub.notifications  post (batched), list
+    hub.twins          device state, config revisions, firmware targets
+    hub.delivery       live device sessions and parked polls
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from tether.bus import Bus
+from tether.core.access import Action, Principal, require, require_device
+from tether.core.clock import Clock, SystemClock
+from tether.core.filters import EventFilter
+from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL
+from tether.core.model import Command, Device, Notification
+from tether.hub import events, metrics
+from tether.hub.auth import Auth
+from tether.hub.commands import Commands, deadline_of
+from tether.hub.delivery import Delivery
+from tether.hub.directory import Directory
+from tether.hub.events import (
+    CommandChanged,
+    DeviceChanged,
+    DeviceRef,
+    NotificationPosted,
+    PresenceChanged,
+    UserChanged,
+)
+from tether.hub.index import CommandIndex
+from tether.hub.notifications import Notifications
+from tether.hub.presence import Presence
+from tether.hub.subscriptions import Sink, Subscription, SubscriptionRegistry, Topic
+from tether.hub.sweeper import Deadline, Sweeper
+from tether.hub.twins import Twins
+from tether.settings import Settings
+from tether.store import Store
+
+log = logging.getLogger("tether.hub")
+
+_TOPIC_CHANNEL = {
+    Topic.NOTIFICATION: events.NOTIFICATIONS,
+    Topic.PRESENCE: events.PRESENCE,
+}
+_TOPIC_ACTION = {
+    Topic.NOTIFICATION: Action.GET_DEVICE_NOTIFICATION,
+    Topic.COMMAND: Action.GET_DEVICE_COMMAND,
+    Topic.COMMAND_UPDATE: Action.GET_DEVICE_COMMAND,
+    Topic.PRESENCE: Action.GET_DEVICE,
+}
+
+
+class Hub:
+    def __init__(self, store: Store, bus: Bus, settings: Settings,
+                 clock: Clock | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.node_id = bus.node_id or uuid.uuid4().hex
+        self.index = CommandIndex()
+        self.subscriptions = SubscriptionRegistry()
+        self.presence = Presence(self.clock, default_timeout=settings.presence_timeout,
+                                 on_change=self._presence_changed)
+        self.sweeper = Sweeper(self.clock, self._deadline_due)
+        self.auth = Auth(self)
+        self.directory = Directory(self)
+        self.commands = Commands(self)
+        self.notifications = Notifications(self)
+        self.twins = Twins(self)
+        self.delivery = Delivery(self)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background_tasks: set[asyncio.Task[None]] = set()
+        self._bus_channels: set[str] = set()
+        self.started = False
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.bus.start()
+        await self.bus.subscribe(events.COMMANDS, self._on_bus)
+        await self.bus.subscribe(events.DIRECTORY, self._on_bus)
+        await self.auth.start()
+        await self._rebuild()
+        self.sweeper.start()
+        self.notifications.start()
+        self._tasks = [
+            asyncio.create_task(self._every(1.0, self._sweep_presence), name="tether-presence"),
+            asyncio.create_task(self._every(self.settings.write_behind_interval,
+                                            self._flush_last_seen), name="tether-last-seen"),
+            asyncio.create_task(self._every(600.0, self._prune), name="tether-retention"),
+        ]
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        await self.delivery.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.sweeper.stop()
+        await self.notifications.stop()
+        with contextlib.suppress(Exception):
+            await self._flush_last_seen()
+        await self.bus.close()
+
+    async def _rebuild(self) -> None:
+        """Re-arm everything in flight from the store: a restart leaves nothing stuck."""
+        now = self.clock.now()
+        for command in await self.store.commands.expire_due(now):
+            await self._publish(CommandChanged(command, await self._ref(command.device_id)))
+        for command in await self.store.commands.active():
+            self._track(command)
+        log.info("re-armed %d active commands", len(self.index))
+
+    async def ready(self) -> None:
+        """Raise ``Unavailable`` unless the store and the bus answer."""
+        await self.store.ping()
+        await self.bus.ping()
+
+    @staticmethod
+    async def _every(seconds: float, job: Any) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+    # --- events ----------------------------------------------------------------------------
+
+    async def _publish(self, event: events.Event, channel: str = events.COMMANDS) -> None:
+        await self.bus.publish(channel, self.node_id.encode() + b"|" + events.encode(event))
+
+    def _on_bus(self, channel: str, payload: bytes) -> None:
+        origin, _, body = payload.partition(b"|")
+        if origin == self.node_id.encode():
+            return  # already applied locally, before publishing
+        try:
+            event = events.decode(body)
+        except Exception:
+            log.exception("undecodable event on %s", channel)
+            return
+        if isinstance(event, CommandChanged):
+            self._apply_command(event.command, event.device, event.created)
+        elif isinstance(event, NotificationPosted):
+            self._fan_out_notification(event.notification, event.device)
+        elif isinstance(event, PresenceChanged):
+            self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
+        elif isinstance(event, DeviceChanged):
+            self.directory.forget_device(event.device_id)
+        elif isinstance(event, UserChanged):
+            self.auth.forget_user(event.user_id)
+
+    async def publish_directory(self, event: DeviceChanged | UserChanged) -> None:
+        if isinstance(event, UserChanged):
+            self.auth.forget_user(event.user_id)
+        await self._publish(event, events.DIRECTORY)
+
+    async def _ref(self, device_id: str, device: Device | None = None) -> DeviceRef:
+        device = device or await self.directory.device(device_id)
+        return DeviceRef.of(device) if device else DeviceRef(device_id)
+
+    async def command_changed(self, command: Command, device: Device | None = None,
+                              created: bool = False) -> None:
+        """Apply a stored command change here, then tell the other nodes."""
+        ref = await self._ref(command.device_id, device)
+        self._apply_command(command, ref, created)
+        await self._publish(CommandChanged(command, ref, created))
+
+    def _apply_command(self, command: Command, device: DeviceRef, created: bool) -> None:
+        self._track(command)
+        if command.state in DELIVERABLE or command.state in TERMINAL:
+            # New work, or in-flight capacity freed by a finished command.
+            self.delivery.notify(command.device_id)
+        if command.state in TERMINAL:
+            metrics.COMMANDS_FINISHED.labels(command.state.value).inc()
+            self.commands.resolve_waiters(command)
+        topic = Topic.COMMAND if created else Topic.COMMAND_UPDATE
+        self.subscriptions.dispatch(topic, device, command.name, command)
+
+    def _track(self, command: Command) -> None:
+        entry = self.index.apply(command)
+        if entry is None:
+            return
+        if command.state in DELIVERABLE and command.expires_at is not None:
+            self.sweeper.arm(command.expires_at, command.id, Deadline.EXPIRE)
+        if command.state in EXECUTING:
+            deadline = deadline_of(command)
+            if deadline is not None:
+                self.sweeper.arm(deadline, command.id, Deadline.TIMEOUT)
+
+    async def _deadline_due(self, command_id: int, kind: Deadline) -> None:
+        state = self.index.state(command_id)
+        if kind is Deadline.EXPIRE and state in DELIVERABLE:
+            await self.commands.fire_deadline(command_id, expired=True)
+        elif kind is Deadline.TIMEOUT and state in EXECUTING:
+            await self.commands.fire_deadline(command_id, expired=False)
+
+    async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
+        self.presence.activity(notification.device_id)
+        self._fan_out_notification(notification, device)
+        if events.NOTIFICATIONS in self._bus_channels or self.settings.bus != "memory":
+            await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
+
+    def _fan_out_notification(self, notification: Notification, device: DeviceRef) -> None:
+        self.subscriptions.dispatch(Topic.NOTIFICATION, device, notification.name, notification)
+
+    def _presence_changed(self, device_id: str, online: bool, at: datetime) -> None:
+        metrics.DEVICES_ONLINE.set(self.presence.online_count())
+        if not self.subscriptions.count(Topic.PRESENCE) and self.settings.bus == "memory":
+            return
+        task = asyncio.get_running_loop().create_task(self._announce(device_id, online, at))
+        self._background(task)
+
+    async def _announce(self, device_id: str, online: bool, at: datetime) -> None:
+        event = PresenceChanged(await self._ref(device_id), online, at)
+        self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
+        await self._publish(event, events.PRESENCE)
+
+    def _background(self, task: asyncio.Task[None]) -> None:
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    async def subscribe(self, principal: Principal, topic: Topic, filter: EventFilter,
+                        sink: Sink, tag: Any = None) -> Subscription:
+        """Start delivering matching events of ``topic`` to ``sink``."""
+        require(principal, _TOPIC_ACTION[topic])
+        for device_id in filter.device_ids or ():
+            require_device(principal, _TOPIC_ACTION[topic], await self.directory.device(device_id),
+                           device_id)
+        sub = self.subscriptions.add(topic, principal, filter, sink, tag)
+        channel = _TOPIC_CHANNEL.get(topic)
+        if channel is not None and channel not in self._bus_channels:
+            self._bus_channels.add(channel)
+            await self.bus.subscribe(channel, self._on_bus)
+        metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
+        return sub
+
+    async def unsubscribe(self, subscription_id: int) -> Subscription | None:
+        sub = self.subscriptions.remove(subscription_id)
+        if sub is not None:
+            channel = _TOPIC_CHANNEL.get(sub.topic)
+            if channel is not None and channel in self._bus_channels and \
+                    not self.subscriptions.count(sub.topic):
+                self._bus_channels.discard(channel)
+                await self.bus.unsubscribe(channel, self._on_bus)
+        metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
+        return sub
+
+    # --- periodic jobs -----------------------------------------------------------------------
+
+    async def _sweep_presence(self) -> None:
+        self.presence.sweep()
+
+    async def _flush_last_seen(self) -> None:
+        dirty = self.presence.take_dirty()
+        if dirty:
+            await self.store.devices.write_last_seen(dirty)
+
+    async def _prune(self) -> None:
+        removed = await self.notifications.prune()
+        if removed:
+            log.info("retention removed %d notifications", removed)

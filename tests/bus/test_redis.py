@@ -1,0 +1,223 @@
+"""Redis-only behaviour: two processes ("nodes") on one Redis, and surviving a drop.
+
+Each test builds two ``RedisBus`` instances, which is exactly what two worker processes
+are to Redis: separate connections with separate node ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from tether.bus import RedisBus
+from tether.core.errors import Unavailable
+
+pytestmark = pytest.mark.redis
+
+END = b"<end>"
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain client for looking at (and breaking) the bus's connections."""
+    async with aioredis.from_url(redis_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def nodes(redis_url: str) -> AsyncIterator[Callable[..., Awaitable[RedisBus]]]:
+    made: list[RedisBus] = []
+
+    async def node(**kwargs: object) -> RedisBus:
+        bus = RedisBus(redis_url, **kwargs)  # type: ignore[arg-type]
+        made.append(bus)
+        await bus.start()
+        return bus
+
+    yield node
+    for bus in made:
+        await bus.close()
+
+
+async def numsub(client: aioredis.Redis, channel: str) -> int:
+    ((_, count),) = await client.pubsub_numsub(channel)
+    return int(count)
+
+
+async def kill_subscriber(client: aioredis.Redis, bus: RedisBus) -> None:
+    """Close ``bus``'s pub/sub connection from the server side.
+
+    ``CLIENT KILL TYPE pubsub`` narrowed by ID: killing every pub/sub client would also
+    cut any other test run sharing this Redis. The bus names its connections, which is
+    how we find the right one.
+    """
+    name = f"tether-bus-sub:{bus.node_id}"
+    clients = [c for c in await client.client_list(_type="pubsub") if c["name"] == name]
+    assert len(clients) == 1, clients
+    killed = await client.execute_command("CLIENT KILL", "TYPE", "pubsub", "ID", clients[0]["id"])
+    assert killed == 1
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
+    """Poll a server-side condition (there is no event to wait on for those)."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.005)
+
+
+async def test_message_from_one_node_reaches_the_other(nodes, channel, collector):
+    a, b = await nodes(node_id="a"), await nodes(node_id="b")
+    ch, got_a, got_b = channel("x"), collector(), collector()
+    await a.subscribe(ch, got_a)
+    await b.subscribe(ch, got_b)
+    await b.publish(ch, b"\x00from b\xff")
+    assert await got_a.wait_for(1) == [(ch, b"\x00from b\xff")]
+    assert await got_b.wait_for(1) == [(ch, b"\x00from b\xff")]  # the publisher's own too
+
+
+async def test_cross_node_order_under_concurrent_publishing(nodes, channel, collector):
+    a, b = await nodes(), await nodes()
+    ch, got = channel("order"), collector()
+    await a.subscribe(ch, got)
+    expected = [i.to_bytes(4, "big") for i in range(1000)]
+    await asyncio.gather(*(b.publish(ch, payload) for payload in expected))
+    await got.wait_for(1000)
+    assert got.payloads == expected
+
+
+async def test_last_unsubscribe_removes_the_redis_subscription(
+    nodes, client, channel, collector
+):
+    a, b = await nodes(), await nodes()
+    ch, first, second, other_node = channel("numsub"), collector(), collector(), collector()
+    await a.subscribe(ch, first)
+    await a.subscribe(ch, second)
+    await b.subscribe(ch, other_node)
+    assert await numsub(client, ch) == 2  # one per node, however many local handlers
+    await a.unsubscribe(ch, first)
+    assert await numsub(client, ch) == 2
+    await a.unsubscribe(ch, second)
+    assert await numsub(client, ch) == 1  # only b's is left
+    await b.publish(ch, END)
+    await other_node.wait_for(1)
+    assert first.messages == second.messages == []
+
+
+async def test_reconnects_and_resubscribes_after_the_connection_is_killed(
+    nodes, client, channel, collector, caplog
+):
+    a, b = await nodes(), await nodes()
+    kept, dropped, got, gone = channel("kept"), channel("dropped"), collector(), collector()
+    await a.subscribe(kept, got)
+    await a.subscribe(dropped, gone)
+    await a.unsubscribe(dropped, gone)
+    await b.publish(kept, b"before")
+    await got.wait_for(1)
+
+    with caplog.at_level(logging.DEBUG, logger="tether.bus"):
+        await kill_subscriber(client, a)
+        assert await numsub(client, kept) == 0
+        await until(lambda: numsub_is(client, kept, 1))
+        await b.publish(kept, b"after")
+        await got.wait_for(2)
+
+    assert got.payloads == [b"before", b"after"]
+    assert await numsub(client, dropped) == 0  # not re-subscribed: no local handler
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "lost the Redis subscriber connection" in warnings[0].getMessage()
+    await a.ping()
+
+
+async def test_subscription_changes_during_an_outage_are_applied_on_reconnect(
+    nodes, client, channel, collector
+):
+    a, b = await nodes(), await nodes()
+    old, new, got_old, got_new = channel("old"), channel("new"), collector(), collector()
+    await a.subscribe(old, got_old)
+    await kill_subscriber(client, a)
+    # Whether or not the reader has noticed yet, the end state must be right.
+    await a.unsubscribe(old, got_old)
+    await a.subscribe(new, got_new)
+    await until(lambda: numsub_is(client, new, 1))
+    assert await numsub(client, old) == 0
+    await b.publish(new, END)
+    await got_new.wait_for(1)
+
+
+async def test_a_failing_reconnect_is_retried_with_backoff_and_logged_once(
+    nodes, client, channel, collector, caplog, monkeypatch
+):
+    a, b = await nodes(backoff_initial=0.01, backoff_max=0.04), await nodes()
+    ch, got = channel("retry"), collector()
+    await a.subscribe(ch, got)
+
+    real_open_link, failures = a._open_link, []
+
+    async def flaky_open_link() -> list[asyncio.Future[None]]:
+        if len(failures) < 4:
+            failures.append(1)
+            raise RedisConnectionError("simulated: Redis is down")
+        return await real_open_link()
+
+    monkeypatch.setattr(a, "_open_link", flaky_open_link)
+    with caplog.at_level(logging.DEBUG, logger="tether.bus"):
+        await kill_subscriber(client, a)
+        with pytest.raises(Unavailable, match="subscriber connection is down"):
+            await until(lambda: ping_ok(a))  # ping tells the truth during the outage
+        await until(lambda: numsub_is(client, ch, 1))
+        await b.publish(ch, END)
+        await got.wait_for(1)
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(failures) == 4
+    assert sum("reconnect attempt" in m for m in messages) == 4  # DEBUG, per retry
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # one per outage
+    assert sum("restored" in m for m in messages) == 1
+
+
+async def test_health_check_ping_keeps_an_idle_link_up(nodes, channel, collector, caplog):
+    a, b = await nodes(health_check_interval=0.02), await nodes()
+    ch, got = channel("idle"), collector()
+    await a.subscribe(ch, got)
+    with caplog.at_level(logging.WARNING, logger="tether.bus"):
+        await asyncio.sleep(0.15)  # several silent intervals, each answered by a PONG
+        await b.publish(ch, END)
+        await got.wait_for(1)
+    assert caplog.records == []
+
+
+async def test_unreachable_redis_is_unavailable(channel, collector):
+    bus = RedisBus("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    try:
+        with pytest.raises(Unavailable):
+            await bus.start()
+        with pytest.raises(Unavailable):
+            await bus.publish(channel("x"), b"x")
+        with pytest.raises(Unavailable):
+            await bus.ping()
+        await bus.subscribe(channel("x"), collector())  # recorded for a later start()
+    finally:
+        await bus.close()
+
+
+async def test_connections_are_named_after_the_node(nodes, client):
+    bus = await nodes(node_id="node 7/α")
+    await bus.ping()
+    names = {c["name"] for c in await client.client_list()}
+    assert {"tether-bus-sub:node_7__", "tether-bus-pub:node_7__"} <= names
+
+
+async def numsub_is(client: aioredis.Redis, channel: str, count: int) -> bool:
+    return await numsub(client, channel) == count
+
+
+async def ping_ok(bus: RedisBus) -> bool:
+    await bus.ping()
+    return False  # keep polling until ping raises
