@@ -75,14 +75,13 @@ class Settings(BaseSettings):
     )
 
     # --- notifications ---------------------------------------------------------------------
-    notification_flush_interval: float = Field(
-        0.005, gt=0, description="Longest a notification waits for its batch insert, seconds."
-    )
     notification_batch_size: int = Field(1000, ge=1, description="Rows per batched insert.")
     notification_queue_size: int = Field(
         100_000, ge=1, description="Notifications buffered before posting is refused."
     )
-    notification_retention_days: float = Field(30.0, gt=0, description="Age limit of stored notifications.")
+    notification_retention_days: float = Field(
+        30.0, gt=0, description="Age limit of stored notifications."
+    )
     notification_retention_count: int = Field(
         10_000, ge=1, description="Per-device count limit of stored notifications."
     )

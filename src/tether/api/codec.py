@@ -69,17 +69,34 @@ class CommandView(Wire, kw_only=True):
 
 
 def step_view(step: CommandStep) -> StepView:
-    return StepView(name=step.name, state=step.state, description=step.description,
-                    time=step.time, data=step.data)
+    return StepView(
+        name=step.name,
+        state=step.state,
+        description=step.description,
+        time=step.time,
+        data=step.data,
+    )
 
 
 def command_view(c: Command) -> CommandView:
     return CommandView(
-        id=c.id, device_id=c.device_id, name=c.name, parameters=c.parameters,
-        state=c.state.value, status=c.status, result=c.result, error=c.error,
-        steps=[step_view(s) for s in c.steps], ref=c.ref, created_by=c.created_by,
-        created_at=c.created_at, updated_at=c.updated_at, sent_at=c.sent_at,
-        delivered_at=c.delivered_at, completed_at=c.completed_at, expires_at=c.expires_at,
+        id=c.id,
+        device_id=c.device_id,
+        name=c.name,
+        parameters=c.parameters,
+        state=c.state.value,
+        status=c.status,
+        result=c.result,
+        error=c.error,
+        steps=[step_view(s) for s in c.steps],
+        ref=c.ref,
+        created_by=c.created_by,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+        sent_at=c.sent_at,
+        delivered_at=c.delivered_at,
+        completed_at=c.completed_at,
+        expires_at=c.expires_at,
         timeout=c.timeout,
     )
 
@@ -93,8 +110,9 @@ class NotificationView(Wire, kw_only=True):
 
 
 def notification_view(n: Notification) -> NotificationView:
-    return NotificationView(id=n.id, device_id=n.device_id, name=n.name,
-                            parameters=n.parameters, timestamp=n.timestamp)
+    return NotificationView(
+        id=n.id, device_id=n.device_id, name=n.name, parameters=n.parameters, timestamp=n.timestamp
+    )
 
 
 class DeviceView(Wire, kw_only=True):
@@ -115,11 +133,22 @@ class DeviceView(Wire, kw_only=True):
 
 
 def device_view(d: Device, online: bool | None = None) -> DeviceView:
-    return DeviceView(id=d.id, name=d.name, dialect=d.dialect, network_id=d.network_id,
-                      type_id=d.type_id, owner_id=d.owner_id, data=d.data, blocked=d.blocked,
-                      attributes=d.attributes, has_credential=d.credential_hash is not None,
-                      created_at=d.created_at, updated_at=d.updated_at, last_seen=d.last_seen,
-                      online=online)
+    return DeviceView(
+        id=d.id,
+        name=d.name,
+        dialect=d.dialect,
+        network_id=d.network_id,
+        type_id=d.type_id,
+        owner_id=d.owner_id,
+        data=d.data,
+        blocked=d.blocked,
+        attributes=d.attributes,
+        has_credential=d.credential_hash is not None,
+        created_at=d.created_at,
+        updated_at=d.updated_at,
+        last_seen=d.last_seen,
+        online=online,
+    )
 
 
 class UserView(Wire, kw_only=True):
@@ -136,11 +165,18 @@ class UserView(Wire, kw_only=True):
 
 
 def user_view(u: User) -> UserView:
-    return UserView(id=u.id, login=u.login, role=u.role.value, status=u.status.value,
-                    data=u.data, network_ids=list(u.network_ids),
-                    device_type_ids=list(u.device_type_ids),
-                    all_device_types=u.all_device_types, created_at=u.created_at,
-                    last_login=u.last_login)
+    return UserView(
+        id=u.id,
+        login=u.login,
+        role=u.role.value,
+        status=u.status.value,
+        data=u.data,
+        network_ids=list(u.network_ids),
+        device_type_ids=list(u.device_type_ids),
+        all_device_types=u.all_device_types,
+        created_at=u.created_at,
+        last_login=u.last_login,
+    )
 
 
 class NetworkView(Wire, kw_only=True):
@@ -167,9 +203,17 @@ class ApiKeyView(Wire, kw_only=True):
 
 
 def api_key_view(k: ApiKey, key: str | None = None) -> ApiKeyView:
-    return ApiKeyView(id=k.id, user_id=k.user_id, name=k.name, prefix=k.prefix,
-                      created_at=k.created_at, expires_at=k.expires_at,
-                      last_used_at=k.last_used_at, revoked=k.revoked, key=key)
+    return ApiKeyView(
+        id=k.id,
+        user_id=k.user_id,
+        name=k.name,
+        prefix=k.prefix,
+        created_at=k.created_at,
+        expires_at=k.expires_at,
+        last_used_at=k.last_used_at,
+        revoked=k.revoked,
+        key=key,
+    )
 
 
 class StateView(Wire, kw_only=True):
@@ -181,8 +225,13 @@ class StateView(Wire, kw_only=True):
 
 
 def state_view(s: DeviceState) -> StateView:
-    return StateView(device_id=s.device_id, reported=s.reported, desired=s.desired,
-                     version=s.version, updated_at=s.updated_at)
+    return StateView(
+        device_id=s.device_id,
+        reported=s.reported,
+        desired=s.desired,
+        version=s.version,
+        updated_at=s.updated_at,
+    )
 
 
 class ConfigView(Wire, kw_only=True):
@@ -195,9 +244,14 @@ class ConfigView(Wire, kw_only=True):
 
 
 def config_view(c: ConfigRevision) -> ConfigView:
-    return ConfigView(id=c.id, document=c.document, device_id=c.device_id,
-                      device_type_id=c.device_type_id, created_by=c.created_by,
-                      created_at=c.created_at)
+    return ConfigView(
+        id=c.id,
+        document=c.document,
+        device_id=c.device_id,
+        device_type_id=c.device_type_id,
+        created_by=c.created_by,
+        created_at=c.created_at,
+    )
 
 
 class FirmwareView(Wire, kw_only=True):
@@ -212,9 +266,16 @@ class FirmwareView(Wire, kw_only=True):
 
 
 def firmware_view(f: FirmwareTarget) -> FirmwareView:
-    return FirmwareView(id=f.id, version=f.version, url=f.url, size=f.size, sha256=f.sha256,
-                        device_id=f.device_id, device_type_id=f.device_type_id,
-                        created_at=f.created_at)
+    return FirmwareView(
+        id=f.id,
+        version=f.version,
+        url=f.url,
+        size=f.size,
+        sha256=f.sha256,
+        device_id=f.device_id,
+        device_type_id=f.device_type_id,
+        created_at=f.created_at,
+    )
 
 
 class ErrorBody(Wire, kw_only=True):
@@ -411,8 +472,9 @@ class PingFrame(DeviceFrame, tag="ping", kw_only=True):
     pass
 
 
-DeviceInbound = HelloFrame | AckFrame | ProgressFrame | ResultFrame | NotifyFrame | StateFrame \
-    | PingFrame
+DeviceInbound = (
+    HelloFrame | AckFrame | ProgressFrame | ResultFrame | NotifyFrame | StateFrame | PingFrame
+)
 
 
 # --- the client WebSocket (/api/v1/ws) ------------------------------------------------------------
@@ -459,8 +521,15 @@ class ClientPingFrame(ClientFrame, tag="ping", kw_only=True):
     pass
 
 
-ClientInbound = AuthenticateFrame | CommandCreateFrame | CommandGetFrame | CommandCancelFrame \
-    | SubscribeFrame | UnsubscribeFrame | ClientPingFrame
+ClientInbound = (
+    AuthenticateFrame
+    | CommandCreateFrame
+    | CommandGetFrame
+    | CommandCancelFrame
+    | SubscribeFrame
+    | UnsubscribeFrame
+    | ClientPingFrame
+)
 
 
 # --- server -> peer frames ---------------------------------------------------------------

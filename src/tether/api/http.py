@@ -32,13 +32,15 @@ def hub_of(request: web.Request) -> Hub:
 
 
 def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=encoder.encode(body), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        body=encoder.encode(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 def error_response(error: TetherError) -> web.Response:
-    body = ErrorView(error=ErrorBody(code=error.code, message=error.message,
-                                     details=error.details or None))
+    body = ErrorView(
+        error=ErrorBody(code=error.code, message=error.message, details=error.details or None)
+    )
     return json(body, status=error.status)
 
 
@@ -64,8 +66,9 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
         raise decode_error(error) from None
 
 
-def query_int(request: web.Request, name: str, default: int, *, low: int = 0,
-              high: int = 1_000_000) -> int:
+def query_int(
+    request: web.Request, name: str, default: int, *, low: int = 0, high: int = 1_000_000
+) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -78,8 +81,9 @@ def query_int(request: web.Request, name: str, default: int, *, low: int = 0,
     return value
 
 
-def query_float(request: web.Request, name: str, default: float, *, low: float = 0.0,
-                high: float = 1e9) -> float:
+def query_float(
+    request: web.Request, name: str, default: float, *, low: float = 0.0, high: float = 1e9
+) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -122,9 +126,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = error.reason.lower().replace(" ", "_")
         body = ErrorView(error=ErrorBody(code=code, message=error.reason))
-        return json(body, status=error.status, headers={
-            k: v for k, v in error.headers.items() if k.lower() in ("allow",)})
+        return json(
+            body,
+            status=error.status,
+            headers={k: v for k, v in error.headers.items() if k.lower() in ("allow",)},
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json(ErrorView(error=ErrorBody(code="internal_error",
-                                              message="internal server error")), status=500)
+        return json(
+            ErrorView(error=ErrorBody(code="internal_error", message="internal server error")),
+            status=500,
+        )

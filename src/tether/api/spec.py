@@ -42,15 +42,37 @@ class Endpoint:
 ENDPOINTS: list[Endpoint] = []
 
 
-def endpoint(routes: web.RouteTableDef, method: str, path: str, *, summary: str, tag: str,
-             body: Any = None, response: Any = None, status: int = 200,
-             params: Sequence[Param] = (), auth: str = "user",
-             extra_statuses: dict[int, str] | None = None) -> Callable[[Handler], Handler]:
+def endpoint(
+    routes: web.RouteTableDef,
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    tag: str,
+    body: Any = None,
+    response: Any = None,
+    status: int = 200,
+    params: Sequence[Param] = (),
+    auth: str = "user",
+    extra_statuses: dict[int, str] | None = None,
+) -> Callable[[Handler], Handler]:
     """Register ``handler`` on ``routes`` and describe it for the OpenAPI document."""
 
     def register(handler: Handler) -> Handler:
-        ENDPOINTS.append(Endpoint(method.upper(), path, summary, tag, body, response, status,
-                                  tuple(params), auth, dict(extra_statuses or {})))
+        ENDPOINTS.append(
+            Endpoint(
+                method.upper(),
+                path,
+                summary,
+                tag,
+                body,
+                response,
+                status,
+                tuple(params),
+                auth,
+                dict(extra_statuses or {}),
+            )
+        )
         routes.route(method.upper(), path)(handler)
         return handler
 

@@ -39,10 +39,21 @@ class Action(IntEnum):
 A = Action
 ALL_ACTIONS: frozenset[Action] = frozenset(a for a in Action if a not in (A.ANY, A.NONE))
 CLIENT_ACTIONS: frozenset[Action] = frozenset(
-    {A.GET_NETWORK, A.GET_DEVICE, A.GET_DEVICE_NOTIFICATION, A.GET_DEVICE_COMMAND,
-     A.REGISTER_DEVICE, A.CREATE_DEVICE_COMMAND, A.UPDATE_DEVICE_COMMAND,
-     A.CREATE_DEVICE_NOTIFICATION, A.GET_CURRENT_USER, A.UPDATE_CURRENT_USER, A.MANAGE_TOKEN,
-     A.MANAGE_PLUGIN, A.GET_DEVICE_TYPE}
+    {
+        A.GET_NETWORK,
+        A.GET_DEVICE,
+        A.GET_DEVICE_NOTIFICATION,
+        A.GET_DEVICE_COMMAND,
+        A.REGISTER_DEVICE,
+        A.CREATE_DEVICE_COMMAND,
+        A.UPDATE_DEVICE_COMMAND,
+        A.CREATE_DEVICE_NOTIFICATION,
+        A.GET_CURRENT_USER,
+        A.UPDATE_CURRENT_USER,
+        A.MANAGE_TOKEN,
+        A.MANAGE_PLUGIN,
+        A.GET_DEVICE_TYPE,
+    }
 )
 #: What a device acting as itself may do.
 DEVICE_ACTIONS: frozenset[Action] = frozenset(
@@ -85,8 +96,9 @@ class Principal(msgspec.Struct, kw_only=True, frozen=True):
 
 def user_principal(user: User) -> Principal:
     if user.role is Role.ADMIN:
-        return Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, user_id=user.id,
-                         role=user.role)
+        return Principal(
+            kind=PrincipalKind.USER, actions=ALL_ACTIONS, user_id=user.id, role=user.role
+        )
     return Principal(
         kind=PrincipalKind.USER,
         actions=CLIENT_ACTIONS,
@@ -98,8 +110,13 @@ def user_principal(user: User) -> Principal:
 
 
 def device_principal(device: Device) -> Principal:
-    return Principal(kind=PrincipalKind.DEVICE, actions=DEVICE_ACTIONS, device_id=device.id,
-                     network_ids=frozenset(), device_type_ids=frozenset())
+    return Principal(
+        kind=PrincipalKind.DEVICE,
+        actions=DEVICE_ACTIONS,
+        device_id=device.id,
+        network_ids=frozenset(),
+        device_type_ids=frozenset(),
+    )
 
 
 def can(principal: Principal, action: Action) -> bool:
@@ -116,8 +133,13 @@ def can_see_device(principal: Principal, device: Device) -> bool:
     return can_see(principal, device.id, device.network_id, device.type_id, device.owner_id)
 
 
-def can_see(principal: Principal, device_id: str, network_id: int | None,
-            type_id: int | None, owner_id: int | None) -> bool:
+def can_see(
+    principal: Principal,
+    device_id: str,
+    network_id: int | None,
+    type_id: int | None,
+    owner_id: int | None,
+) -> bool:
     """:func:`can_see_device` on bare fields, for events that carry no full device."""
     if principal.kind is PrincipalKind.DEVICE:
         return device_id == principal.device_id
@@ -141,8 +163,9 @@ def invisible_device(principal: Principal, device_id: str) -> NotFound | Forbidd
     return Forbidden(f"no access to device {device_id!r}", device_id=device_id)
 
 
-def require_device(principal: Principal, action: Action, device: Device | None,
-                   device_id: str) -> Device:
+def require_device(
+    principal: Principal, action: Action, device: Device | None, device_id: str
+) -> Device:
     require(principal, action)
     if device is None or not can_see_device(principal, device):
         raise invisible_device(principal, device_id)

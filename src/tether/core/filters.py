@@ -16,8 +16,9 @@ class EventFilter(msgspec.Struct, kw_only=True, frozen=True):
     device_type_ids: frozenset[int] | None = None
     names: frozenset[str] | None = None
 
-    def matches(self, device_id: str, network_id: int | None, device_type_id: int | None,
-                name: str) -> bool:
+    def matches(
+        self, device_id: str, network_id: int | None, device_type_id: int | None, name: str
+    ) -> bool:
         if self.device_ids is not None and device_id not in self.device_ids:
             return False
         if self.network_ids is not None and network_id not in self.network_ids:

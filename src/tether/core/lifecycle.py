@@ -42,10 +42,12 @@ S = CommandState
 
 TRANSITIONS: Mapping[CommandState, frozenset[CommandState]] = {
     # SENT -> SENT is a re-send (at-least-once delivery after a lost session).
-    S.PENDING: frozenset({S.SENT, S.DELIVERED, S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.EXPIRED,
-                          S.CANCELLED}),
-    S.SENT: frozenset({S.SENT, S.DELIVERED, S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.EXPIRED,
-                       S.CANCELLED}),
+    S.PENDING: frozenset(
+        {S.SENT, S.DELIVERED, S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.EXPIRED, S.CANCELLED}
+    ),
+    S.SENT: frozenset(
+        {S.SENT, S.DELIVERED, S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.EXPIRED, S.CANCELLED}
+    ),
     S.DELIVERED: frozenset({S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     # IN_PROGRESS -> IN_PROGRESS records another progress step.
     S.IN_PROGRESS: frozenset({S.IN_PROGRESS, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),

@@ -49,8 +49,9 @@ class Auth:
         else:
             # Stored in the database, so every node of a cluster signs with the same key.
             secret = await hub.store.meta.put_if_absent("jwt_secret", secrets.generate_secret())
-        self._tokens = TokenService(secret, access_ttl=settings.access_token_ttl,
-                                    refresh_ttl=settings.refresh_token_ttl)
+        self._tokens = TokenService(
+            secret, access_ttl=settings.access_token_ttl, refresh_ttl=settings.refresh_token_ttl
+        )
 
     async def bootstrap_admin(self, login: str, password: str | None) -> str | None:
         """Create the first admin if there are no users; returns a generated password."""
@@ -60,8 +61,7 @@ class Auth:
         generated = None
         if password is None:
             password = generated = secrets.generate_password()
-        await self._hub.directory.create_user(None, login=login, password=password,
-                                              role=Role.ADMIN)
+        await self._hub.directory.create_user(None, login=login, password=password, role=Role.ADMIN)
         return generated
 
     # --- users ------------------------------------------------------------------------------
@@ -80,8 +80,9 @@ class Auth:
             status = UserStatus.LOCKED if attempts >= MAX_LOGIN_ATTEMPTS else user.status
             await store.users.update(user.id, login_attempts=attempts, status=status)
             raise Unauthorized(BAD_LOGIN)
-        updated = await store.users.update(user.id, login_attempts=0,
-                                           last_login=self._hub.clock.now())
+        updated = await store.users.update(
+            user.id, login_attempts=0, last_login=self._hub.clock.now()
+        )
         return updated or user
 
     async def login(self, login: str, password: str) -> tuple[User, TokenPair]:
@@ -92,10 +93,16 @@ class Auth:
         now = self._hub.clock.now()
         claims = self.tokens.decode(refresh_token, now, TokenType.REFRESH)
         await self._user(claims.user_id)  # the user must still exist and be active
-        return self.tokens.encode(type(claims)(
-            user_id=claims.user_id, actions=claims.actions, network_ids=claims.network_ids,
-            device_type_ids=claims.device_type_ids,
-            expires_at=now + self.tokens.access_ttl, token_type=TokenType.ACCESS))
+        return self.tokens.encode(
+            type(claims)(
+                user_id=claims.user_id,
+                actions=claims.actions,
+                network_ids=claims.network_ids,
+                device_type_ids=claims.device_type_ids,
+                expires_at=now + self.tokens.access_ttl,
+                token_type=TokenType.ACCESS,
+            )
+        )
 
     async def principal(self, credential: str) -> Principal:
         """The principal behind a bearer credential: an access JWT or an API key."""
@@ -106,9 +113,14 @@ class Auth:
         if user.role is not Role.ADMIN:
             # A client's scope follows its current grants, not those frozen into the token.
             live = user_principal(user)
-            return Principal(kind=live.kind, actions=claims.actions & live.actions,
-                             user_id=user.id, role=user.role, network_ids=live.network_ids,
-                             device_type_ids=live.device_type_ids)
+            return Principal(
+                kind=live.kind,
+                actions=claims.actions & live.actions,
+                user_id=user.id,
+                role=user.role,
+                network_ids=live.network_ids,
+                device_type_ids=live.device_type_ids,
+            )
         return claims.principal(user.role)
 
     async def _user(self, user_id: int) -> User:

@@ -63,8 +63,12 @@ class Commands:
         """
         hub = self._hub
         require(principal, Action.CREATE_DEVICE_COMMAND)
-        device = require_device(principal, Action.CREATE_DEVICE_COMMAND,
-                                await hub.directory.device(device_id), device_id)
+        device = require_device(
+            principal,
+            Action.CREATE_DEVICE_COMMAND,
+            await hub.directory.device(device_id),
+            device_id,
+        )
         if device.blocked:
             raise DeviceBlocked(f"device {device_id!r} is blocked", device_id=device_id)
         validate_name(name)
@@ -103,11 +107,25 @@ class Commands:
         require_device(principal, Action.GET_DEVICE_COMMAND, device, command.device_id)
         return command
 
+    async def list_commands(
+        self, principal: Principal, *, device_id: str | None = None, **filters: Any
+    ) -> list[Command]:
+        """Commands the caller can see, filtered (see ``CommandRepo.list`` for filters)."""
+        hub = self._hub
+        require(principal, Action.GET_DEVICE_COMMAND)
+        if device_id is not None:
+            require_device(
+                principal,
+                Action.GET_DEVICE_COMMAND,
+                await hub.directory.device(device_id),
+                device_id,
+            )
+        return await hub.store.commands.list(device_id=device_id, principal=principal, **filters)
+
     async def cancel(self, principal: Principal, command_id: int) -> Command:
         await self.get(principal, command_id)
         require(principal, Action.CREATE_DEVICE_COMMAND)
-        command = await self._transition(command_id, CommandState.CANCELLED,
-                                         error="cancelled")
+        command = await self._transition(command_id, CommandState.CANCELLED, error="cancelled")
         if command is None:
             current = await self._hub.store.commands.get(command_id)
             state = current.state.value if current else "gone"
@@ -145,12 +163,14 @@ class Commands:
 
     # --- device side ----------------------------------------------------------------------
 
-    async def hand_over(self, device_id: str, command_id: int,
-                        target: CommandState) -> Command | None:
+    async def hand_over(
+        self, device_id: str, command_id: int, target: CommandState
+    ) -> Command | None:
         """Move a deliverable command to ``sent`` or ``delivered``; None if it moved on."""
         hub = self._hub
-        command = await hub.store.commands.transition(command_id, target, now=hub.clock.now(),
-                                                      device_id=device_id)
+        command = await hub.store.commands.transition(
+            command_id, target, now=hub.clock.now(), device_id=device_id
+        )
         if command is None:
             # The index was stale (another node got there first, or it expired): resync.
             current = await hub.store.commands.get(command_id)
@@ -168,8 +188,15 @@ class Commands:
         command = await self._transition(command_id, CommandState.DELIVERED, device=device)
         return command or await self._current(device, command_id)
 
-    async def progress(self, device: Device, command_id: int, *, status: str | None = None,
-                       step: CommandStep | None = None, result: Any = None) -> Command:
+    async def progress(
+        self,
+        device: Device,
+        command_id: int,
+        *,
+        status: str | None = None,
+        step: CommandStep | None = None,
+        result: Any = None,
+    ) -> Command:
         """A partial result: the command is running, optionally with a new step."""
         fields: dict[str, Any] = {}
         if status is not None:
@@ -181,13 +208,22 @@ class Commands:
             if current.state in TERMINAL:
                 return current
             fields["steps"] = (*current.steps, step)
-        command = await self._transition(command_id, CommandState.IN_PROGRESS, device=device,
-                                         **fields)
+        command = await self._transition(
+            command_id, CommandState.IN_PROGRESS, device=device, **fields
+        )
         return command or await self._current(device, command_id)
 
-    async def complete(self, device: Device, command_id: int, *, success: bool,
-                       result: Any = None, error: str | None = None,
-                       status: str | None = None, step: CommandStep | None = None) -> Command:
+    async def complete(
+        self,
+        device: Device,
+        command_id: int,
+        *,
+        success: bool,
+        result: Any = None,
+        error: str | None = None,
+        status: str | None = None,
+        step: CommandStep | None = None,
+    ) -> Command:
         """The final result. Repeating it for a finished command changes nothing."""
         fields: dict[str, Any] = {"result": result, "error": None if success else error}
         if status is not None:
@@ -207,12 +243,16 @@ class Commands:
             raise NotFound(f"command {command_id} not found for this device")
         return command
 
-    async def _transition(self, command_id: int, target: CommandState, *,
-                          device: Device | None = None, **fields: Any) -> Command | None:
+    async def _transition(
+        self, command_id: int, target: CommandState, *, device: Device | None = None, **fields: Any
+    ) -> Command | None:
         hub = self._hub
         command = await hub.store.commands.transition(
-            command_id, target, now=hub.clock.now(),
-            device_id=device.id if device else None, **fields,
+            command_id,
+            target,
+            now=hub.clock.now(),
+            device_id=device.id if device else None,
+            **fields,
         )
         if command is not None:
             await hub.command_changed(command, device)
@@ -221,11 +261,13 @@ class Commands:
     async def fire_deadline(self, command_id: int, expired: bool) -> None:
         """Called by the sweeper when a delivery or execution deadline passes."""
         if expired:
-            await self._transition(command_id, CommandState.EXPIRED,
-                                   error="not delivered before it expired")
+            await self._transition(
+                command_id, CommandState.EXPIRED, error="not delivered before it expired"
+            )
         else:
-            await self._transition(command_id, CommandState.TIMED_OUT,
-                                   error="no result within the timeout")
+            await self._transition(
+                command_id, CommandState.TIMED_OUT, error="no result within the timeout"
+            )
 
 
 def deadline_of(command: Command) -> datetime | None:

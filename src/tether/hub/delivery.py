@@ -129,8 +129,9 @@ class Delivery:
 
     # --- polling ------------------------------------------------------------------------
 
-    async def poll(self, device_id: str, *, limit: int, max_in_flight: int,
-                   wait: float) -> list[Command]:
+    async def poll(
+        self, device_id: str, *, limit: int, max_in_flight: int, wait: float
+    ) -> list[Command]:
         """Hand over up to ``limit`` commands, parking up to ``wait`` seconds for one.
 
         An empty poll touches only the in-memory index: no SQL.
@@ -156,8 +157,9 @@ class Delivery:
                     if not waiters:
                         del self._waiters[device_id]
 
-    async def _claim_for_poll(self, device_id: str, limit: int,
-                              max_in_flight: int) -> list[Command]:
+    async def _claim_for_poll(
+        self, device_id: str, limit: int, max_in_flight: int
+    ) -> list[Command]:
         hub = self._hub
         index = hub.index
         if not index.has_deliverable(device_id):
@@ -169,8 +171,7 @@ class Delivery:
         for command_id in ids:
             if len(handed) >= capacity:
                 break
-            command = await hub.commands.hand_over(device_id, command_id,
-                                                   CommandState.DELIVERED)
+            command = await hub.commands.hand_over(device_id, command_id, CommandState.DELIVERED)
             if command is not None:
                 handed.append(command)
         return handed

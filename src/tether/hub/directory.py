@@ -53,8 +53,7 @@ class Directory:
         self._devices.pop(device_id, None)
 
     async def get_device(self, principal: Principal, device_id: str) -> Device:
-        return require_device(principal, Action.GET_DEVICE, await self.device(device_id),
-                              device_id)
+        return require_device(principal, Action.GET_DEVICE, await self.device(device_id), device_id)
 
     async def list_devices(self, principal: Principal, **filters: Any) -> list[Device]:
         require(principal, Action.GET_DEVICE)
@@ -64,11 +63,20 @@ class Directory:
         require(principal, Action.GET_DEVICE)
         return await self._hub.store.devices.count(principal=principal, **filters)
 
-    async def create_device(self, principal: Principal, *, name: str, id: str | None = None,
-                            dialect: str = "native", network_id: int | None = None,
-                            type_id: int | None = None, owner_id: int | None = None,
-                            data: Any = None, blocked: bool = False,
-                            attributes: dict[str, Any] | None = None) -> Device:
+    async def create_device(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        id: str | None = None,
+        dialect: str = "native",
+        network_id: int | None = None,
+        type_id: int | None = None,
+        owner_id: int | None = None,
+        data: Any = None,
+        blocked: bool = False,
+        attributes: dict[str, Any] | None = None,
+    ) -> Device:
         require(principal, Action.REGISTER_DEVICE)
         device_id = id or uuid.uuid4().hex
         if not DEVICE_ID.match(device_id):
@@ -79,25 +87,38 @@ class Directory:
         if owner_id is None and not principal.is_admin:
             owner_id = principal.user_id
         now = self._hub.clock.now()
-        device = Device(id=device_id, name=name, dialect=dialect, network_id=network_id,
-                        type_id=type_id, owner_id=owner_id, data=data, blocked=blocked,
-                        attributes=attributes or {}, created_at=now, updated_at=now)
+        device = Device(
+            id=device_id,
+            name=name,
+            dialect=dialect,
+            network_id=network_id,
+            type_id=type_id,
+            owner_id=owner_id,
+            data=data,
+            blocked=blocked,
+            attributes=attributes or {},
+            created_at=now,
+            updated_at=now,
+        )
         return await self._hub.store.devices.create(device)
 
-    async def update_device(self, principal: Principal, device_id: str,
-                            **fields: Any) -> Device:
+    async def update_device(self, principal: Principal, device_id: str, **fields: Any) -> Device:
         require(principal, Action.REGISTER_DEVICE)
         await self.get_device(principal, device_id)
         if "network_id" in fields or "type_id" in fields:
-            await self._check_placement(principal, fields.get("network_id"),
-                                        fields.get("type_id"))
+            await self._check_placement(principal, fields.get("network_id"), fields.get("type_id"))
         if "name" in fields and (not fields["name"] or len(fields["name"]) > 128):
             raise BadRequest("device name must be 1-128 characters")
-        device = await self._hub.store.devices.update(device_id, now=self._hub.clock.now(),
-                                                      **fields)
+        device = await self._hub.store.devices.update(
+            device_id, now=self._hub.clock.now(), **fields
+        )
         if device is None:
             raise NotFound(f"device {device_id!r} not found")
         await self._device_changed(device_id)
+        if device.blocked:
+            session = self._hub.delivery.sessions.get(device_id)
+            if session is not None:
+                session.close(4003, "device blocked")
         return device
 
     async def delete_device(self, principal: Principal, device_id: str) -> None:
@@ -109,8 +130,7 @@ class Directory:
     async def issue_credential(self, principal: Principal, device_id: str) -> str:
         """A new secret for the device; the previous one stops working. Shown once."""
         secret = secrets.generate_secret()
-        await self.update_device(principal, device_id,
-                                 credential_hash=secrets.hash_secret(secret))
+        await self.update_device(principal, device_id, credential_hash=secrets.hash_secret(secret))
         return secret
 
     async def _device_changed(self, device_id: str, deleted: bool = False) -> None:
@@ -121,8 +141,9 @@ class Directory:
             if session is not None:
                 session.close(4004, "device deleted")
 
-    async def _check_placement(self, principal: Principal, network_id: int | None,
-                               type_id: int | None) -> None:
+    async def _check_placement(
+        self, principal: Principal, network_id: int | None, type_id: int | None
+    ) -> None:
         store = self._hub.store
         if network_id is not None:
             if not can_see_network(principal, network_id):
@@ -152,23 +173,24 @@ class Directory:
             raise Forbidden(f"no access to network {network_id}")
         return network
 
-    async def create_network(self, principal: Principal, *, name: str,
-                             description: str | None = None) -> Network:
+    async def create_network(
+        self, principal: Principal, *, name: str, description: str | None = None
+    ) -> Network:
         require(principal, Action.MANAGE_NETWORK)
         if not name:
             raise BadRequest("network name is required")
         return await self._hub.store.networks.create(name=name, description=description)
 
-    async def update_network(self, principal: Principal, network_id: int,
-                             **fields: Any) -> Network:
+    async def update_network(self, principal: Principal, network_id: int, **fields: Any) -> Network:
         require(principal, Action.MANAGE_NETWORK)
         network = await self._hub.store.networks.update(network_id, **fields)
         if network is None:
             raise NotFound(f"network {network_id} not found")
         return network
 
-    async def delete_network(self, principal: Principal, network_id: int, *,
-                             force: bool = False) -> None:
+    async def delete_network(
+        self, principal: Principal, network_id: int, *, force: bool = False
+    ) -> None:
         require(principal, Action.MANAGE_NETWORK)
         store = self._hub.store
         if not force and await store.networks.device_count(network_id):
@@ -193,23 +215,26 @@ class Directory:
             raise Forbidden(f"no access to device type {type_id}")
         return found
 
-    async def create_device_type(self, principal: Principal, *, name: str,
-                                 description: str | None = None) -> DeviceType:
+    async def create_device_type(
+        self, principal: Principal, *, name: str, description: str | None = None
+    ) -> DeviceType:
         require(principal, Action.MANAGE_DEVICE_TYPE)
         if not name:
             raise BadRequest("device type name is required")
         return await self._hub.store.device_types.create(name=name, description=description)
 
-    async def update_device_type(self, principal: Principal, type_id: int,
-                                 **fields: Any) -> DeviceType:
+    async def update_device_type(
+        self, principal: Principal, type_id: int, **fields: Any
+    ) -> DeviceType:
         require(principal, Action.MANAGE_DEVICE_TYPE)
         found = await self._hub.store.device_types.update(type_id, **fields)
         if found is None:
             raise NotFound(f"device type {type_id} not found")
         return found
 
-    async def delete_device_type(self, principal: Principal, type_id: int, *,
-                                 force: bool = False) -> None:
+    async def delete_device_type(
+        self, principal: Principal, type_id: int, *, force: bool = False
+    ) -> None:
         require(principal, Action.MANAGE_DEVICE_TYPE)
         store = self._hub.store
         if not force and await store.device_types.device_count(type_id):
@@ -220,9 +245,16 @@ class Directory:
 
     # --- users ---------------------------------------------------------------------------------
 
-    async def create_user(self, principal: Principal | None, *, login: str, password: str,
-                          role: Role = Role.CLIENT, data: Any = None,
-                          all_device_types: bool = True) -> User:
+    async def create_user(
+        self,
+        principal: Principal | None,
+        *,
+        login: str,
+        password: str,
+        role: Role = Role.CLIENT,
+        data: Any = None,
+        all_device_types: bool = True,
+    ) -> User:
         """Create a user; ``principal`` None is the bootstrap path (no caller yet)."""
         if principal is not None:
             require(principal, Action.MANAGE_USER)
@@ -231,8 +263,13 @@ class Directory:
         if len(password) < 6:
             raise BadRequest("password must be at least 6 characters")
         return await self._hub.store.users.create(
-            login=login, role=role, password_hash=await secrets.hash_password(password),
-            now=self._hub.clock.now(), data=data, all_device_types=all_device_types)
+            login=login,
+            role=role,
+            password_hash=await secrets.hash_password(password),
+            now=self._hub.clock.now(),
+            data=data,
+            all_device_types=all_device_types,
+        )
 
     async def get_user(self, principal: Principal, user_id: int) -> User:
         if principal.user_id != user_id:
@@ -248,8 +285,9 @@ class Directory:
         require(principal, Action.MANAGE_USER)
         return await self._hub.store.users.list(**filters)
 
-    async def update_user(self, principal: Principal, user_id: int, *,
-                          password: str | None = None, **fields: Any) -> User:
+    async def update_user(
+        self, principal: Principal, user_id: int, *, password: str | None = None, **fields: Any
+    ) -> User:
         own = principal.user_id == user_id
         require(principal, Action.UPDATE_CURRENT_USER if own else Action.MANAGE_USER)
         if not principal.is_admin and ({"role", "status", "login"} & fields.keys()):
@@ -270,8 +308,9 @@ class Directory:
             raise NotFound(f"user {user_id} not found")
         await self._hub.publish_directory(UserChanged(user_id=user_id))
 
-    async def grant_network(self, principal: Principal, user_id: int, network_id: int,
-                            granted: bool = True) -> None:
+    async def grant_network(
+        self, principal: Principal, user_id: int, network_id: int, granted: bool = True
+    ) -> None:
         require(principal, Action.MANAGE_USER)
         store = self._hub.store
         if await store.users.get(user_id) is None:
@@ -286,9 +325,14 @@ class Directory:
 
     # --- API keys -------------------------------------------------------------------------------
 
-    async def create_api_key(self, principal: Principal, *, name: str,
-                             user_id: int | None = None,
-                             expires_in: float | None = None) -> tuple[ApiKey, str]:
+    async def create_api_key(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        user_id: int | None = None,
+        expires_in: float | None = None,
+    ) -> tuple[ApiKey, str]:
         """A new API key for the caller (or, for an admin, any user). Shown once."""
         require(principal, Action.MANAGE_TOKEN)
         if principal.kind is not PrincipalKind.USER or principal.user_id is None:
@@ -303,9 +347,13 @@ class Directory:
         now = self._hub.clock.now()
         key, prefix, secret = secrets.generate_api_key()
         record = await self._hub.store.api_keys.create(
-            user_id=owner, name=name, prefix=prefix, secret_hash=secrets.hash_secret(secret),
-            now=now, expires_at=None if expires_in is None else now + timedelta(
-                seconds=expires_in))
+            user_id=owner,
+            name=name,
+            prefix=prefix,
+            secret_hash=secrets.hash_secret(secret),
+            now=now,
+            expires_at=None if expires_in is None else now + timedelta(seconds=expires_in),
+        )
         return record, key
 
     async def list_api_keys(self, principal: Principal, user_id: int | None = None) -> list[ApiKey]:

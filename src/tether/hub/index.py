@@ -19,8 +19,7 @@ from tether.core.model import Command
 
 
 class Tracked:
-    __slots__ = ("delivered_at", "device_id", "expires_at", "id", "state", "timeout",
-                 "updated_at")
+    __slots__ = ("delivered_at", "device_id", "expires_at", "id", "state", "timeout", "updated_at")
 
     def __init__(self, command: Command) -> None:
         self.id = command.id

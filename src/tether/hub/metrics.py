@@ -15,7 +15,8 @@ COMMANDS_FINISHED = Counter(
 COMMANDS_DELIVERED = Counter("tether_commands_handed_over_total", "Commands handed to devices.")
 NOTIFICATIONS_STORED = Counter("tether_notifications_stored_total", "Notifications stored.")
 NOTIFICATION_BATCH = Histogram(
-    "tether_notification_batch_rows", "Rows per batched notification insert.",
+    "tether_notification_batch_rows",
+    "Rows per batched notification insert.",
     buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000),
 )
 DEVICE_SESSIONS = Gauge("tether_device_sessions", "Live device sessions in this process.")

@@ -35,29 +35,42 @@ _Pending = tuple[NewNotification, DeviceRef, "asyncio.Future[Notification]"]
 class Notifications:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(
-            hub.settings.notification_queue_size
-        )
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(hub.settings.notification_queue_size)
         self._writer: asyncio.Task[None] | None = None
 
-    async def post(self, principal: Principal, device_id: str, name: str,
-                   parameters: Any = None, timestamp: datetime | None = None) -> Notification:
+    async def post(
+        self,
+        principal: Principal,
+        device_id: str,
+        name: str,
+        parameters: Any = None,
+        timestamp: datetime | None = None,
+    ) -> Notification:
         """Store a notification for the device and fan it out; returns it with its id."""
         hub = self._hub
         require(principal, Action.CREATE_DEVICE_NOTIFICATION)
-        device = require_device(principal, Action.CREATE_DEVICE_NOTIFICATION,
-                                await hub.directory.device(device_id), device_id)
+        device = require_device(
+            principal,
+            Action.CREATE_DEVICE_NOTIFICATION,
+            await hub.directory.device(device_id),
+            device_id,
+        )
         return await self.post_as_device(device, name, parameters, timestamp)
 
-    async def post_as_device(self, device: Device, name: str, parameters: Any = None,
-                             timestamp: datetime | None = None) -> Notification:
+    async def post_as_device(
+        self, device: Device, name: str, parameters: Any = None, timestamp: datetime | None = None
+    ) -> Notification:
         """:meth:`post` for a caller already authenticated as (or for) ``device``."""
         if device.blocked:
             raise DeviceBlocked(f"device {device.id!r} is blocked", device_id=device.id)
         validate_name(name, "notification")
         hub = self._hub
-        row = NewNotification(device_id=device.id, name=name, parameters=parameters,
-                              timestamp=timestamp or hub.clock.now())
+        row = NewNotification(
+            device_id=device.id,
+            name=name,
+            parameters=parameters,
+            timestamp=timestamp or hub.clock.now(),
+        )
         done: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((row, DeviceRef.of(device), done))
@@ -65,15 +78,21 @@ class Notifications:
             raise Overloaded("too many notifications waiting to be stored; retry") from None
         return await done
 
-    async def list_notifications(self, principal: Principal, *, device_id: str | None = None,
-                   **filters: Any) -> list[Notification]:
+    async def list_notifications(
+        self, principal: Principal, *, device_id: str | None = None, **filters: Any
+    ) -> list[Notification]:
         hub = self._hub
         require(principal, Action.GET_DEVICE_NOTIFICATION)
         if device_id is not None:
-            require_device(principal, Action.GET_DEVICE_NOTIFICATION,
-                           await hub.directory.device(device_id), device_id)
-        return await hub.store.notifications.list(device_id=device_id, principal=principal,
-                                                  **filters)
+            require_device(
+                principal,
+                Action.GET_DEVICE_NOTIFICATION,
+                await hub.directory.device(device_id),
+                device_id,
+            )
+        return await hub.store.notifications.list(
+            device_id=device_id, principal=principal, **filters
+        )
 
     async def get(self, principal: Principal, notification_id: int) -> Notification | None:
         hub = self._hub
@@ -81,8 +100,12 @@ class Notifications:
         found = await hub.store.notifications.get(notification_id)
         if found is None:
             return None
-        require_device(principal, Action.GET_DEVICE_NOTIFICATION,
-                       await hub.directory.device(found.device_id), found.device_id)
+        require_device(
+            principal,
+            Action.GET_DEVICE_NOTIFICATION,
+            await hub.directory.device(found.device_id),
+            found.device_id,
+        )
         return found
 
     # --- the writer ----------------------------------------------------------------------
@@ -122,8 +145,11 @@ class Notifications:
             stored = await hub.store.notifications.insert_many([row for row, _, _ in batch])
         except Exception as error:
             log.exception("storing %d notifications failed", len(batch))
-            failure = error if isinstance(error, TetherError) else Unavailable(
-                "the notification could not be stored; retry")
+            failure = (
+                error
+                if isinstance(error, TetherError)
+                else Unavailable("the notification could not be stored; retry")
+            )
             for _, _, done in batch:
                 if not done.done():
                     done.set_exception(failure)

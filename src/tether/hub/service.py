@@ -64,8 +64,9 @@ _TOPIC_ACTION = {
 
 
 class Hub:
-    def __init__(self, store: Store, bus: Bus, settings: Settings,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, store: Store, bus: Bus, settings: Settings, clock: Clock | None = None
+    ) -> None:
         self.store = store
         self.bus = bus
         self.settings = settings
@@ -73,8 +74,9 @@ class Hub:
         self.node_id = bus.node_id or uuid.uuid4().hex
         self.index = CommandIndex()
         self.subscriptions = SubscriptionRegistry()
-        self.presence = Presence(self.clock, default_timeout=settings.presence_timeout,
-                                 on_change=self._presence_changed)
+        self.presence = Presence(
+            self.clock, default_timeout=settings.presence_timeout, on_change=self._presence_changed
+        )
         self.sweeper = Sweeper(self.clock, self._deadline_due)
         self.auth = Auth(self)
         self.directory = Directory(self)
@@ -99,8 +101,10 @@ class Hub:
         self.notifications.start()
         self._tasks = [
             asyncio.create_task(self._every(1.0, self._sweep_presence), name="tether-presence"),
-            asyncio.create_task(self._every(self.settings.write_behind_interval,
-                                            self._flush_last_seen), name="tether-last-seen"),
+            asyncio.create_task(
+                self._every(self.settings.write_behind_interval, self._flush_last_seen),
+                name="tether-last-seen",
+            ),
             asyncio.create_task(self._every(600.0, self._prune), name="tether-retention"),
         ]
         self.started = True
@@ -176,8 +180,9 @@ class Hub:
         device = device or await self.directory.device(device_id)
         return DeviceRef.of(device) if device else DeviceRef(device_id)
 
-    async def command_changed(self, command: Command, device: Device | None = None,
-                              created: bool = False) -> None:
+    async def command_changed(
+        self, command: Command, device: Device | None = None, created: bool = False
+    ) -> None:
         """Apply a stored command change here, then tell the other nodes."""
         ref = await self._ref(command.device_id, device)
         self._apply_command(command, ref, created)
@@ -239,13 +244,15 @@ class Hub:
 
     # --- subscriptions ---------------------------------------------------------------------
 
-    async def subscribe(self, principal: Principal, topic: Topic, filter: EventFilter,
-                        sink: Sink, tag: Any = None) -> Subscription:
+    async def subscribe(
+        self, principal: Principal, topic: Topic, filter: EventFilter, sink: Sink, tag: Any = None
+    ) -> Subscription:
         """Start delivering matching events of ``topic`` to ``sink``."""
         require(principal, _TOPIC_ACTION[topic])
         for device_id in filter.device_ids or ():
-            require_device(principal, _TOPIC_ACTION[topic], await self.directory.device(device_id),
-                           device_id)
+            require_device(
+                principal, _TOPIC_ACTION[topic], await self.directory.device(device_id), device_id
+            )
         sub = self.subscriptions.add(topic, principal, filter, sink, tag)
         channel = _TOPIC_CHANNEL.get(topic)
         if channel is not None and channel not in self._bus_channels:
@@ -258,8 +265,11 @@ class Hub:
         sub = self.subscriptions.remove(subscription_id)
         if sub is not None:
             channel = _TOPIC_CHANNEL.get(sub.topic)
-            if channel is not None and channel in self._bus_channels and \
-                    not self.subscriptions.count(sub.topic):
+            if (
+                channel is not None
+                and channel in self._bus_channels
+                and not self.subscriptions.count(sub.topic)
+            ):
                 self._bus_channels.discard(channel)
                 await self.bus.unsubscribe(channel, self._on_bus)
         metrics.SUBSCRIPTIONS.set(len(self.subscriptions))

@@ -36,8 +36,15 @@ class Sink(Protocol):
 class Subscription:
     __slots__ = ("filter", "id", "principal", "sink", "tag", "topic")
 
-    def __init__(self, id: int, topic: Topic, principal: Principal, filter: EventFilter,
-                 sink: Sink, tag: Any = None) -> None:
+    def __init__(
+        self,
+        id: int,
+        topic: Topic,
+        principal: Principal,
+        filter: EventFilter,
+        sink: Sink,
+        tag: Any = None,
+    ) -> None:
         self.id = id
         self.topic = topic
         self.principal = principal
@@ -49,8 +56,9 @@ class Subscription:
     def wants(self, device: DeviceRef, name: str) -> bool:
         if not self.filter.matches(device.id, device.network_id, device.type_id, name):
             return False
-        return can_see(self.principal, device.id, device.network_id, device.type_id,
-                       device.owner_id)
+        return can_see(
+            self.principal, device.id, device.network_id, device.type_id, device.owner_id
+        )
 
 
 class SubscriptionRegistry:
@@ -66,8 +74,9 @@ class SubscriptionRegistry:
     def count(self, topic: Topic) -> int:
         return len(self._broad[topic]) + sum(len(s) for s in self._by_device[topic].values())
 
-    def add(self, topic: Topic, principal: Principal, filter: EventFilter, sink: Sink,
-            tag: Any = None) -> Subscription:
+    def add(
+        self, topic: Topic, principal: Principal, filter: EventFilter, sink: Sink, tag: Any = None
+    ) -> Subscription:
         sub = Subscription(next(self._ids), topic, principal, filter, sink, tag)
         self._by_id[sub.id] = sub
         if filter.device_ids is not None:

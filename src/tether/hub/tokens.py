@@ -77,8 +77,10 @@ class TokenService:
         self.refresh_ttl = timedelta(seconds=refresh_ttl)
 
     def encode(self, claims: TokenClaims) -> str:
-        actions = [Action.ANY.value] if claims.actions >= ALL_ACTIONS else sorted(
-            a.value for a in claims.actions
+        actions = (
+            [Action.ANY.value]
+            if claims.actions >= ALL_ACTIONS
+            else sorted(a.value for a in claims.actions)
         )
         expires_ms = int(claims.expires_at.timestamp() * 1000)
         payload = {
@@ -89,33 +91,46 @@ class TokenService:
             "e": expires_ms,
             "t": claims.token_type.value,
         }
-        return jwt.encode({"payload": payload, "exp": expires_ms // 1000}, self._secret,
-                          algorithm="HS256")
+        return jwt.encode(
+            {"payload": payload, "exp": expires_ms // 1000}, self._secret, algorithm="HS256"
+        )
 
-    def issue(self, principal: Principal, now: datetime, *,
-              access_expires: datetime | None = None,
-              refresh_expires: datetime | None = None) -> TokenPair:
+    def issue(
+        self,
+        principal: Principal,
+        now: datetime,
+        *,
+        access_expires: datetime | None = None,
+        refresh_expires: datetime | None = None,
+    ) -> TokenPair:
         if principal.user_id is None:
             raise Unauthorized("only users get tokens")
 
         def claims(token_type: TokenType, expires_at: datetime) -> TokenClaims:
-            return TokenClaims(user_id=principal.user_id or 0, actions=principal.actions,
-                               network_ids=principal.network_ids,
-                               device_type_ids=principal.device_type_ids,
-                               expires_at=expires_at, token_type=token_type)
+            return TokenClaims(
+                user_id=principal.user_id or 0,
+                actions=principal.actions,
+                network_ids=principal.network_ids,
+                device_type_ids=principal.device_type_ids,
+                expires_at=expires_at,
+                token_type=token_type,
+            )
 
         return TokenPair(
-            access_token=self.encode(claims(TokenType.ACCESS,
-                                            access_expires or now + self.access_ttl)),
-            refresh_token=self.encode(claims(TokenType.REFRESH,
-                                             refresh_expires or now + self.refresh_ttl)),
+            access_token=self.encode(
+                claims(TokenType.ACCESS, access_expires or now + self.access_ttl)
+            ),
+            refresh_token=self.encode(
+                claims(TokenType.REFRESH, refresh_expires or now + self.refresh_ttl)
+            ),
         )
 
     def decode(self, token: str, now: datetime, expected: TokenType) -> TokenClaims:
         try:
             # Expiry is checked below against the injected clock, not the wall clock.
-            raw = jwt.decode(token, self._secret, algorithms=["HS256"],
-                             options={"verify_exp": False})
+            raw = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"verify_exp": False}
+            )
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
         payload = raw.get("payload")

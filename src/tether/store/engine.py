@@ -120,9 +120,7 @@ def parse_pg_options(options: str) -> dict[str, str]:
                 raise ValueError(f"dangling -c in options {options!r}")
             token = tokens[index]
             index += 1
-        elif token.startswith("-c"):
-            token = token[2:]
-        elif token.startswith("--"):
+        elif token.startswith("-c") or token.startswith("--"):
             token = token[2:]
         else:
             raise ValueError(f"unsupported PostgreSQL option {token!r} in {options!r}")

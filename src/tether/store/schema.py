@@ -112,9 +112,7 @@ user_device_types = Table(
     "user_device_types",
     metadata,
     Column("user_id", Id, ForeignKey("users.id", ondelete=CASCADE), primary_key=True),
-    Column(
-        "device_type_id", Id, ForeignKey("device_types.id", ondelete=CASCADE), primary_key=True
-    ),
+    Column("device_type_id", Id, ForeignKey("device_types.id", ondelete=CASCADE), primary_key=True),
     Index("ix_user_device_types_device_type_id", "device_type_id"),
 )
 
@@ -214,9 +212,7 @@ notifications = Table(
 device_states = Table(
     "device_states",
     metadata,
-    Column(
-        "device_id", DeviceId, ForeignKey("devices.id", ondelete=CASCADE), primary_key=True
-    ),
+    Column("device_id", DeviceId, ForeignKey("devices.id", ondelete=CASCADE), primary_key=True),
     Column("reported", JSON, nullable=False),
     Column("desired", JSON, nullable=False),
     Column("version", BigInteger, nullable=False),

@@ -13,6 +13,7 @@ conversion.
 
 from __future__ import annotations
 
+import builtins
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -321,7 +322,7 @@ class CommandRepo(Repo):
             row = (await conn.execute(stmt, params)).mappings().first()
         return None if row is None else _to_command(row)
 
-    async def deliverable(self, device_id: str, limit: int) -> list[Command]:
+    async def deliverable(self, device_id: str, limit: int) -> builtins.list[Command]:
         """The device's pending or sent commands, oldest first (FIFO delivery order)."""
         async with self._engine.connect() as conn:
             result = await conn.execute(_DELIVERABLE, {"b_device": device_id, "b_limit": limit})
@@ -333,13 +334,13 @@ class CommandRepo(Repo):
         async with self._engine.connect() as conn:
             return int((await conn.execute(_IN_FLIGHT, {"b_device": device_id})).scalar_one())
 
-    async def active(self) -> list[Command]:
+    async def active(self) -> builtins.list[Command]:
         """Every non-terminal command by id: the start-up rebuild of in-memory indexes."""
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_ACTIVE)).mappings().all()
         return [_to_command(row) for row in rows]
 
-    async def expire_due(self, now: datetime) -> list[Command]:
+    async def expire_due(self, now: datetime) -> builtins.list[Command]:
         """Expire every pending/sent command whose delivery deadline has passed."""
         async with self._engine.begin() as conn:
             rows = (await conn.execute(_EXPIRE, {"b_now": now})).mappings().all()

@@ -172,9 +172,7 @@ class DeviceRepo(Repo):
         take: int = 100,
     ) -> list[Device]:
         """Devices matching every filter and visible to ``principal`` (if given)."""
-        where = self._filters(
-            name, name_pattern, network_id, type_id, owner_id, dialect, principal
-        )
+        where = self._filters(name, name_pattern, network_id, type_id, owner_id, dialect, principal)
         stmt = page(
             select(devices).where(*where),
             _SORTS,
@@ -199,9 +197,7 @@ class DeviceRepo(Repo):
         dialect: str | None = None,
         principal: Principal | None = None,
     ) -> int:
-        where = self._filters(
-            name, name_pattern, network_id, type_id, owner_id, dialect, principal
-        )
+        where = self._filters(name, name_pattern, network_id, type_id, owner_id, dialect, principal)
         stmt = select(func.count()).select_from(devices).where(*where)
         async with self._engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())

@@ -129,9 +129,7 @@ class NotificationRepo(Repo):
             rows = (await conn.execute(stmt)).mappings().all()
         return [_to_notification(row) for row in rows]
 
-    async def prune(
-        self, *, older_than: datetime | None, keep_per_device: int | None
-    ) -> int:
+    async def prune(self, *, older_than: datetime | None, keep_per_device: int | None) -> int:
         """Apply retention; returns the number of rows deleted.
 
         Deletes every notification with ``timestamp < older_than``, then, per device,

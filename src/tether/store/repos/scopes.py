@@ -94,7 +94,12 @@ class _ScopeRepo(Repo, Generic[S]):
         """
         stmt = select(self._table).where(*self._filters(name, name_pattern, ids))
         stmt = page(
-            stmt, self._sorts, sort=sort, desc=desc, skip=skip, take=take,
+            stmt,
+            self._sorts,
+            sort=sort,
+            desc=desc,
+            skip=skip,
+            take=take,
             tiebreak=self._table.c.id,
         )
         async with self._engine.connect() as conn:

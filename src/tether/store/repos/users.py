@@ -7,6 +7,7 @@ carries them as sorted tuples, filled here, so callers never see the join tables
 
 from __future__ import annotations
 
+import builtins
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -141,9 +142,7 @@ class UserRepo(Repo):
     ) -> list[User]:
         """Users matching every given filter; ``login_pattern`` is a case-insensitive LIKE."""
         stmt = select(users).where(*self._filters(login, login_pattern, role, status))
-        stmt = page(
-            stmt, _SORTS, sort=sort, desc=desc, skip=skip, take=take, tiebreak=users.c.id
-        )
+        stmt = page(stmt, _SORTS, sort=sort, desc=desc, skip=skip, take=take, tiebreak=users.c.id)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
             return await self._with_links(conn, rows)
@@ -218,7 +217,9 @@ class UserRepo(Repo):
         async with self._engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount > 0
 
-    async def _with_links(self, conn: AsyncConnection, rows: Sequence[RowMapping]) -> list[User]:
+    async def _with_links(
+        self, conn: AsyncConnection, rows: Sequence[RowMapping]
+    ) -> builtins.list[User]:
         """Entities for ``rows`` with their network and device-type ids attached."""
         ids = [row["id"] for row in rows]
         networks: defaultdict[int, list[int]] = defaultdict(list)

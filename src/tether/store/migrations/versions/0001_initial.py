@@ -33,7 +33,9 @@ def _pk() -> sa.Column[int]:
     return sa.Column("id", ID, primary_key=True, autoincrement=True)
 
 
-def _fk(table: str, column: str, target: str, ondelete: str | None = None) -> sa.ForeignKeyConstraint:
+def _fk(
+    table: str, column: str, target: str, ondelete: str | None = None
+) -> sa.ForeignKeyConstraint:
     return sa.ForeignKeyConstraint(
         [column], [f"{target}.id"], name=f"fk_{table}_{column}_{target}", ondelete=ondelete
     )
@@ -87,9 +89,7 @@ def upgrade() -> None:
         _fk("user_device_types", "user_id", "users", "CASCADE"),
         _fk("user_device_types", "device_type_id", "device_types", "CASCADE"),
     )
-    op.create_index(
-        "ix_user_device_types_device_type_id", "user_device_types", ["device_type_id"]
-    )
+    op.create_index("ix_user_device_types_device_type_id", "user_device_types", ["device_type_id"])
 
     op.create_table(
         "devices",
@@ -160,9 +160,7 @@ def upgrade() -> None:
         _fk("commands", "created_by", "users", "SET NULL"),
         sqlite_autoincrement=True,
     )
-    op.create_index(
-        "ix_commands_device_id_state_id", "commands", ["device_id", "state", "id"]
-    )
+    op.create_index("ix_commands_device_id_state_id", "commands", ["device_id", "state", "id"])
     op.create_index("ix_commands_state", "commands", ["state"])
     op.create_index("ix_commands_device_id_ref", "commands", ["device_id", "ref"])
     op.create_index(
@@ -216,9 +214,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_config_revisions_device_id", "config_revisions", ["device_id"])
-    op.create_index(
-        "ix_config_revisions_device_type_id", "config_revisions", ["device_type_id"]
-    )
+    op.create_index("ix_config_revisions_device_type_id", "config_revisions", ["device_type_id"])
 
     op.create_table(
         "firmware_targets",
@@ -236,9 +232,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_firmware_targets_device_id", "firmware_targets", ["device_id"])
-    op.create_index(
-        "ix_firmware_targets_device_type_id", "firmware_targets", ["device_type_id"]
-    )
+    op.create_index("ix_firmware_targets_device_type_id", "firmware_targets", ["device_type_id"])
 
     op.create_table(
         "meta",

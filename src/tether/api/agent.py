@@ -1,0 +1,257 @@
+"""The device side of the native API: a real device agent, also used by tests and bench.
+
+:class:`NativeAgent` connects as one device over the device WebSocket (commands pushed)
+or over HTTP long-polling, runs each command through a handler, and posts the result. It
+reconnects with backoff, and deduplicates re-sent commands by id, because delivery is at
+least once.
+
+The default handler understands a few commands so a fleet can be exercised without code:
+``echo`` (result = parameters), ``sleep`` (``{"seconds": s}``), ``fail`` (``{"error": ...}``)
+and ``steps`` (``{"steps": ["a", "b"]}``: one progress step each, then the result). Any
+other name is echoed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import aiohttp
+import msgspec
+
+from tether.api.codec import CommandPush, CommandView
+
+log = logging.getLogger("tether.agent")
+
+Report = Callable[[str, Any], Awaitable[None]]
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    success: bool = True
+    result: Any = None
+    error: str | None = None
+
+
+Handler = Callable[[CommandView, Report], Awaitable[Outcome]]
+
+
+async def default_handler(command: CommandView, report: Report) -> Outcome:
+    params = command.parameters if isinstance(command.parameters, dict) else {}
+    if command.name == "sleep":
+        await asyncio.sleep(float(params.get("seconds", 1)))
+        return Outcome(result={"slept": params.get("seconds", 1)})
+    if command.name == "fail":
+        return Outcome(success=False, error=str(params.get("error", "failed on request")))
+    if command.name == "steps":
+        for step in params.get("steps", []):
+            await report(str(step), None)
+        return Outcome(result={"steps": params.get("steps", [])})
+    return Outcome(result=command.parameters)
+
+
+_push = msgspec.json.Decoder(CommandPush)
+
+
+class NativeAgent:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        credential: str,
+        *,
+        transport: Literal["ws", "http"] = "ws",
+        handler: Handler = default_handler,
+        poll_wait: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+        send_ack: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.device_id = device_id
+        self.credential = credential
+        self.transport = transport
+        self.handler = handler
+        self.poll_wait = poll_wait
+        self.send_ack = send_ack
+        self._session = session
+        self._own_session = session is None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._stopping = asyncio.Event()
+        self.connected = asyncio.Event()
+        #: Ids already executed (bounded), so a re-sent command is not run twice.
+        self._done: OrderedDict[int, Outcome] = OrderedDict()
+        self.executed: list[int] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credential}"}
+
+    @property
+    def device_url(self) -> str:
+        return f"{self.base_url}/api/v1/device/{self.device_id}"
+
+    async def __aenter__(self) -> NativeAgent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Serve commands until :meth:`stop`, reconnecting with backoff."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                if self.transport == "ws":
+                    await self._run_ws()
+                else:
+                    await self._run_http()
+                backoff = 0.2
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                log.info("agent %s disconnected: %s", self.device_id, error)
+            finally:
+                self.connected.clear()
+            if self._stopping.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._ws is not None:
+            await self._ws.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- WebSocket transport ------------------------------------------------------------------
+
+    async def _run_ws(self) -> None:
+        assert self._session is not None
+        url = self.base_url.replace("http", "ws", 1) + "/api/v1/device/ws"
+        async with self._session.ws_connect(
+            url, params={"deviceId": self.device_id}, headers=self.headers, heartbeat=30.0
+        ) as ws:
+            self._ws = ws
+            self.connected.set()
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                if '"type":"command"' not in message.data[:40]:
+                    continue  # responses and errors to our own frames
+                command = _push.decode(message.data).command
+                task = asyncio.create_task(self._execute_ws(ws, command))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self._ws = None
+
+    async def _execute_ws(self, ws: aiohttp.ClientWebSocketResponse, command: CommandView) -> None:
+        if self.send_ack:
+            await ws.send_str(msgspec.json.encode({"type": "ack", "id": command.id}).decode())
+
+        async def report(step: str, data: Any) -> None:
+            await ws.send_str(
+                msgspec.json.encode(
+                    {
+                        "type": "progress",
+                        "id": command.id,
+                        "step": {"name": step, "state": "done", "data": data},
+                    }
+                ).decode()
+            )
+
+        outcome = await self._outcome(command, report)
+        await ws.send_str(
+            msgspec.json.encode(
+                {
+                    "type": "result",
+                    "id": command.id,
+                    "success": outcome.success,
+                    "result": outcome.result,
+                    "error": outcome.error,
+                }
+            ).decode()
+        )
+
+    # --- HTTP long-poll transport --------------------------------------------------------------
+
+    async def _run_http(self) -> None:
+        assert self._session is not None
+        session = self._session
+        self.connected.set()
+        while not self._stopping.is_set():
+            async with session.get(
+                f"{self.device_url}/commands",
+                headers=self.headers,
+                params={"wait": str(self.poll_wait)},
+                timeout=aiohttp.ClientTimeout(total=self.poll_wait + 10),
+            ) as response:
+                if response.status != 200:
+                    raise aiohttp.ClientResponseError(
+                        response.request_info,
+                        (),
+                        status=response.status,
+                        message=await response.text(),
+                    )
+                commands = msgspec.json.decode(await response.read(), type=list[CommandView])
+            for command in commands:
+                await self._execute_http(command)
+
+    async def _execute_http(self, command: CommandView) -> None:
+        assert self._session is not None
+        session = self._session
+        url = f"{self.device_url}/commands/{command.id}"
+
+        async def report(step: str, data: Any) -> None:
+            async with session.post(
+                f"{url}/progress",
+                headers=self.headers,
+                json={"step": {"name": step, "state": "done", "data": data}},
+            ) as response:
+                response.raise_for_status()
+
+        outcome = await self._outcome(command, report)
+        async with session.post(
+            f"{url}/result",
+            headers=self.headers,
+            json={"success": outcome.success, "result": outcome.result, "error": outcome.error},
+        ) as response:
+            response.raise_for_status()
+
+    # --- shared ---------------------------------------------------------------------------------
+
+    async def _outcome(self, command: CommandView, report: Report) -> Outcome:
+        done = self._done.get(command.id)
+        if done is not None:
+            return done  # a re-sent command: answer again, do not run it twice
+        try:
+            outcome = await self.handler(command, report)
+        except Exception as error:
+            log.exception("handler failed on command %s", command.id)
+            outcome = Outcome(success=False, error=f"handler error: {error}")
+        self._done[command.id] = outcome
+        self.executed.append(command.id)
+        while len(self._done) > 10_000:
+            self._done.popitem(last=False)
+        return outcome
+
+    async def notify(self, name: str, parameters: Any = None) -> dict[str, Any]:
+        """Post a notification over HTTP (works with either transport)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.post(
+            f"{self.device_url}/notifications",
+            headers=self.headers,
+            json={"name": name, "parameters": parameters},
+        ) as response:
+            response.raise_for_status()
+            body: dict[str, Any] = await response.json()
+            return body

@@ -1,0 +1,180 @@
+"""The native client WebSocket: send commands and follow devices live.
+
+Connect to ``/api/v1/ws`` with ``Authorization: Bearer <token or API key>`` (or send an
+``authenticate`` frame first). Frames carry ``type`` and an optional ``requestId`` that
+the ``response``/``error`` answer echoes:
+
+* ``command.create`` / ``command.get`` / ``command.cancel``;
+* ``subscribe`` with ``topic`` (``notification``, ``command``, ``command_update``,
+  ``presence``) and optional ``deviceIds``, ``networkIds``, ``deviceTypeIds``, ``names``;
+  answered with ``{"subscriptionId": n}``, after which matching events arrive as
+  ``{"type":"event","subscriptionId":n,"topic":...,"data":{...}}``;
+* ``unsubscribe`` with ``subscriptionId``; ``ping``.
+
+A bad frame gets an ``error`` frame and the connection stays open. A client too slow to
+read its events is disconnected (close code 1008) rather than slowing anyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from tether.api.auth import bearer
+from tether.api.codec import (
+    AuthenticateFrame,
+    ClientInbound,
+    ClientPingFrame,
+    CommandCancelFrame,
+    CommandCreateFrame,
+    CommandGetFrame,
+    EventFrame,
+    PresenceView,
+    SubscribeFrame,
+    UnsubscribeFrame,
+    command_view,
+    notification_view,
+)
+from tether.api.http import decode_error, hub_of
+from tether.api.spec import endpoint
+from tether.api.ws import Connection
+from tether.core.access import Principal
+from tether.core.errors import BadRequest, NotFound, PayloadTooLarge, TetherError, Unauthorized
+from tether.core.filters import EventFilter
+from tether.core.model import Command, Notification
+from tether.hub.events import PresenceChanged
+from tether.hub.service import Hub
+from tether.hub.subscriptions import Subscription, Topic
+
+log = logging.getLogger("tether.api.client_ws")
+
+routes = web.RouteTableDef()
+
+_decoder = msgspec.json.Decoder(ClientInbound)
+
+
+class ClientConnection(Connection):
+    def __init__(self, ws: web.WebSocketResponse, hub: Hub) -> None:
+        super().__init__(ws, hub.settings.send_queue_size)
+        self.principal: Principal | None = None
+        self.subscriptions: set[int] = set()
+
+    def offer(self, subscription: Subscription, item: Any) -> bool:
+        """Sink for the hub: render the event for this client and queue it."""
+        data: Any
+        if isinstance(item, Command):
+            data = command_view(item)
+        elif isinstance(item, Notification):
+            data = notification_view(item)
+        elif isinstance(item, PresenceChanged):
+            data = PresenceView(device_id=item.device.id, online=item.online, at=item.at)
+        else:
+            data = item
+        return self.send(
+            EventFrame(subscription_id=subscription.id, topic=subscription.topic.value, data=data)
+        )
+
+
+@endpoint(
+    routes,
+    "GET",
+    "/api/v1/ws",
+    tag="client",
+    summary="Client WebSocket (upgrade): commands and live subscriptions.",
+)
+async def client_socket(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    principal = None
+    credential = bearer(request) or request.query.get("token")
+    if credential:
+        principal = await hub.auth.principal(credential)  # 401 before upgrading
+    ws = web.WebSocketResponse(
+        heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes, compress=False
+    )
+    await ws.prepare(request)
+    conn = ClientConnection(ws, hub)
+    conn.principal = principal
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                await _handle(hub, conn, message.data)
+            elif message.type is WSMsgType.ERROR:
+                break
+    finally:
+        for subscription_id in list(conn.subscriptions):
+            await hub.unsubscribe(subscription_id)
+        conn.close(1000, "")
+        await conn.finish()
+    return ws
+
+
+async def _handle(hub: Hub, conn: ClientConnection, data: str | bytes) -> None:
+    request_id = None
+    try:
+        if len(data) > hub.settings.max_message_bytes:
+            raise PayloadTooLarge("frame too large")
+        try:
+            frame = _decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise decode_error(error) from None
+        request_id = frame.request_id
+        conn.reply(request_id, await _dispatch(hub, conn, frame))
+    except TetherError as error:
+        conn.fail(request_id, error)
+    except Exception:
+        log.exception("client frame failed")
+        conn.fail(request_id, TetherError("internal server error"))
+
+
+def _ids(values: list[Any] | None) -> frozenset[Any] | None:
+    return None if values is None else frozenset(values)
+
+
+async def _dispatch(hub: Hub, conn: ClientConnection, frame: ClientInbound) -> Any:
+    if isinstance(frame, AuthenticateFrame):
+        conn.principal = await hub.auth.principal(frame.token)
+        return {}
+    if isinstance(frame, ClientPingFrame):
+        return {"pong": True}
+    principal = conn.principal
+    if principal is None:
+        raise Unauthorized("authenticate first")
+    if isinstance(frame, CommandCreateFrame):
+        options: dict[str, Any] = {}
+        if frame.timeout is not msgspec.UNSET:
+            options["timeout"] = frame.timeout
+        if frame.lifetime is not msgspec.UNSET:
+            options["lifetime"] = frame.lifetime
+        command = await hub.commands.create(
+            principal,
+            frame.device_id,
+            frame.name,
+            frame.parameters,
+            idempotency_key=frame.idempotency_key,
+            **options,
+        )
+        return command_view(command)
+    if isinstance(frame, CommandGetFrame):
+        return command_view(await hub.commands.get(principal, frame.id))
+    if isinstance(frame, CommandCancelFrame):
+        return command_view(await hub.commands.cancel(principal, frame.id))
+    if isinstance(frame, SubscribeFrame):
+        event_filter = EventFilter(
+            device_ids=_ids(frame.device_ids),
+            network_ids=_ids(frame.network_ids),
+            device_type_ids=_ids(frame.device_type_ids),
+            names=_ids(frame.names),
+        )
+        subscription = await hub.subscribe(principal, Topic(frame.topic), event_filter, conn)
+        conn.subscriptions.add(subscription.id)
+        return {"subscriptionId": subscription.id}
+    if isinstance(frame, UnsubscribeFrame):
+        if frame.subscription_id not in conn.subscriptions:
+            raise NotFound(f"subscription {frame.subscription_id} not found")
+        conn.subscriptions.discard(frame.subscription_id)
+        await hub.unsubscribe(frame.subscription_id)
+        return {}
+    raise BadRequest("unknown frame")

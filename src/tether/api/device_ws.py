@@ -1,0 +1,187 @@
+"""The native device WebSocket: commands pushed as they arrive, results and telemetry back.
+
+Connect to ``/api/v1/device/ws?deviceId=<id>`` with ``Authorization: Bearer <credential>``,
+or send ``{"type":"hello","deviceId":...,"credential":...}`` as the first frame. Then:
+
+* server → device: ``{"type":"command","command":{...}}`` for each command, oldest first,
+  at most ``max_in_flight`` unfinished at a time;
+* device → server: ``ack`` (received), ``progress``, ``result``, ``notification``, ``state``
+  and ``ping`` frames. A frame with a ``requestId`` gets a ``response`` (or ``error``) frame
+  echoing it.
+
+A bad frame gets an ``error`` frame; the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from tether.api.auth import bearer
+from tether.api.codec import (
+    AckFrame,
+    CommandPush,
+    DeviceInbound,
+    HelloFrame,
+    NotifyFrame,
+    PingFrame,
+    ProgressFrame,
+    ResultFrame,
+    StateFrame,
+    command_view,
+    notification_view,
+    state_view,
+)
+from tether.api.device_routes import make_step
+from tether.api.http import decode_error, hub_of
+from tether.api.spec import Param, endpoint
+from tether.api.ws import Connection
+from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unauthorized
+from tether.core.model import Command, Device
+from tether.hub.service import Hub
+
+log = logging.getLogger("tether.api.device_ws")
+
+routes = web.RouteTableDef()
+
+HELLO_TIMEOUT = 10.0
+_decoder = msgspec.json.Decoder(DeviceInbound)
+
+
+class DeviceConnection(Connection):
+    """A device's live session, as the hub's delivery sees it."""
+
+    def __init__(self, ws: web.WebSocketResponse, device: Device, hub: Hub) -> None:
+        super().__init__(ws, hub.settings.send_queue_size)
+        self.device_id = device.id
+        self.device = device
+        self.max_in_flight = hub.settings.max_in_flight
+        self.pushed: set[int] = set()
+
+    def push(self, command: Command) -> bool:
+        return self.send(CommandPush(command=command_view(command)))
+
+
+@endpoint(
+    routes,
+    "GET",
+    "/api/v1/device/ws",
+    tag="device",
+    auth="device",
+    summary="Device WebSocket (upgrade): commands pushed, results and notifications back.",
+    params=(Param("deviceId", description="The device id (or send a hello frame)."),),
+)
+async def device_socket(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    device: Device | None = None
+    credential = bearer(request)
+    device_id = request.query.get("deviceId")
+    if credential and device_id:
+        device, _ = await hub.auth.device(device_id, credential)  # 401 before upgrading
+    ws = web.WebSocketResponse(
+        heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes, compress=False
+    )
+    await ws.prepare(request)
+    if device is None:
+        device = await _hello(ws, hub)
+        if device is None:
+            return ws
+    conn = DeviceConnection(ws, device, hub)
+    hub.delivery.attach(conn)
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                await _handle(hub, conn, message.data)
+            elif message.type is WSMsgType.ERROR:
+                break
+    finally:
+        hub.delivery.detach(conn)
+        conn.close(1000, "")
+        await conn.finish()
+    return ws
+
+
+async def _hello(ws: web.WebSocketResponse, hub: Hub) -> Device | None:
+    """Authenticate from the first frame; close with 4401 on failure."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT)
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            raise Unauthorized("expected a hello frame")
+        frame = _decoder.decode(message.data)
+        if not isinstance(frame, HelloFrame):
+            raise Unauthorized("the first frame must be hello (or authenticate the upgrade)")
+        device, _ = await hub.auth.device(frame.device_id, frame.credential)
+        with contextlib.suppress(Exception):
+            await ws.send_str(
+                msgspec.json.encode(
+                    {"type": "response", "requestId": frame.request_id, "data": {}}
+                ).decode()
+            )
+        return device
+    except (TimeoutError, msgspec.DecodeError, msgspec.ValidationError, TetherError) as error:
+        reason = error.message if isinstance(error, TetherError) else "authentication failed"
+        await ws.close(code=4401, message=reason.encode()[:120])
+        return None
+
+
+async def _handle(hub: Hub, conn: DeviceConnection, data: str | bytes) -> None:
+    request_id = None
+    try:
+        if len(data) > hub.settings.max_message_bytes:
+            raise PayloadTooLarge("frame too large")
+        try:
+            frame = _decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise decode_error(error) from None
+        request_id = frame.request_id
+        reply = await _dispatch(hub, conn, frame)
+        if request_id is not None:
+            conn.reply(request_id, reply)
+    except TetherError as error:
+        conn.fail(request_id, error)
+    except Exception:
+        log.exception("device frame from %s failed", conn.device_id)
+        conn.fail(request_id, TetherError("internal server error"))
+
+
+async def _dispatch(hub: Hub, conn: DeviceConnection, frame: DeviceInbound) -> object:
+    device = conn.device
+    if isinstance(frame, AckFrame):
+        return command_view(await hub.commands.acknowledge(device, frame.id))
+    if isinstance(frame, ProgressFrame):
+        return command_view(
+            await hub.commands.progress(
+                device,
+                frame.id,
+                status=frame.status,
+                step=make_step(hub, frame.step),
+                result=frame.result,
+            )
+        )
+    if isinstance(frame, ResultFrame):
+        return command_view(
+            await hub.commands.complete(
+                device,
+                frame.id,
+                success=frame.success,
+                result=frame.result,
+                error=frame.error,
+                status=frame.status,
+                step=make_step(hub, frame.step),
+            )
+        )
+    if isinstance(frame, NotifyFrame):
+        return notification_view(
+            await hub.notifications.post_as_device(
+                device, frame.name, frame.parameters, frame.timestamp
+            )
+        )
+    if isinstance(frame, StateFrame):
+        return state_view(await hub.twins.report(device, frame.reported))
+    if isinstance(frame, PingFrame):
+        return {"pong": True}
+    raise BadRequest("hello is only valid as the first frame")

@@ -1,0 +1,213 @@
+"""The ``tether`` command line.
+
+``tether serve`` runs the server. Every other command is a client of a running server's
+native API (``--url``, default http://127.0.0.1:8080, and ``--token``/``TETHER_TOKEN`` or
+``--login``/``--password``), so it works the same against a laptop or a remote cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tether import __version__
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    name="tether",
+    help="Tether: one self-hosted server between IoT devices and the apps that drive them.\n\n"
+    "Start with 'tether serve'. Every setting is also a TETHER_* environment variable "
+    "(TETHER_PORT=9000) or a key in the TOML file named by --config / TETHER_CONFIG.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine on uvloop (the fastest event loop for aiohttp) when available."""
+    try:
+        import uvloop
+
+        factory: Any = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+def _settings(config: Path | None, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from tether.settings import Settings
+
+    if config is not None:
+        os.environ["TETHER_CONFIG"] = str(config)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        console.print(f"[red]invalid settings:[/red]\n{error}")
+        raise typer.Exit(2) from None
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"tether {__version__}")
+        raise typer.Exit()
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML settings file (keys as in 'tether serve --help').",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8080].")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the embedded SQLite database [default: ./tether-data]."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL, e.g. postgresql+asyncpg://user@host/db [default: SQLite in data-dir]."
+        ),
+    ] = None,
+    bus: Annotated[
+        str | None, typer.Option(help="Event bus: memory or redis [default: memory].")
+    ] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL when --bus redis.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate; enables TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the server: every dialect, the native API, /metrics and health checks.
+
+    With no options it listens on 127.0.0.1:8080, keeps its data in ./tether-data
+    (SQLite), uses an in-process bus, and on first start creates the admin user
+    (TETHER_ADMIN_LOGIN, default 'admin') with TETHER_ADMIN_PASSWORD or a generated
+    password printed once. More settings (timeouts, limits, retention) are TETHER_*
+    environment variables; see docs/operations.md.
+    """
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        bus=bus,
+        redis_url=redis_url,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        log_level=log_level,
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _run(_serve(settings))
+
+
+async def _serve(settings: Any) -> None:
+    from aiohttp import web
+
+    from tether.app import GENERATED_ADMIN_PASSWORD, build_app, ssl_context
+
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+    except Exception as error:
+        console.print(f"[red]start-up failed:[/red] {error}")
+        raise typer.Exit(1) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, ssl_context=ssl_context(settings), reuse_port=True
+    )
+    try:
+        await site.start()
+    except OSError as error:
+        console.print(f"[red]cannot listen on {settings.host}:{settings.port}:[/red] {error}")
+        await runner.cleanup()
+        raise typer.Exit(1) from None
+    scheme = "https" if settings.tls_cert else "http"
+    bound = runner.addresses[0] if runner.addresses else (settings.host, settings.port)
+    console.print(
+        f"[bold green]Tether {__version__}[/bold green] listening on "
+        f"{scheme}://{bound[0]}:{bound[1]}  (data: {settings.resolved_database_url}, "
+        f"bus: {settings.bus})"
+    )
+    generated = app.get(GENERATED_ADMIN_PASSWORD)
+    if generated:
+        console.print(
+            f"Created admin user [bold]{settings.admin_login}[/bold] with password "
+            f"[bold yellow]{generated}[/bold yellow] (shown once; change it)."
+        )
+    sys.stderr.flush()
+    await stop.wait()
+    console.print("shutting down")
+    await runner.cleanup()
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL [default: from settings].")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory for SQLite.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Apply pending schema migrations (tether serve does this itself on start)."""
+    settings = _settings(config, database_url=database_url, data_dir=data_dir)
+
+    async def upgrade() -> None:
+        from tether.store import Store
+
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.resolved_database_url, migrate=True)
+        await store.close()
+
+    _run(upgrade())
+    console.print(f"database at {settings.resolved_database_url} is up to date")
+
+
+def main() -> None:
+    from tether.cli_client import register
+
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
