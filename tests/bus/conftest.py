@@ -53,11 +53,7 @@ class Backend:
     made: list[Bus] = field(default_factory=list)
 
     def new(self, **kwargs: Any) -> Bus:
-        bus: Bus
-        if self.kind == "memory":
-            bus = MemoryBus(**kwargs)
-        else:
-            bus = RedisBus(self.url, **kwargs)
+        bus: Bus = MemoryBus(**kwargs) if self.kind == "memory" else RedisBus(self.url, **kwargs)
         self.made.append(bus)
         return bus
 

@@ -39,9 +39,7 @@ async def test_each_local_handler_gets_every_message_once(bus, channel, collecto
         assert handler.payloads == [b"one", END]
 
 
-async def test_subscribing_the_same_handler_twice_is_a_no_op(
-    bus, backend, channel, collector
-):
+async def test_subscribing_the_same_handler_twice_is_a_no_op(bus, backend, channel, collector):
     ch, got = channel("dup"), collector()
     await bus.subscribe(ch, got)
     await bus.subscribe(ch, got)

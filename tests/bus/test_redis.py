@@ -49,24 +49,40 @@ async def numsub(client: aioredis.Redis, channel: str) -> int:
     return int(count)
 
 
-async def kill_subscriber(client: aioredis.Redis, bus: RedisBus) -> None:
-    """Close ``bus``'s pub/sub connection from the server side.
+async def subscriber_id(client: aioredis.Redis, bus: RedisBus) -> int | None:
+    """The server-side client id of ``bus``'s pub/sub connection (None if it has none).
 
-    ``CLIENT KILL TYPE pubsub`` narrowed by ID: killing every pub/sub client would also
-    cut any other test run sharing this Redis. The bus names its connections, which is
-    how we find the right one.
+    The bus names its connections after its node, which is how we find the right one.
     """
     name = f"tether-bus-sub:{bus.node_id}"
-    clients = [c for c in await client.client_list(_type="pubsub") if c["name"] == name]
-    assert len(clients) == 1, clients
-    killed = await client.execute_command("CLIENT KILL", "TYPE", "pubsub", "ID", clients[0]["id"])
+    ids = [int(c["id"]) for c in await client.client_list(_type="pubsub") if c["name"] == name]
+    assert len(ids) <= 1, ids
+    return ids[0] if ids else None
+
+
+async def kill_subscriber(client: aioredis.Redis, bus: RedisBus) -> int:
+    """Close ``bus``'s pub/sub connection from the server side; return its old id.
+
+    ``CLIENT KILL TYPE pubsub`` narrowed by ID: killing every pub/sub client would also
+    cut any other test run sharing this Redis.
+    """
+    old_id = await subscriber_id(client, bus)
+    assert old_id is not None
+    killed = await client.execute_command("CLIENT KILL", "TYPE", "pubsub", "ID", old_id)
     assert killed == 1
+    return old_id
+
+
+async def resubscribed(client: aioredis.Redis, bus: RedisBus, old_id: int, channel: str) -> bool:
+    """Has ``bus`` come back on a new connection that is subscribed to ``channel``?"""
+    new_id = await subscriber_id(client, bus)
+    return new_id not in (None, old_id) and await numsub(client, channel) == 1
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
     """Poll a server-side condition (there is no event to wait on for those)."""
     async with asyncio.timeout(timeout):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - the condition lives in Redis
             await asyncio.sleep(0.005)
 
 
@@ -90,9 +106,7 @@ async def test_cross_node_order_under_concurrent_publishing(nodes, channel, coll
     assert got.payloads == expected
 
 
-async def test_last_unsubscribe_removes_the_redis_subscription(
-    nodes, client, channel, collector
-):
+async def test_last_unsubscribe_removes_the_redis_subscription(nodes, client, channel, collector):
     a, b = await nodes(), await nodes()
     ch, first, second, other_node = channel("numsub"), collector(), collector(), collector()
     await a.subscribe(ch, first)
@@ -120,9 +134,8 @@ async def test_reconnects_and_resubscribes_after_the_connection_is_killed(
     await got.wait_for(1)
 
     with caplog.at_level(logging.DEBUG, logger="tether.bus"):
-        await kill_subscriber(client, a)
-        assert await numsub(client, kept) == 0
-        await until(lambda: numsub_is(client, kept, 1))
+        old_id = await kill_subscriber(client, a)
+        await until(lambda: resubscribed(client, a, old_id, kept))
         await b.publish(kept, b"after")
         await got.wait_for(2)
 
@@ -157,40 +170,67 @@ async def test_a_failing_reconnect_is_retried_with_backoff_and_logged_once(
     ch, got = channel("retry"), collector()
     await a.subscribe(ch, got)
 
-    real_open_link, failures = a._open_link, []
+    real_open_link, redis_is_back, failures = a._open_link, asyncio.Event(), []
 
-    async def flaky_open_link() -> list[asyncio.Future[None]]:
-        if len(failures) < 4:
+    async def open_link_while_redis_is_down() -> list[asyncio.Future[None]]:
+        if not redis_is_back.is_set():
             failures.append(1)
             raise RedisConnectionError("simulated: Redis is down")
         return await real_open_link()
 
-    monkeypatch.setattr(a, "_open_link", flaky_open_link)
+    monkeypatch.setattr(a, "_open_link", open_link_while_redis_is_down)
     with caplog.at_level(logging.DEBUG, logger="tether.bus"):
-        await kill_subscriber(client, a)
+        old_id = await kill_subscriber(client, a)
         with pytest.raises(Unavailable, match="subscriber connection is down"):
             await until(lambda: ping_ok(a))  # ping tells the truth during the outage
-        await until(lambda: numsub_is(client, ch, 1))
+        await until(lambda: has_failed(failures, 3))  # 3 attempts, spaced by the backoff
+        redis_is_back.set()
+        await until(lambda: resubscribed(client, a, old_id, ch))
         await b.publish(ch, END)
         await got.wait_for(1)
 
     messages = [r.getMessage() for r in caplog.records]
-    assert len(failures) == 4
-    assert sum("reconnect attempt" in m for m in messages) == 4  # DEBUG, per retry
+    assert sum("reconnect attempt" in m for m in messages) == len(failures)  # DEBUG
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1  # one per outage
+    assert len(warnings) == 1  # one per outage, not one per attempt
     assert sum("restored" in m for m in messages) == 1
+    await a.ping()
 
 
-async def test_health_check_ping_keeps_an_idle_link_up(nodes, channel, collector, caplog):
+async def test_a_silent_link_is_detected_by_the_health_check(
+    nodes, client, channel, collector, caplog
+):
     a, b = await nodes(health_check_interval=0.02), await nodes()
+    ch, got = channel("silent"), collector()
+    await a.subscribe(ch, got)
+    old_id = await subscriber_id(client, a)
+    assert old_id is not None
+    assert a._conn is not None
+
+    # A half-open socket: our PINGs vanish and nothing ever comes back.
+    async def black_hole(*args: object, **kwargs: object) -> None:
+        pass
+
+    a._conn.send_command = black_hole  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="tether.bus"):
+        await until(lambda: resubscribed(client, a, old_id, ch))
+    assert "no answer to PING" in caplog.records[0].getMessage()
+    await b.publish(ch, END)
+    await got.wait_for(1)
+
+
+async def test_health_check_ping_keeps_an_idle_link_up(nodes, client, channel, collector, caplog):
+    a, b = await nodes(health_check_interval=0.03), await nodes()
     ch, got = channel("idle"), collector()
     await a.subscribe(ch, got)
     with caplog.at_level(logging.WARNING, logger="tether.bus"):
-        await asyncio.sleep(0.15)  # several silent intervals, each answered by a PONG
+        await asyncio.sleep(0.2)  # several silent intervals, each answered by a PONG
         await b.publish(ch, END)
         await got.wait_for(1)
-    assert caplog.records == []
+    assert caplog.records == []  # no reconnect
+    name = f"tether-bus-sub:{a.node_id}"
+    (sub,) = [c for c in await client.client_list(_type="pubsub") if c["name"] == name]
+    assert sub["cmd"] == "ping"  # the health check did run
 
 
 async def test_unreachable_redis_is_unavailable(channel, collector):
@@ -208,7 +248,7 @@ async def test_unreachable_redis_is_unavailable(channel, collector):
 
 
 async def test_connections_are_named_after_the_node(nodes, client):
-    bus = await nodes(node_id="node 7/α")
+    bus = await nodes(node_id="node 7/\u03b1")
     await bus.ping()
     names = {c["name"] for c in await client.client_list()}
     assert {"tether-bus-sub:node_7__", "tether-bus-pub:node_7__"} <= names
@@ -216,6 +256,10 @@ async def test_connections_are_named_after_the_node(nodes, client):
 
 async def numsub_is(client: aioredis.Redis, channel: str, count: int) -> bool:
     return await numsub(client, channel) == count
+
+
+async def has_failed(failures: list[int], times: int) -> bool:
+    return len(failures) >= times
 
 
 async def ping_ok(bus: RedisBus) -> bool:

@@ -25,6 +25,7 @@ A half-open socket (peer vanished without a FIN) is caught by a PING after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -191,14 +192,15 @@ class RedisBus(Bus):
         try:
             await conn.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
             async with self._wire_lock:
-                channels = frozenset[str]()
+                channels = self._handlers.channels()
                 acks = [self._expect_ack() for _ in channels]
                 if channels:
                     await conn.send_command("SUBSCRIBE", *channels)
                 self._conn, self._live, self._link_up = conn, set(channels), True
         except BaseException:
             self._resolve_acks()
-            await conn.disconnect(nowait=True)
+            with contextlib.suppress(*_LINK_ERRORS):
+                await conn.disconnect(nowait=True)
             raise
         return acks
 
@@ -208,7 +210,8 @@ class RedisBus(Bus):
         self._resolve_acks()  # waiters return; the next connect re-subscribes for them
         conn, self._conn = self._conn, None
         if conn is not None:
-            await conn.disconnect(nowait=True)
+            with contextlib.suppress(*_LINK_ERRORS):
+                await conn.disconnect(nowait=True)
 
     def _resolve_acks(self) -> None:
         while self._acks:
@@ -284,6 +287,8 @@ class RedisBus(Bus):
                 await self._open_link()
             except _LINK_ERRORS as error:
                 logger.debug("bus: reconnect attempt %d failed: %r", attempt, error)
+            except Exception:  # a bug must not end the reader: keep trying, loudly
+                logger.exception("bus: reconnect attempt %d failed", attempt)
             else:
                 return delay
 

@@ -202,7 +202,7 @@ class DeviceRepo(Repo):
         async with self._engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def update(self, id: str, *, now: datetime, **fields: Any) -> Device | None:
+    async def update(self, id: str, /, *, now: datetime, **fields: Any) -> Device | None:
         """Set the given columns and ``updated_at = now``; ``None`` if there is no device."""
         check_fields(fields, _UPDATABLE, "device")
         stmt = (

@@ -118,7 +118,7 @@ class _ScopeRepo(Repo, Generic[S]):
         async with self._engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def update(self, id: int, **fields: Any) -> S | None:
+    async def update(self, id: int, /, **fields: Any) -> S | None:
         check_fields(fields, _UPDATABLE, self._what)
         if not fields:
             return await self.get(id)

@@ -160,7 +160,7 @@ class UserRepo(Repo):
         async with self._engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def update(self, id: int, **fields: Any) -> User | None:
+    async def update(self, id: int, /, **fields: Any) -> User | None:
         """Set the given columns; ``None`` if there is no such user."""
         check_fields(fields, _UPDATABLE, "user")
         try:
