@@ -7,6 +7,7 @@ absence fails the run, so a green CI always means the tests ran against the real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +32,13 @@ def service_missing(what: str, error: BaseException) -> None:
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     """A PostgreSQL URL whose ``search_path`` is a fresh schema dropped afterwards."""
+    async with fresh_postgres_schema() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_schema() -> AsyncIterator[str]:
+    """:func:`postgres_url` for code that cannot request a fixture."""
     import asyncpg
 
     dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")

@@ -3,7 +3,8 @@
 :class:`NativeAgent` connects as one device over the device WebSocket (commands pushed)
 or over HTTP long-polling, runs each command through a handler, and posts the result. It
 reconnects with backoff, and deduplicates re-sent commands by id, because delivery is at
-least once.
+least once. Results the server has not confirmed stay in an outbox and are sent again after
+a reconnect, so a server crash between "executed" and "stored" loses no result.
 
 The default handler understands a few commands so a fleet can be exercised without code:
 ``echo`` (result = parameters), ``sleep`` (``{"seconds": s}``), ``fail`` (``{"error": ...}``)
@@ -84,6 +85,9 @@ class NativeAgent:
         #: Ids already executed (bounded), so a re-sent command is not run twice.
         self._done: OrderedDict[int, Outcome] = OrderedDict()
         self.executed: list[int] = []
+        self._running: set[int] = set()
+        #: Results not yet confirmed by the server, by command id.
+        self._outbox: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -142,16 +146,30 @@ class NativeAgent:
         ) as ws:
             self._ws = ws
             self.connected.set()
+            for frame in list(self._outbox.values()):
+                await ws.send_str(msgspec.json.encode(frame).decode())
             async for message in ws:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     break
                 if '"type":"command"' not in message.data[:40]:
-                    continue  # responses and errors to our own frames
+                    self._confirm(message.data)
+                    continue
                 command = _push.decode(message.data).command
+                if command.id in self._running:
+                    continue  # re-sent while still executing here
                 task = asyncio.create_task(self._execute_ws(ws, command))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             self._ws = None
+
+    def _confirm(self, data: str) -> None:
+        """A response to one of our result frames: the server has stored it."""
+        reply = msgspec.json.decode(data)
+        request_id = reply.get("requestId") if isinstance(reply, dict) else None
+        if isinstance(request_id, str) and request_id.startswith("result-"):
+            if reply.get("type") == "response" or reply.get("error", {}).get("code") in (
+                    "not_found", "bad_request"):
+                self._outbox.pop(int(request_id[7:]), None)
 
     async def _execute_ws(self, ws: aiohttp.ClientWebSocketResponse, command: CommandView) -> None:
         if self.send_ack:
@@ -169,17 +187,18 @@ class NativeAgent:
             )
 
         outcome = await self._outcome(command, report)
-        await ws.send_str(
-            msgspec.json.encode(
-                {
-                    "type": "result",
-                    "id": command.id,
-                    "success": outcome.success,
-                    "result": outcome.result,
-                    "error": outcome.error,
-                }
-            ).decode()
-        )
+        frame = {
+            "type": "result",
+            "requestId": f"result-{command.id}",
+            "id": command.id,
+            "success": outcome.success,
+            "result": outcome.result,
+            "error": outcome.error,
+        }
+        self._outbox[command.id] = frame
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+            # If this fails, the outbox sends it again on the next connection.
+            await ws.send_str(msgspec.json.encode(frame).decode())
 
     # --- HTTP long-poll transport --------------------------------------------------------------
 
@@ -188,6 +207,8 @@ class NativeAgent:
         session = self._session
         self.connected.set()
         while not self._stopping.is_set():
+            for command_id, body in list(self._outbox.items()):
+                await self._post_result(command_id, body)
             async with session.get(
                 f"{self.device_url}/commands",
                 headers=self.headers,
@@ -219,11 +240,18 @@ class NativeAgent:
                 response.raise_for_status()
 
         outcome = await self._outcome(command, report)
-        async with session.post(
-            f"{url}/result",
-            headers=self.headers,
-            json={"success": outcome.success, "result": outcome.result, "error": outcome.error},
+        body = {"success": outcome.success, "result": outcome.result, "error": outcome.error}
+        self._outbox[command.id] = body
+        await self._post_result(command.id, body)
+
+    async def _post_result(self, command_id: int, body: dict[str, Any]) -> None:
+        assert self._session is not None
+        async with self._session.post(
+            f"{self.device_url}/commands/{command_id}/result", headers=self.headers, json=body
         ) as response:
+            if response.status < 500:
+                # Stored (or refused for good, e.g. the command was deleted): done with it.
+                self._outbox.pop(command_id, None)
             response.raise_for_status()
 
     # --- shared ---------------------------------------------------------------------------------
@@ -232,11 +260,14 @@ class NativeAgent:
         done = self._done.get(command.id)
         if done is not None:
             return done  # a re-sent command: answer again, do not run it twice
+        self._running.add(command.id)
         try:
             outcome = await self.handler(command, report)
         except Exception as error:
             log.exception("handler failed on command %s", command.id)
             outcome = Outcome(success=False, error=f"handler error: {error}")
+        finally:
+            self._running.discard(command.id)
         self._done[command.id] = outcome
         self.executed.append(command.id)
         while len(self._done) > 10_000:
