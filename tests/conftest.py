@@ -44,7 +44,7 @@ async def fresh_postgres_schema() -> AsyncIterator[str]:
     dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
     try:
         conn = await asyncio.wait_for(asyncpg.connect(dsn), 5)
-    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as error:
         service_missing(f"PostgreSQL at {dsn}", error)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     await conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -63,7 +63,7 @@ async def redis_url() -> AsyncIterator[str]:
     client = aioredis.from_url(REDIS_URL)
     try:
         await asyncio.wait_for(client.ping(), 5)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         await client.aclose()
         service_missing(f"Redis at {REDIS_URL}", error)
     await client.flushdb()

@@ -41,11 +41,19 @@ class Running:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    async def call(self, method: str, path: str, *, expect: int | None = None,
-                   token: str | None = None, **kwargs: Any) -> Any:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: int | None = None,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         headers = {"Authorization": f"Bearer {token or self.token}"}
-        async with self.session.request(method, self.url + path, headers=headers,
-                                        **kwargs) as response:
+        async with self.session.request(
+            method, self.url + path, headers=headers, **kwargs
+        ) as response:
             body = await response.read()
             if expect is not None:
                 assert response.status == expect, (response.status, body)
@@ -55,8 +63,12 @@ class Running:
 
     async def device(self, device_id: str, **fields: Any) -> str:
         """Create a device and return its credential."""
-        await self.call("POST", "/api/v1/devices", json={"id": device_id, "name": device_id,
-                                                         **fields}, expect=201)
+        await self.call(
+            "POST",
+            "/api/v1/devices",
+            json={"id": device_id, "name": device_id, **fields},
+            expect=201,
+        )
         made = await self.call("POST", f"/api/v1/devices/{device_id}/credential", expect=201)
         return str(made["credential"])
 
@@ -71,8 +83,10 @@ async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running]:
     await server.start_server()
     session = aiohttp.ClientSession()
     try:
-        async with session.post(str(server.make_url("/api/v1/auth/token")),
-                                json={"login": "admin", "password": ADMIN_PASSWORD}) as r:
+        async with session.post(
+            str(server.make_url("/api/v1/auth/token")),
+            json={"login": "admin", "password": ADMIN_PASSWORD},
+        ) as r:
             assert r.status == 201, await r.text()
             token = (await r.json())["accessToken"]
         yield Running(server, session, token)

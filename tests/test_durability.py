@@ -47,9 +47,22 @@ class Server:
     async def start(self) -> None:
         env = {**os.environ, "TETHER_ADMIN_PASSWORD": PASSWORD, **self.env}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from tether.cli import app; app()", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--log-level", "warning"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(self.data_dir.parent / "log", "ab"))
+            [
+                sys.executable,
+                "-c",
+                "from tether.cli import app; app()",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.data_dir.parent / "log", "ab"),
+        )
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
@@ -80,8 +93,7 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     async with contextlib.AsyncExitStack() as stack:
         env: dict[str, str] = {}
         if request.param == "postgresql":
-            env["TETHER_DATABASE_URL"] = await stack.enter_async_context(
-                fresh_postgres_schema())
+            env["TETHER_DATABASE_URL"] = await stack.enter_async_context(fresh_postgres_schema())
         (tmp_path / "data").mkdir()
         running = Server(tmp_path / "data", free_port(), env)
         try:
@@ -98,15 +110,20 @@ async def slow_echo(command: Any, report: Any) -> Outcome:
 async def test_kill_9_mid_flight_loses_no_acknowledged_command(server: Server) -> None:
     await server.start()
     async with aiohttp.ClientSession() as session:
-        async with session.post(server.url + "/api/v1/auth/token",
-                                json={"login": "admin", "password": PASSWORD}) as r:
+        async with session.post(
+            server.url + "/api/v1/auth/token", json={"login": "admin", "password": PASSWORD}
+        ) as r:
             token = (await r.json())["accessToken"]
         auth = {"Authorization": f"Bearer {token}"}
-        async with session.post(server.url + "/api/v1/devices", headers=auth,
-                                json={"id": "durable-1", "name": "durable"}) as r:
+        async with session.post(
+            server.url + "/api/v1/devices",
+            headers=auth,
+            json={"id": "durable-1", "name": "durable"},
+        ) as r:
             assert r.status == 201
-        async with session.post(server.url + "/api/v1/devices/durable-1/credential",
-                                headers=auth) as r:
+        async with session.post(
+            server.url + "/api/v1/devices/durable-1/credential", headers=auth
+        ) as r:
             credential = (await r.json())["credential"]
 
         agent = NativeAgent(server.url, "durable-1", credential, handler=slow_echo)
@@ -116,9 +133,11 @@ async def test_kill_9_mid_flight_loses_no_acknowledged_command(server: Server) -
 
         async def send(i: int) -> None:
             with contextlib.suppress(aiohttp.ClientError):
-                async with session.post(server.url + "/api/v1/devices/durable-1/commands",
-                                        headers=auth, json={"name": "echo", "parameters": i}
-                                        ) as r:
+                async with session.post(
+                    server.url + "/api/v1/devices/durable-1/commands",
+                    headers=auth,
+                    json={"name": "echo", "parameters": i},
+                ) as r:
                     if r.status == 201:
                         acknowledged.append((await r.json())["id"])
 
@@ -138,8 +157,9 @@ async def test_kill_9_mid_flight_loses_no_acknowledged_command(server: Server) -
         assert len(before_restart) >= 150
 
         await server.start()
-        async with session.post(server.url + "/api/v1/auth/token",
-                                json={"login": "admin", "password": PASSWORD}) as r:
+        async with session.post(
+            server.url + "/api/v1/auth/token", json={"login": "admin", "password": PASSWORD}
+        ) as r:
             token = (await r.json())["accessToken"]
         auth = {"Authorization": f"Bearer {token}"}
 
@@ -149,8 +169,9 @@ async def test_kill_9_mid_flight_loses_no_acknowledged_command(server: Server) -
             for command_id in before_restart:
                 if states.get(command_id) == "succeeded":
                     continue
-                async with session.get(f"{server.url}/api/v1/commands/{command_id}",
-                                       headers=auth) as r:
+                async with session.get(
+                    f"{server.url}/api/v1/commands/{command_id}", headers=auth
+                ) as r:
                     assert r.status == 200, f"acknowledged command {command_id} is gone"
                     states[command_id] = (await r.json())["state"]
             if all(s == "succeeded" for s in states.values()):

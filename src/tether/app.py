@@ -23,8 +23,7 @@ from tether.store import Store
 log = logging.getLogger("tether")
 
 #: Set after start-up when the admin password was generated; shown once by the CLI.
-GENERATED_ADMIN_PASSWORD: web.AppKey[str | None] = web.AppKey("generated_admin_password",
-                                                               str)
+GENERATED_ADMIN_PASSWORD: web.AppKey[str | None] = web.AppKey("generated_admin_password", str)
 
 
 async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
@@ -44,18 +43,19 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
 
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The aiohttp application; the hub starts and stops with it."""
-    app = web.Application(middlewares=[error_middleware],
-                          client_max_size=settings.max_message_bytes)
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.max_message_bytes
+    )
     for table in native_routes():
         app.add_routes(table)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         hub = await build_hub(settings, clock)
         app[HUB] = hub
-        password = settings.admin_password.get_secret_value() if settings.admin_password \
-            else None
-        app[GENERATED_ADMIN_PASSWORD] = await hub.auth.bootstrap_admin(settings.admin_login,
-                                                                      password)
+        password = settings.admin_password.get_secret_value() if settings.admin_password else None
+        app[GENERATED_ADMIN_PASSWORD] = await hub.auth.bootstrap_admin(
+            settings.admin_login, password
+        )
         try:
             yield
         finally:

@@ -96,7 +96,8 @@ def serve(
     database_url: Annotated[
         str | None,
         typer.Option(
-            help="Database URL, e.g. postgresql+asyncpg://user@host/db [default: SQLite in data-dir]."
+            help="Database URL, e.g. postgresql+asyncpg://user@host/db "
+            "[default: SQLite in data-dir]."
         ),
     ] = None,
     bus: Annotated[

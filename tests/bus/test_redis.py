@@ -7,7 +7,9 @@ are to Redis: separate connections with separate node ids.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -50,26 +52,26 @@ async def numsub(client: aioredis.Redis, channel: str) -> int:
 
 
 async def subscriber_id(client: aioredis.Redis, bus: RedisBus) -> int | None:
-    """The server-side client id of ``bus``'s pub/sub connection (None if it has none).
+    """The server-side client id of ``bus``'s subscriber connection (None if it has none).
 
     The bus names its connections after its node, which is how we find the right one.
+    (Not ``CLIENT LIST TYPE pubsub``: with no channel subscribed it is a normal client.)
     """
     name = f"tether-bus-sub:{bus.node_id}"
-    ids = [int(c["id"]) for c in await client.client_list(_type="pubsub") if c["name"] == name]
+    ids = [int(c["id"]) for c in await client.client_list() if c["name"] == name]
     assert len(ids) <= 1, ids
     return ids[0] if ids else None
 
 
 async def kill_subscriber(client: aioredis.Redis, bus: RedisBus) -> int:
-    """Close ``bus``'s pub/sub connection from the server side; return its old id.
+    """Close ``bus``'s subscriber connection from the server side; return its old id.
 
-    ``CLIENT KILL TYPE pubsub`` narrowed by ID: killing every pub/sub client would also
-    cut any other test run sharing this Redis.
+    ``CLIENT KILL ID`` rather than ``CLIENT KILL TYPE pubsub``: the latter would also cut
+    the subscribers of any other test run sharing this Redis.
     """
     old_id = await subscriber_id(client, bus)
     assert old_id is not None
-    killed = await client.execute_command("CLIENT KILL", "TYPE", "pubsub", "ID", old_id)
-    assert killed == 1
+    assert await client.execute_command("CLIENT KILL", "ID", old_id) == 1
     return old_id
 
 
@@ -163,6 +165,43 @@ async def test_subscription_changes_during_an_outage_are_applied_on_reconnect(
     await got_new.wait_for(1)
 
 
+async def test_subscription_churn_across_kills_ends_in_the_right_state(
+    nodes, client, channel, collector
+):
+    """Random concurrent subscribe/unsubscribe while the link dies: Redis ends up
+    subscribed to exactly the channels that have local handlers."""
+    a = await nodes()
+    rng = random.Random(7)
+    channels = [channel(f"churn{i}") for i in range(6)]
+    handlers = [collector() for _ in range(3)]
+
+    async def churn() -> None:
+        for _ in range(40):
+            ch, handler = rng.choice(channels), rng.choice(handlers)
+            if rng.random() < 0.55:
+                await a.subscribe(ch, handler)
+            else:
+                await a.unsubscribe(ch, handler)
+            await asyncio.sleep(0.001)  # spread the churn over the kills
+
+    async def has_subscriber() -> bool:
+        return await subscriber_id(client, a) is not None
+
+    async def killer() -> None:
+        for _ in range(2):
+            await asyncio.sleep(0.01)
+            await until(has_subscriber)
+            await kill_subscriber(client, a)
+
+    await asyncio.gather(churn(), churn(), churn(), killer())
+
+    async def server_matches() -> bool:
+        counts = dict(await client.pubsub_numsub(*channels))
+        return all(bool(counts[ch.encode()]) == (ch in a.channels) for ch in channels)
+
+    await until(server_matches)
+
+
 async def test_a_failing_reconnect_is_retried_with_backoff_and_logged_once(
     nodes, client, channel, collector, caplog, monkeypatch
 ):
@@ -195,6 +234,38 @@ async def test_a_failing_reconnect_is_retried_with_backoff_and_logged_once(
     assert len(warnings) == 1  # one per outage, not one per attempt
     assert sum("restored" in m for m in messages) == 1
     await a.ping()
+
+
+async def test_a_flapping_link_backs_off_and_is_logged_once(
+    nodes, client, channel, collector, caplog, monkeypatch
+):
+    a, b = await nodes(backoff_initial=0.02, backoff_max=0.5), await nodes()
+    ch, got = channel("flap"), collector()
+    await a.subscribe(ch, got)
+
+    real_pump, drops = a._pump, []
+
+    async def pump_that_drops_at_once() -> None:  # e.g. Redis refusing our SUBSCRIBE
+        if len(drops) < 3:
+            drops.append(asyncio.get_running_loop().time())
+            raise RedisConnectionError("simulated: dropped right after connecting")
+        await real_pump()
+
+    monkeypatch.setattr(a, "_pump", pump_that_drops_at_once)
+    with caplog.at_level(logging.INFO, logger="tether.bus"):
+        old_id = await kill_subscriber(client, a)  # the running pump fails; next ones flap
+        await until(lambda: has_failed(drops, 3))
+        await until(lambda: resubscribed(client, a, old_id, ch))
+        await b.publish(ch, END)
+        await got.wait_for(1)
+
+    # Relapses wait 0.02 s, then 0.04 s (each jittered down to no less than half).
+    gaps = [later - earlier for earlier, later in itertools.pairwise(drops)]
+    assert gaps[0] >= 0.01 * 0.95
+    assert gaps[1] >= 0.02 * 0.95
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # one outage, however often it relapsed
+    assert sum("restored" in r.getMessage() for r in caplog.records) == 1
 
 
 async def test_a_silent_link_is_detected_by_the_health_check(

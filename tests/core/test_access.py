@@ -23,16 +23,36 @@ from tether.core.model import Device, Role, User
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def user(role: Role, networks: tuple[int, ...] = (), types: tuple[int, ...] = (),
-         all_types: bool = True, uid: int = 7) -> User:
-    return User(id=uid, login=f"u{uid}", role=role, network_ids=networks,
-                device_type_ids=types, all_device_types=all_types, created_at=NOW)
+def user(
+    role: Role,
+    networks: tuple[int, ...] = (),
+    types: tuple[int, ...] = (),
+    all_types: bool = True,
+    uid: int = 7,
+) -> User:
+    return User(
+        id=uid,
+        login=f"u{uid}",
+        role=role,
+        network_ids=networks,
+        device_type_ids=types,
+        all_device_types=all_types,
+        created_at=NOW,
+    )
 
 
-def device(did: str = "d", network: int | None = 1, dtype: int | None = 1,
-           owner: int | None = None) -> Device:
-    return Device(id=did, name=did, network_id=network, type_id=dtype, owner_id=owner,
-                  created_at=NOW, updated_at=NOW)
+def device(
+    did: str = "d", network: int | None = 1, dtype: int | None = 1, owner: int | None = None
+) -> Device:
+    return Device(
+        id=did,
+        name=did,
+        network_id=network,
+        type_id=dtype,
+        owner_id=owner,
+        created_at=NOW,
+        updated_at=NOW,
+    )
 
 
 def test_admin_sees_everything() -> None:
@@ -84,8 +104,9 @@ def test_missing_device_is_404_for_admin_and_403_for_client() -> None:
 def test_event_filter() -> None:
     everything = EventFilter()
     assert everything.matches("d", None, None, "temp")
-    narrow = EventFilter(device_ids=frozenset({"d"}), names=frozenset({"temp"}),
-                         network_ids=frozenset({1}))
+    narrow = EventFilter(
+        device_ids=frozenset({"d"}), names=frozenset({"temp"}), network_ids=frozenset({1})
+    )
     assert narrow.matches("d", 1, None, "temp")
     assert not narrow.matches("e", 1, None, "temp")
     assert not narrow.matches("d", 2, None, "temp")

@@ -55,7 +55,7 @@ def test_two_clocks_are_never_mixed() -> None:
 
 
 def test_in_flight_states() -> None:
-    assert IN_FLIGHT == {S.SENT, S.DELIVERED, S.IN_PROGRESS}
+    assert {S.SENT, S.DELIVERED, S.IN_PROGRESS} == IN_FLIGHT
 
 
 @pytest.mark.parametrize("state", list(S))
@@ -133,5 +133,4 @@ class ConcurrentNodes(RuleBasedStateMachine):
 
 
 TestConcurrentNodes = ConcurrentNodes.TestCase
-TestConcurrentNodes.settings = settings(max_examples=200, stateful_step_count=30,
-                                        deadline=None)
+TestConcurrentNodes.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)

@@ -96,6 +96,7 @@ async def test_idempotency_key_returns_the_same_command(cstore: Store) -> None:
     assert by_other.id != first.id
     on_d2, created = await cstore.commands.insert(device_id="d2", created_by=user.id, **kw)
     assert created
+    assert on_d2.device_id == "d2"
     # No key: never deduplicated.
     kw.pop("idempotency_key")
     a, _ = await cstore.commands.insert(device_id="d1", created_by=user.id, **kw)

@@ -44,7 +44,12 @@ async def test_create_get_and_conflict(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.devices.create(msgspec.structs.replace(device, id="a2", network_id=999))
     plain = await add_device(store, "plain")
-    assert (plain.attributes, plain.data, plain.dialect, plain.last_seen) == ({}, None, "native", None)
+    assert (plain.attributes, plain.data, plain.dialect, plain.last_seen) == (
+        {},
+        None,
+        "native",
+        None,
+    )
 
 
 async def test_get_many(store: Store) -> None:

@@ -66,7 +66,11 @@ async def test_firmware_targets_replace_per_scope(scoped: tuple[Store, int, int]
     assert await firmware.current(device_id="d1", device_type_id=t1) is None
     everyone = await firmware.set(version="1.0", url="http://f/1.0", now=NOW)
     typed = await firmware.set(
-        version="1.1", url="http://f/1.1", now=at(1), size=1 << 40, sha256="ab" * 32,
+        version="1.1",
+        url="http://f/1.1",
+        now=at(1),
+        size=1 << 40,
+        sha256="ab" * 32,
         device_type_id=t1,
     )
     assert (typed.size, typed.sha256, typed.device_type_id) == (1 << 40, "ab" * 32, t1)

@@ -142,7 +142,8 @@ async def test_timestamps_sort_by_instant_whatever_the_offset(nstore: Store) -> 
     assert [n.name for n in listed] == ["0", "3", "2", "1"]
     assert all(n.timestamp.tzinfo is UTC for n in listed)
     window = await nstore.notifications.list(
-        start=datetime(2026, 1, 1, 4, 0, tzinfo=minus3), end=times[2]  # 07:00 UTC
+        start=datetime(2026, 1, 1, 4, 0, tzinfo=minus3),
+        end=times[2],  # 07:00 UTC
     )
     assert [n.name for n in window] == ["3", "2"]
 
@@ -153,11 +154,7 @@ ZONES = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(-timedelta
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    st.datetimes(
-        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES
-    )
-)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES))
 async def test_utc_round_trip_through_the_database(nstore: Store, value: datetime) -> None:
     (stored,) = await nstore.notifications.insert_many([_new("d1", "t", value)])
     loaded = await nstore.notifications.get(stored.id)
@@ -165,3 +162,12 @@ async def test_utc_round_trip_through_the_database(nstore: Store, value: datetim
     assert loaded.timestamp == value
     assert loaded.timestamp.tzinfo is UTC
     assert loaded.timestamp.utcoffset() == timedelta(0)
+
+
+async def test_naive_datetimes_are_refused_with_value_error(nstore: Store) -> None:
+    naive = datetime(2026, 1, 1)
+    with pytest.raises(ValueError, match="naive"):
+        await nstore.notifications.insert_many([_new("d1", "x", naive)])
+    with pytest.raises(ValueError, match="naive"):
+        await nstore.notifications.list(start=naive)
+    assert await nstore.notifications.list() == []

@@ -63,7 +63,7 @@ def test_postgres_results_are_normalised_to_utc() -> None:
 @pytest.mark.parametrize("dialect", [SQLITE, POSTGRES])
 def test_naive_datetimes_are_refused(dialect: sqlite.dialect) -> None:
     with pytest.raises(ValueError, match="naive"):
-        UTCDateTime().process_bind_param(datetime(2026, 1, 1), dialect)  # noqa: DTZ001
+        UTCDateTime().process_bind_param(datetime(2026, 1, 1), dialect)
     assert UTCDateTime().process_bind_param(None, dialect) is None
     assert UTCDateTime().process_result_value(None, dialect) is None
 
@@ -82,7 +82,10 @@ def test_json_codec_is_msgspec_and_returns_str() -> None:
     ("options", "expected"),
     [
         ("-csearch_path=abc", {"search_path": "abc"}),
-        ("-c search_path=a,b -cstatement_timeout=5s", {"search_path": "a,b", "statement_timeout": "5s"}),
+        (
+            "-c search_path=a,b -cstatement_timeout=5s",
+            {"search_path": "a,b", "statement_timeout": "5s"},
+        ),
         ("--application-name=x", {"application_name": "x"}),
     ],
 )

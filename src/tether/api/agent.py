@@ -165,11 +165,15 @@ class NativeAgent:
     def _confirm(self, data: str) -> None:
         """A response to one of our result frames: the server has stored it."""
         reply = msgspec.json.decode(data)
-        request_id = reply.get("requestId") if isinstance(reply, dict) else None
-        if isinstance(request_id, str) and request_id.startswith("result-"):
-            if reply.get("type") == "response" or reply.get("error", {}).get("code") in (
-                    "not_found", "bad_request"):
-                self._outbox.pop(int(request_id[7:]), None)
+        if not isinstance(reply, dict):
+            return
+        request_id = reply.get("requestId")
+        if not (isinstance(request_id, str) and request_id.startswith("result-")):
+            return
+        # Stored, or refused for good (the command is gone): either way, stop resending.
+        final_error = (reply.get("error") or {}).get("code") in ("not_found", "bad_request")
+        if reply.get("type") == "response" or final_error:
+            self._outbox.pop(int(request_id[7:]), None)
 
     async def _execute_ws(self, ws: aiohttp.ClientWebSocketResponse, command: CommandView) -> None:
         if self.send_ack:

@@ -115,9 +115,12 @@ def query_time(request: web.Request, name: str) -> datetime | None:
     if raw is None or raw == "":
         return None
     try:
-        value = datetime.fromisoformat(raw.replace(" ", "+"))  # '+' arrives as a space
+        value = datetime.fromisoformat(raw)
     except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be an ISO-8601 time") from None
+        try:  # an unescaped '+' of the zone offset arrives as a space
+            value = datetime.fromisoformat(raw.replace(" ", "+"))
+        except ValueError:
+            raise BadRequest(f"query parameter {name!r} must be an ISO-8601 time") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 

@@ -40,6 +40,8 @@ USER_ID = Param("user_id", "path", "integer", "User id.", required=True)
 NETWORK_ID = Param("network_id", "path", "integer", "Network id.", required=True)
 KEY_ID = Param("key_id", "path", "integer", "API key id.", required=True)
 USER_NULLABLE = frozenset({"data"})
+#: Longest API key lifetime one may ask for (100 years), seconds.
+MAX_KEY_LIFETIME = 100 * 365 * 86_400
 
 
 def _user_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -248,8 +250,8 @@ async def list_api_keys(request: web.Request) -> web.Response:
 async def create_api_key(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     body = await read_body(request, ApiKeyCreate)
-    if body.expires_in is not None and body.expires_in <= 0:
-        raise BadRequest("expiresIn must be a positive number of seconds")
+    if body.expires_in is not None and not 0 < body.expires_in <= MAX_KEY_LIFETIME:
+        raise BadRequest(f"expiresIn must be 0 < seconds <= {MAX_KEY_LIFETIME}")
     record, key = await hub_of(request).directory.create_api_key(
         principal, name=body.name, user_id=body.user_id, expires_in=body.expires_in
     )

@@ -208,10 +208,13 @@ class RedisBus(Bus):
         self._link_up = False
         self._live = set()
         self._resolve_acks()  # waiters return; the next connect re-subscribes for them
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(*_LINK_ERRORS):
-                await conn.disconnect(nowait=True)
+        # Under the wire lock: redis-py connections are not safe to close while another
+        # task is in the middle of writing to them (the writer vanishes under it).
+        async with self._wire_lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(*_LINK_ERRORS):
+                    await conn.disconnect(nowait=True)
 
     def _resolve_acks(self) -> None:
         while self._acks:
@@ -253,7 +256,10 @@ class RedisBus(Bus):
         assert conn is not None
         ping_pending = False
         while True:
-            frame = await conn.read_response(timeout=self._health_check_interval)
+            # disconnect_on_error=False: only _drop_link closes the socket, under the lock.
+            frame = await conn.read_response(
+                timeout=self._health_check_interval, disconnect_on_error=False
+            )
             if frame is None:  # silent for a whole interval: is anybody there?
                 if ping_pending:
                     raise _LinkDead(f"no answer to PING in {self._health_check_interval}s")

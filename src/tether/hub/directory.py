@@ -84,8 +84,8 @@ class Directory:
         if not name or len(name) > 128:
             raise BadRequest("device name must be 1-128 characters")
         await self._check_placement(principal, network_id, type_id)
-        if owner_id is None and not principal.is_admin:
-            owner_id = principal.user_id
+        if not principal.is_admin:
+            owner_id = self._own_id(principal, owner_id)
         now = self._hub.clock.now()
         device = Device(
             id=device_id,
@@ -107,6 +107,8 @@ class Directory:
         await self.get_device(principal, device_id)
         if "network_id" in fields or "type_id" in fields:
             await self._check_placement(principal, fields.get("network_id"), fields.get("type_id"))
+        if "owner_id" in fields and not principal.is_admin:
+            fields["owner_id"] = self._own_id(principal, fields["owner_id"])
         if "name" in fields and (not fields["name"] or len(fields["name"]) > 128):
             raise BadRequest("device name must be 1-128 characters")
         device = await self._hub.store.devices.update(
@@ -140,6 +142,17 @@ class Directory:
             session = self._hub.delivery.sessions.get(device_id)
             if session is not None:
                 session.close(4004, "device deleted")
+
+    @staticmethod
+    def _own_id(principal: Principal, owner_id: int | None) -> int | None:
+        """A client may own devices itself, but not give them to someone else."""
+        if owner_id is not None and owner_id != principal.user_id:
+            raise Forbidden("only an admin may set another user as a device's owner")
+        return principal.user_id
+
+    async def _forget_devices(self, device_ids: list[str]) -> None:
+        for device_id in device_ids:
+            await self._device_changed(device_id, deleted=True)
 
     async def _check_placement(
         self, principal: Principal, network_id: int | None, type_id: int | None
@@ -195,9 +208,10 @@ class Directory:
         store = self._hub.store
         if not force and await store.networks.device_count(network_id):
             raise BadRequest(f"network {network_id} still has devices; use force to delete")
-        if not await store.networks.delete(network_id):
+        doomed = [d.id for d in await store.devices.list(network_id=network_id, take=10**9)]
+        if not await store.networks.delete(network_id, force=force):
             raise NotFound(f"network {network_id} not found")
-        self._devices.clear()
+        await self._forget_devices(doomed)
 
     async def list_device_types(self, principal: Principal, **filters: Any) -> list[DeviceType]:
         require(principal, Action.GET_DEVICE_TYPE)
@@ -239,9 +253,10 @@ class Directory:
         store = self._hub.store
         if not force and await store.device_types.device_count(type_id):
             raise BadRequest(f"device type {type_id} still has devices; use force to delete")
-        if not await store.device_types.delete(type_id):
+        doomed = [d.id for d in await store.devices.list(type_id=type_id, take=10**9)]
+        if not await store.device_types.delete(type_id, force=force):
             raise NotFound(f"device type {type_id} not found")
-        self._devices.clear()
+        await self._forget_devices(doomed)
 
     # --- users ---------------------------------------------------------------------------------
 

@@ -7,20 +7,24 @@ hub must not care whether it runs on SQLite or PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 from sqlalchemy import and_, false, or_, true
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from tether.core.access import PrincipalKind
 from tether.core.errors import BadRequest, Conflict, NotFound, TetherError
 from tether.store.schema import devices
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sqlalchemy import ColumnElement, Select, Table
     from sqlalchemy.exc import IntegrityError
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from tether.core.access import Principal
 
@@ -32,17 +36,60 @@ CHUNK = 1000
 
 
 class Repo:
-    """Base of the repositories: holds the engine and knows its dialect."""
+    """Base of the repositories: holds the engine and knows its dialect.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``gate`` is an optional lock shared by every repository of a :class:`Store` on
+    SQLite. The SQLite pool has one connection, and a crowd of tasks waiting for it in
+    the pool's queue (one timed wait each) costs far more than waiting on a plain FIFO
+    ``asyncio.Lock`` first: about 30% more inserts per second with 2,000 concurrent
+    callers. A repository method never holds a connection while asking for another,
+    so the non-reentrant lock cannot deadlock.
+    """
+
+    def __init__(self, engine: AsyncEngine, gate: asyncio.Lock | None = None) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        self._gate = gate
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (rolled back on exit)."""
+        try:
+            if self._gate is None:
+                async with self._engine.connect() as conn:
+                    yield conn
+            else:
+                async with self._gate, self._engine.connect() as conn:
+                    yield conn
+        except StatementError as error:
+            _reraise(error)
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed on a clean exit."""
+        try:
+            if self._gate is None:
+                async with self._engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._gate, self._engine.begin() as conn:
+                    yield conn
+        except StatementError as error:
+            _reraise(error)
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """A dialect-specific INSERT, for ``ON CONFLICT`` clauses (same API on both)."""
         if self._dialect == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+
+def _reraise(error: StatementError) -> NoReturn:
+    """Raise the caller's own mistake (a naive datetime, a wrong type) rather than
+    SQLAlchemy's wrapper around it; database errors (``DBAPIError``) stay as they are."""
+    if not isinstance(error, DBAPIError) and isinstance(error.orig, (ValueError, TypeError)):
+        raise error.orig from error
+    raise error
 
 
 def integrity_kind(error: IntegrityError) -> IntegrityKind:

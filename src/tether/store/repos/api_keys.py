@@ -65,19 +65,19 @@ class ApiKeyRepo(Repo):
             "revoked": False,
         }
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 row = (await conn.execute(_INSERT, values)).mappings().one()
         except IntegrityError as error:
             raise write_error(error, f"API key {prefix!r}", prefix=prefix) from None
         return _to_key(row)
 
     async def get(self, id: int) -> ApiKey | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_ID, {"b_id": id})).mappings().first()
         return None if row is None else _to_key(row)
 
     async def get_by_prefix(self, prefix: str) -> ApiKey | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_PREFIX, {"b_prefix": prefix})).mappings().first()
         return None if row is None else _to_key(row)
 
@@ -85,15 +85,15 @@ class ApiKeyRepo(Repo):
         stmt = select(api_keys).order_by(k.id)
         if user_id is not None:
             stmt = stmt.where(k.user_id == user_id)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_to_key(row) for row in rows]
 
     async def revoke(self, id: int) -> bool:
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             return (await conn.execute(_REVOKE, {"b_id": id})).rowcount > 0
 
     async def touch(self, id: int, now: datetime) -> bool:
         """Record a use of the key (``last_used_at``); ``False`` if it does not exist."""
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             return (await conn.execute(_TOUCH, {"b_id": id, "b_now": now})).rowcount > 0

@@ -182,7 +182,7 @@ class CommandRepo(Repo):
             "timeout": timeout,
         }
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 if idempotency_key is not None and created_by is None:
                     key = {"b_device": device_id, "b_key": idempotency_key}
                     existing = (await conn.execute(_BY_KEY_ANONYMOUS, key)).mappings().first()
@@ -204,18 +204,18 @@ class CommandRepo(Repo):
         if created_by is not None:
             stmt = _BY_KEY
             params["b_creator"] = created_by
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(stmt, params)).mappings().first()
         return None if row is None else _to_command(row)
 
     async def get(self, id: int) -> Command | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_ID, {"b_id": id})).mappings().first()
         return None if row is None else _to_command(row)
 
     async def get_by_ref(self, device_id: str, ref: str) -> Command | None:
         """The newest command of the device with this dialect correlation key."""
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             result = await conn.execute(_BY_REF, {"b_device": device_id, "b_ref": ref})
             row = result.mappings().first()
         return None if row is None else _to_command(row)
@@ -289,7 +289,7 @@ class CommandRepo(Repo):
             principal=principal,
         )
         stmt = page(stmt, _SORTS, sort=sort, desc=desc, skip=skip, take=take, tiebreak=c.id)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_to_command(row) for row in rows]
 
@@ -318,30 +318,30 @@ class CommandRepo(Repo):
         else:
             stmt = _DEVICE_TRANSITIONS[target]
             params["b_device"] = device_id
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             row = (await conn.execute(stmt, params)).mappings().first()
         return None if row is None else _to_command(row)
 
     async def deliverable(self, device_id: str, limit: int) -> builtins.list[Command]:
         """The device's pending or sent commands, oldest first (FIFO delivery order)."""
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             result = await conn.execute(_DELIVERABLE, {"b_device": device_id, "b_limit": limit})
             rows = result.mappings().all()
         return [_to_command(row) for row in rows]
 
     async def count_in_flight(self, device_id: str) -> int:
         """Commands handed over but not finished (sent, delivered, in progress)."""
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(_IN_FLIGHT, {"b_device": device_id})).scalar_one())
 
     async def active(self) -> builtins.list[Command]:
         """Every non-terminal command by id: the start-up rebuild of in-memory indexes."""
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(_ACTIVE)).mappings().all()
         return [_to_command(row) for row in rows]
 
     async def expire_due(self, now: datetime) -> builtins.list[Command]:
         """Expire every pending/sent command whose delivery deadline has passed."""
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             rows = (await conn.execute(_EXPIRE, {"b_now": now})).mappings().all()
         return sorted((_to_command(row) for row in rows), key=lambda command: command.id)

@@ -57,14 +57,14 @@ class ConfigRepo(Repo):
             "created_at": now,
         }
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 row = (await conn.execute(_INSERT, values)).mappings().one()
         except IntegrityError as error:
             raise write_error(error, "config revision", device_id=device_id) from None
         return _to_revision(row)
 
     async def get(self, id: int) -> ConfigRevision | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_ID, {"b_id": id})).mappings().first()
         return None if row is None else _to_revision(row)
 
@@ -73,7 +73,7 @@ class ConfigRepo(Repo):
     ) -> ConfigRevision | None:
         """The revision in force: the device's own, else its type's, else the global one."""
         stmt = most_specific(select(config_revisions), config_revisions, device_id, device_type_id)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return None if row is None else _to_revision(row)
 
@@ -91,6 +91,6 @@ class ConfigRepo(Repo):
         if device_type_id is not None:
             stmt = stmt.where(r.device_type_id == device_type_id)
         stmt = stmt.order_by(r.id.desc()).limit(take)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_to_revision(row) for row in rows]

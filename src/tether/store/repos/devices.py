@@ -106,14 +106,14 @@ class DeviceRepo(Repo):
             "last_seen": device.last_seen,
         }
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 row = (await conn.execute(_INSERT, values)).mappings().one()
         except IntegrityError as error:
             raise write_error(error, f"device {device.id!r}", device_id=device.id) from None
         return _to_device(row)
 
     async def get(self, id: str) -> Device | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_ID, {"b_id": id})).mappings().first()
         return None if row is None else _to_device(row)
 
@@ -121,7 +121,7 @@ class DeviceRepo(Repo):
         """The devices among ``ids`` that exist, by id."""
         found: dict[str, Device] = {}
         unique = sorted(set(ids))
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             for part in chunks(unique):
                 result = await conn.execute(select(devices).where(devices.c.id.in_(part)))
                 for row in result.mappings():
@@ -182,7 +182,7 @@ class DeviceRepo(Repo):
             take=take,
             tiebreak=devices.c.id,
         )
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_to_device(row) for row in rows]
 
@@ -199,7 +199,7 @@ class DeviceRepo(Repo):
     ) -> int:
         where = self._filters(name, name_pattern, network_id, type_id, owner_id, dialect, principal)
         stmt = select(func.count()).select_from(devices).where(*where)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def update(self, id: str, /, *, now: datetime, **fields: Any) -> Device | None:
@@ -212,7 +212,7 @@ class DeviceRepo(Repo):
             .returning(*devices.c)
         )
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 row = (await conn.execute(stmt)).mappings().first()
         except IntegrityError as error:
             raise write_error(error, f"device {id!r}", device_id=id) from None
@@ -220,7 +220,7 @@ class DeviceRepo(Repo):
 
     async def delete(self, id: str) -> bool:
         """Delete the device with its commands, notifications, shadow and targets."""
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             return (await conn.execute(delete(devices).where(devices.c.id == id))).rowcount > 0
 
     async def write_last_seen(self, seen: Mapping[str, datetime]) -> None:
@@ -232,5 +232,5 @@ class DeviceRepo(Repo):
         if not seen:
             return
         params = [{"b_id": device_id, "b_seen": seen[device_id]} for device_id in sorted(seen)]
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(_LAST_SEEN, params)

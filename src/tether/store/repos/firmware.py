@@ -66,7 +66,7 @@ class FirmwareRepo(Repo):
             scope_is(firmware_targets, device_id, device_type_id)
         )
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(replace)
                 row = (await conn.execute(_INSERT, values)).mappings().one()
         except IntegrityError as error:
@@ -78,15 +78,15 @@ class FirmwareRepo(Repo):
     ) -> FirmwareTarget | None:
         """The target in force: the device's own, else its type's, else the global one."""
         stmt = most_specific(select(firmware_targets), firmware_targets, device_id, device_type_id)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return None if row is None else _to_target(row)
 
     async def list(self) -> list[FirmwareTarget]:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(select(firmware_targets).order_by(f.id))).mappings().all()
         return [_to_target(row) for row in rows]
 
     async def delete(self, id: int) -> bool:
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             return (await conn.execute(delete(firmware_targets).where(f.id == id))).rowcount > 0

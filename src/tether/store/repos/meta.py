@@ -18,14 +18,14 @@ _GET = select(meta.c.value).where(meta.c.key == bindparam("b_key"))
 
 class MetaRepo(Repo):
     async def get(self, key: str) -> str | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             value: str | None = (await conn.execute(_GET, {"b_key": key})).scalar_one_or_none()
         return value
 
     async def put_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` unless ``key`` has one; returns whichever value is stored."""
         stmt = self._insert(meta).values(key=key, value=value).on_conflict_do_nothing()
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(stmt)
             stored: str = (await conn.execute(_GET, {"b_key": key})).scalar_one()
         return stored
@@ -36,9 +36,9 @@ class MetaRepo(Repo):
         stmt = insert.on_conflict_do_update(
             index_elements=[meta.c.key], set_={"value": insert.excluded.value}
         )
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(stmt)
 
     async def delete(self, key: str) -> bool:
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             return (await conn.execute(delete(meta).where(meta.c.key == key))).rowcount > 0

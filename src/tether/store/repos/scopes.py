@@ -20,6 +20,8 @@ from tether.store.repos._base import Repo, check_fields, delete_error, page, wri
 from tether.store.schema import device_types, devices, networks
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sqlalchemy import ColumnElement, RowMapping, Table
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,8 +35,8 @@ class _ScopeRepo(Repo, Generic[S]):
     _device_column: ColumnElement[Any]
     _what: str
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: AsyncEngine, gate: asyncio.Lock | None = None) -> None:
+        super().__init__(engine, gate)
         table = self._table
         self._sorts = {"id": table.c.id, "name": table.c.name}
         self._insert_stmt = insert(table).returning(*table.c)
@@ -46,7 +48,7 @@ class _ScopeRepo(Repo, Generic[S]):
 
     async def create(self, *, name: str, description: str | None = None) -> S:
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 result = await conn.execute(
                     self._insert_stmt, {"name": name, "description": description}
                 )
@@ -55,12 +57,12 @@ class _ScopeRepo(Repo, Generic[S]):
             raise write_error(error, f"{self._what} {name!r}", name=name) from None
 
     async def get(self, id: int) -> S | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(self._by_id, {"b_id": id})).mappings().first()
         return None if row is None else self._to_entity(row)
 
     async def get_by_name(self, name: str) -> S | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(self._by_name, {"b_name": name})).mappings().first()
         return None if row is None else self._to_entity(row)
 
@@ -102,7 +104,7 @@ class _ScopeRepo(Repo, Generic[S]):
             take=take,
             tiebreak=self._table.c.id,
         )
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [self._to_entity(row) for row in rows]
 
@@ -115,7 +117,7 @@ class _ScopeRepo(Repo, Generic[S]):
     ) -> int:
         stmt = select(func.count()).select_from(self._table)
         stmt = stmt.where(*self._filters(name, name_pattern, ids))
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def update(self, id: int, /, **fields: Any) -> S | None:
@@ -124,7 +126,7 @@ class _ScopeRepo(Repo, Generic[S]):
             return await self.get(id)
         stmt = update(self._table).where(self._table.c.id == id).values(**fields)
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 row = (await conn.execute(stmt.returning(*self._table.c))).mappings().first()
         except IntegrityError as error:
             raise write_error(error, self._what, id=id, **fields) from None
@@ -133,7 +135,7 @@ class _ScopeRepo(Repo, Generic[S]):
     async def delete(self, id: int, *, force: bool = False) -> bool:
         """Delete; ``Conflict`` while devices are in it, unless ``force`` deletes them."""
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 if force:
                     await conn.execute(delete(devices).where(self._device_column == id))
                 result = await conn.execute(delete(self._table).where(self._table.c.id == id))
@@ -143,7 +145,7 @@ class _ScopeRepo(Repo, Generic[S]):
 
     async def device_count(self, id: int) -> int:
         stmt = select(func.count()).select_from(devices).where(self._device_column == id)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
 

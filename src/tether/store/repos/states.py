@@ -22,6 +22,7 @@ from tether.store.repos._base import Repo, write_error
 from tether.store.schema import device_states
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Mapping
     from datetime import datetime
 
@@ -53,15 +54,15 @@ def _to_state(row: RowMapping) -> DeviceState:
 
 
 class StateRepo(Repo):
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: AsyncEngine, gate: asyncio.Lock | None = None) -> None:
+        super().__init__(engine, gate)
         self._insert_first = (
             self._insert(device_states).on_conflict_do_nothing().returning(*device_states.c)
         )
 
     async def get(self, device_id: str) -> DeviceState:
         """The device's shadow; an empty one (version 0) if nothing was stored yet."""
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_ID, {"b_device": device_id})).mappings().first()
         return DeviceState(device_id=device_id) if row is None else _to_state(row)
 
@@ -82,7 +83,7 @@ class StateRepo(Repo):
     ) -> DeviceState:
         for _ in range(MAX_ATTEMPTS):
             try:
-                async with self._engine.begin() as conn:
+                async with self._write() as conn:
                     row = (await conn.execute(_BY_ID, {"b_device": device_id})).mappings().first()
                     if row is None:
                         first = {

@@ -94,19 +94,19 @@ class UserRepo(Repo):
             "last_login": None,
         }
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 row = (await conn.execute(_INSERT, values)).mappings().one()
         except IntegrityError as error:
             raise write_error(error, f"user {login!r}", login=login) from None
         return _to_user(row, (), ())
 
     async def get(self, id: int) -> User | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_ID, {"b_id": id})).mappings().first()
             return None if row is None else (await self._with_links(conn, [row]))[0]
 
     async def get_by_login(self, login: str) -> User | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(_BY_LOGIN, {"b_login": login})).mappings().first()
             return None if row is None else (await self._with_links(conn, [row]))[0]
 
@@ -143,7 +143,7 @@ class UserRepo(Repo):
         """Users matching every given filter; ``login_pattern`` is a case-insensitive LIKE."""
         stmt = select(users).where(*self._filters(login, login_pattern, role, status))
         stmt = page(stmt, _SORTS, sort=sort, desc=desc, skip=skip, take=take, tiebreak=users.c.id)
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
             return await self._with_links(conn, rows)
 
@@ -157,14 +157,14 @@ class UserRepo(Repo):
     ) -> int:
         stmt = select(func.count()).select_from(users)
         stmt = stmt.where(*self._filters(login, login_pattern, role, status))
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def update(self, id: int, /, **fields: Any) -> User | None:
         """Set the given columns; ``None`` if there is no such user."""
         check_fields(fields, _UPDATABLE, "user")
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 if fields:
                     stmt = update(users).where(users.c.id == id).values(**fields)
                     row = (await conn.execute(stmt.returning(*users.c))).mappings().first()
@@ -177,7 +177,7 @@ class UserRepo(Repo):
             raise write_error(error, "user", id=id, **fields) from None
 
     async def delete(self, id: int) -> bool:
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(delete(users).where(users.c.id == id))
             return result.rowcount > 0
 
@@ -203,7 +203,7 @@ class UserRepo(Repo):
     ) -> None:
         stmt = self._insert(table).values({"user_id": user_id, column.key: target_id})
         try:
-            async with self._engine.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(stmt.on_conflict_do_nothing())
         except IntegrityError as error:
             raise write_error(
@@ -214,7 +214,7 @@ class UserRepo(Repo):
         self, table: Table, column: ColumnElement[int], user_id: int, target_id: int
     ) -> bool:
         stmt = delete(table).where(table.c.user_id == user_id, column == target_id)
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             return (await conn.execute(stmt)).rowcount > 0
 
     async def _with_links(
