@@ -7,6 +7,7 @@ subprocess plays the device.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -189,15 +190,23 @@ def post_notification(server: Server, device: Device, name: str, parameters: Any
         assert response.status == 201
 
 
-# --- tests -----------------------------------------------------------------------------------------
+# --- tests ------------------------------------------------------------------------------------
 
 
 def test_help_through_the_real_entry_point(server: Server) -> None:
     """``main()`` registers the client groups (each group's help: test_cli_units.py)."""
     root = server.cli("--help")
     assert root.returncode == 0, explain(root)
-    for group in ("user", "apikey", "network", "devicetype", "device", "command",
-                  "notifications", "agent"):
+    for group in (
+        "user",
+        "apikey",
+        "network",
+        "devicetype",
+        "device",
+        "command",
+        "notifications",
+        "agent",
+    ):
         assert f" {group} " in root.stdout
     result = server.cli("command", "--help")
     assert result.returncode == 0, explain(result)
@@ -299,10 +308,8 @@ def test_notifications_tail_receives_a_device_notification(server: Server, devic
         deadline = time.monotonic() + 20
         while tail.poll() is None and time.monotonic() < deadline:
             post_notification(server, device, "temp", {"c": 21})
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 tail.wait(0.3)
-            except subprocess.TimeoutExpired:
-                pass
         out, err = tail.communicate(timeout=5)
     finally:
         if tail.poll() is None:
@@ -318,7 +325,8 @@ def test_notifications_tail_receives_a_device_notification(server: Server, devic
     assert "following notifications" in err
     # and the stored history, newest first
     listed = server.json("notifications", "list", "--device", device.id, "--name", "temp")
-    assert listed and listed[0]["parameters"] == {"c": 21}
+    assert listed
+    assert listed[0]["parameters"] == {"c": 21}
 
 
 def test_wrong_password_is_a_readable_error(server: Server) -> None:
@@ -383,7 +391,8 @@ def test_management_round_trip(server: Server, device: Device) -> None:
     assert server.json("device", "block", device.id)["blocked"] is True
     assert server.json("device", "unblock", device.id)["blocked"] is False
     listed = server.cli("device", "list", "--network-id", str(network["id"]))
-    assert listed.returncode == 0 and device.id in listed.stdout, explain(listed)
+    assert listed.returncode == 0, explain(listed)
+    assert device.id in listed.stdout
 
     refused = server.cli("network", "delete", str(network["id"]), "--yes")
     assert refused.returncode == 1

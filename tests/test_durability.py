@@ -49,8 +49,8 @@ class Server:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-c",
-                "from tether.cli import app; app()",
+                "-m",
+                "tether.cli",
                 "serve",
                 "--port",
                 str(self.port),

@@ -84,7 +84,7 @@ async def resubscribed(client: aioredis.Redis, bus: RedisBus, old_id: int, chann
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
     """Poll a server-side condition (there is no event to wait on for those)."""
     async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - the condition lives in Redis
+        while not await check():  # the condition lives in Redis: poll it
             await asyncio.sleep(0.005)
 
 

@@ -9,11 +9,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from tether.core.errors import Unavailable
+from tether.core.errors import Conflict, Unavailable
+from tether.core.model import Role
 from tether.store import Store
 from tether.store.engine import create_engine
 from tether.store.migrate import current_revision, downgrade, upgrade
 from tether.store.schema import metadata
+
+from .conftest import NOW
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -87,3 +90,38 @@ async def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(Unavailable):
         await store.ping()
     await store.close()
+
+
+async def test_writes_survive_a_reopen_and_failed_writes_leave_nothing_open(db_url: str) -> None:
+    store = await Store.open(db_url)
+    try:
+        user = await store.users.create(login="a", role=Role.ADMIN, password_hash=None, now=NOW)
+        with pytest.raises(Conflict):
+            await store.users.create(login="a", role=Role.ADMIN, password_hash=None, now=NOW)
+        await store.meta.put("k", "v")
+        async with store.engine.connect() as conn:
+            in_transaction = await conn.run_sync(
+                lambda sync: (
+                    sync.connection.driver_connection.in_transaction if store.is_sqlite else False
+                )
+            )
+            assert not in_transaction
+    finally:
+        await store.close()
+    reopened = await Store.open(db_url)
+    try:
+        assert await reopened.users.get(user.id) == user
+        assert await reopened.meta.get("k") == "v"
+    finally:
+        await reopened.close()
+
+
+async def test_repositories_raise_unavailable_when_the_database_is_gone() -> None:
+    store = await Store.open("postgresql+asyncpg://nobody@127.0.0.1:1/none", migrate=False)
+    try:
+        with pytest.raises(Unavailable):
+            await store.devices.get("x")
+        with pytest.raises(Unavailable):
+            await store.meta.put("k", "v")
+    finally:
+        await store.close()

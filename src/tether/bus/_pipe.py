@@ -14,6 +14,7 @@ a hung server turns into ``Unavailable`` rather than a stuck caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,8 @@ class CommandPipe:
             self._task = None
         self._fail([*self._inflight, *self._queue], "the bus is closed")
         self._queue.clear()
-        await self._conn.disconnect()
+        with contextlib.suppress(RedisError, OSError):
+            await self._conn.disconnect()
 
     async def _run(self) -> None:
         while True:

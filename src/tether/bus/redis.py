@@ -81,7 +81,8 @@ class RedisBus(Bus):
             "decode_responses": False,  # payloads are opaque bytes
             "protocol": 2,  # the reader parses RESP2 pub/sub frames
         }
-        self._where = f"Redis at {options.get('host') or options.get('path') or url}"
+        where = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
+        self._where = f"Redis at {where}"
         self._publisher = CommandPipe(self._new_connection("pub"), what=self._where)
 
         self._handlers = HandlerTable()

@@ -45,7 +45,7 @@ EXIT_SUCCEEDED, EXIT_FAILED, EXIT_RUNNING = 0, 1, 2
 
 COMMAND_COLUMNS = (
     Col("ID", "id"),
-    Col("DEVICE", "deviceId"),
+    Col("DEVICE", "deviceId", wrap=False),
     Col("NAME", "name"),
     Col("STATE", "state", "state"),
     Col("CREATED", "createdAt", "time"),

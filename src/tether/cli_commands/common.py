@@ -444,7 +444,7 @@ def make_client(
 ) -> Client:
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"{url!r} must start with http:// or https://", param_hint="--url")
-    token = token or None
+    token, login, password = token or None, login or None, password or None
     if token is None and login and password is None:
         if not sys.stdin.isatty():
             fail(f"{password_flag} (or TETHER_PASSWORD) is required with a login")
@@ -464,6 +464,8 @@ class Col:
     header: str
     key: str
     kind: Kind = "text"
+    #: False for short identifiers that read wrong when split across lines.
+    wrap: bool = True
 
 
 def print_json(data: Any, *, compact: bool = False) -> None:
@@ -519,7 +521,7 @@ def show_table(
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     cols = list(columns)
     for col in cols:
-        table.add_column(col.header, overflow="fold")
+        table.add_column(col.header, overflow="fold", no_wrap=not col.wrap)
     for row in rows:
         table.add_row(*(cell(row.get(col.key), col.kind) for col in cols))
     out.print(table)

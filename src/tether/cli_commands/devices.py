@@ -33,7 +33,7 @@ device_app = typer.Typer(
 )
 
 DEVICE_COLUMNS = (
-    Col("ID", "id"),
+    Col("ID", "id", wrap=False),
     Col("NAME", "name"),
     Col("DIALECT", "dialect"),
     Col("NETWORK", "networkId"),

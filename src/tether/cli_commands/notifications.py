@@ -36,7 +36,7 @@ notifications_app = typer.Typer(
 COLUMNS = (
     Col("ID", "id"),
     Col("TIME", "timestamp", "time"),
-    Col("DEVICE", "deviceId"),
+    Col("DEVICE", "deviceId", wrap=False),
     Col("NAME", "name"),
     Col("PARAMETERS", "parameters", "json"),
 )

@@ -61,7 +61,7 @@ KEY_COLUMNS = (
     Col("ID", "id"),
     Col("USER", "userId"),
     Col("NAME", "name"),
-    Col("PREFIX", "prefix"),
+    Col("PREFIX", "prefix", wrap=False),
     Col("CREATED", "createdAt", "time"),
     Col("EXPIRES", "expiresAt", "time"),
     Col("LAST USED", "lastUsedAt", "time"),

@@ -146,7 +146,8 @@ class Commands:
             if command is None or command.state in TERMINAL:
                 return command
             with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(waiter, timeout)
+                async with asyncio.timeout(timeout):
+                    return await waiter
             return await store.commands.get(command_id)
         finally:
             waiters = self._waiters.get(command_id)

@@ -146,7 +146,8 @@ class Delivery:
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(device_id, []).append(waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
+                async with asyncio.timeout(remaining):
+                    await waiter
             except TimeoutError:
                 return []
             finally:

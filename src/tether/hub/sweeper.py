@@ -68,8 +68,10 @@ class Sweeper:
             if self._heap:
                 delay = (self._heap[0][0] - self._clock.now()).total_seconds()
             if delay > 0:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(delay, 3600.0))
+                    async with asyncio.timeout(min(delay, 3600.0)):
+                        await self._wake.wait()
                 continue
             when, command_id, kind = heapq.heappop(self._heap)
             self._armed.discard((command_id, kind))

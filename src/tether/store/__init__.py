@@ -9,7 +9,6 @@ package knows which database it runs on.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
@@ -75,19 +74,17 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        # SQLite has one connection: queue for it on one cheap FIFO lock (see Repo).
-        gate = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        self.users = UserRepo(engine, gate)
-        self.networks = NetworkRepo(engine, gate)
-        self.device_types = DeviceTypeRepo(engine, gate)
-        self.devices = DeviceRepo(engine, gate)
-        self.api_keys = ApiKeyRepo(engine, gate)
-        self.commands = CommandRepo(engine, gate)
-        self.notifications = NotificationRepo(engine, gate)
-        self.states = StateRepo(engine, gate)
-        self.configs = ConfigRepo(engine, gate)
-        self.firmware = FirmwareRepo(engine, gate)
-        self.meta = MetaRepo(engine, gate)
+        self.users = UserRepo(engine)
+        self.networks = NetworkRepo(engine)
+        self.device_types = DeviceTypeRepo(engine)
+        self.devices = DeviceRepo(engine)
+        self.api_keys = ApiKeyRepo(engine)
+        self.commands = CommandRepo(engine)
+        self.notifications = NotificationRepo(engine)
+        self.states = StateRepo(engine)
+        self.configs = ConfigRepo(engine)
+        self.firmware = FirmwareRepo(engine)
+        self.meta = MetaRepo(engine)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True, pool_size: int | None = None) -> Store:

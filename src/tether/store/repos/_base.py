@@ -1,8 +1,9 @@
 """Helpers every repository shares: error mapping, paging, visibility, upserts.
 
 Repositories speak the core's language: they take and return ``tether.core.model``
-entities and raise ``tether.core.errors``. Driver exceptions never escape, because the
-hub must not care whether it runs on SQLite or PostgreSQL.
+entities and raise ``tether.core.errors`` (constraint violations become ``Conflict`` or
+``NotFound``, an unreachable or locked database ``Unavailable``), because the hub must
+not care whether it runs on SQLite or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 from sqlalchemy import and_, false, or_, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as SQLTimeoutError
 
 from tether.core.access import PrincipalKind
-from tether.core.errors import BadRequest, Conflict, NotFound, TetherError
+from tether.core.errors import BadRequest, Conflict, NotFound, TetherError, Unavailable
 from tether.store.schema import devices
 
 if TYPE_CHECKING:
-    import asyncio
-
     from sqlalchemy import ColumnElement, Select, Table
-    from sqlalchemy.exc import IntegrityError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from tether.core.access import Principal
@@ -38,43 +43,30 @@ CHUNK = 1000
 class Repo:
     """Base of the repositories: holds the engine and knows its dialect.
 
-    ``gate`` is an optional lock shared by every repository of a :class:`Store` on
-    SQLite. The SQLite pool has one connection, and a crowd of tasks waiting for it in
-    the pool's queue (one timed wait each) costs far more than waiting on a plain FIFO
-    ``asyncio.Lock`` first: about 30% more inserts per second with 2,000 concurrent
-    callers. A repository method never holds a connection while asking for another,
-    so the non-reentrant lock cannot deadlock.
+    Every repository call takes one connection for one short unit of work and never
+    asks for a second while holding it: on SQLite the pool has a single connection.
     """
 
-    def __init__(self, engine: AsyncEngine, gate: asyncio.Lock | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
-        self._gate = gate
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (rolled back on exit)."""
         try:
-            if self._gate is None:
-                async with self._engine.connect() as conn:
-                    yield conn
-            else:
-                async with self._gate, self._engine.connect() as conn:
-                    yield conn
-        except StatementError as error:
+            async with self._engine.connect() as conn:
+                yield conn
+        except (StatementError, SQLTimeoutError, OSError) as error:
             _reraise(error)
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction, committed on a clean exit."""
         try:
-            if self._gate is None:
-                async with self._engine.begin() as conn:
-                    yield conn
-            else:
-                async with self._gate, self._engine.begin() as conn:
-                    yield conn
-        except StatementError as error:
+            async with self._engine.begin() as conn:
+                yield conn
+        except (StatementError, SQLTimeoutError, OSError) as error:
             _reraise(error)
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -84,10 +76,24 @@ class Repo:
         return sqlite.insert(table)
 
 
-def _reraise(error: StatementError) -> NoReturn:
-    """Raise the caller's own mistake (a naive datetime, a wrong type) rather than
-    SQLAlchemy's wrapper around it; database errors (``DBAPIError``) stay as they are."""
-    if not isinstance(error, DBAPIError) and isinstance(error.orig, (ValueError, TypeError)):
+def _reraise(error: Exception) -> NoReturn:
+    """Translate what escaped a unit of work.
+
+    Integrity errors pass through (each repository knows what a violation means
+    there). A database that cannot be reached, is locked past the busy timeout, or has
+    no connection free in time is :class:`Unavailable`. A statement SQLAlchemy could not
+    even send because of the caller's own mistake (a naive datetime, a wrong type)
+    raises that ``ValueError``/``TypeError`` itself rather than SQLAlchemy's wrapper.
+    """
+    if isinstance(error, IntegrityError):
+        raise error
+    if isinstance(error, (OperationalError, InterfaceError, SQLTimeoutError, OSError)):
+        raise Unavailable(f"database unavailable: {error}") from error
+    if (
+        isinstance(error, StatementError)
+        and not isinstance(error, DBAPIError)
+        and isinstance(error.orig, (ValueError, TypeError))
+    ):
         raise error.orig from error
     raise error
 

@@ -20,8 +20,6 @@ from tether.store.repos._base import Repo, check_fields, delete_error, page, wri
 from tether.store.schema import device_types, devices, networks
 
 if TYPE_CHECKING:
-    import asyncio
-
     from sqlalchemy import ColumnElement, RowMapping, Table
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,8 +33,8 @@ class _ScopeRepo(Repo, Generic[S]):
     _device_column: ColumnElement[Any]
     _what: str
 
-    def __init__(self, engine: AsyncEngine, gate: asyncio.Lock | None = None) -> None:
-        super().__init__(engine, gate)
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
         table = self._table
         self._sorts = {"id": table.c.id, "name": table.c.name}
         self._insert_stmt = insert(table).returning(*table.c)

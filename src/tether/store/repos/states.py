@@ -22,7 +22,6 @@ from tether.store.repos._base import Repo, write_error
 from tether.store.schema import device_states
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Mapping
     from datetime import datetime
 
@@ -54,8 +53,8 @@ def _to_state(row: RowMapping) -> DeviceState:
 
 
 class StateRepo(Repo):
-    def __init__(self, engine: AsyncEngine, gate: asyncio.Lock | None = None) -> None:
-        super().__init__(engine, gate)
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
         self._insert_first = (
             self._insert(device_states).on_conflict_do_nothing().returning(*device_states.c)
         )

@@ -1,0 +1,85 @@
+"""``python -m bench``: run the benchmark scenarios and write ``docs/performance.md``.
+
+Each scenario measures Tether and a raw-aiohttp baseline in the same run and reports the
+ratio (design section 10). ``--quick`` is a ~20 s smoke test of the harness itself: short
+runs at a lower rate whose numbers mean little, so it prints its report instead of
+overwriting the measured one (pass ``--output`` to write it somewhere anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import uvloop
+
+from bench import polls, roundtrip
+from bench.common import REPORT, Machine, update_report
+
+FULL_DURATION = 15.0
+QUICK_DURATION = 2.0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--scenario", choices=("roundtrip", "polls", "all"), default="all")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help=f"measured seconds per run [default: {FULL_DURATION:g}, {QUICK_DURATION:g} quick]",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke-test the harness (~20 s, lower rate)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="round-trip commands per second [default: 2000, 500 quick]",
+    )
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip the round trip on PostgreSQL"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"report file [default: {REPORT.relative_to(REPORT.parents[1])}; quick: none]",
+    )
+    return parser.parse_args(argv)
+
+
+async def main(args: argparse.Namespace) -> int:
+    command = shlex.join(["uv", "run", "python", "-m", "bench", *sys.argv[1:]])
+    output: Path | None = args.output or (None if args.quick else REPORT)
+    duration = args.duration or (QUICK_DURATION if args.quick else FULL_DURATION)
+    machine = Machine.probe()
+    sections: dict[str, str] = {}
+    if args.scenario in ("roundtrip", "all"):
+        load = roundtrip.Load(
+            rate=args.rate or (500.0 if args.quick else 2000.0),
+            warmup=0.5 if args.quick else 2.0,
+            duration=duration,
+            drain=2.0 if args.quick else 5.0,
+        )
+        sections["roundtrip"] = await roundtrip.run(
+            load, machine, command, postgres=not args.no_postgres
+        )
+    if args.scenario in ("polls", "all"):
+        section = await polls.run(max(1, round(duration)), 1 if args.quick else 3, machine, command)
+        if section is not None:
+            sections["polls"] = section
+    for key, body in sections.items():
+        if output is None:
+            print("\n" + body)
+        else:
+            update_report(output, key, body)
+    if output is not None and sections:
+        print(f"wrote {', '.join(sections)} to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(uvloop.run(main(parse(sys.argv[1:]))))

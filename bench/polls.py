@@ -1,0 +1,232 @@
+"""Scenario ``polls``: empty polls on the native HTTP device API (design P3).
+
+What is measured: how many ``GET /api/v1/device/bench-1/commands`` requests per second
+one Tether process answers when nothing is pending (an immediate ``[]``: no ``wait``),
+driven by ``wrk`` with 64 keep-alive connections on one thread, and the latency
+distribution wrk reports. The same wrk command runs against a raw aiohttp handler on the
+same path that only compares the ``Authorization`` header with a constant
+(``bench/baseline.py``), so the ratio is the share of aiohttp's own request rate that
+Tether keeps after authentication, routing, presence and its in-memory poll.
+
+Why also the SQL counter: design 6 says an empty poll runs no SQL. The delta of
+``tether_sql_statements_total`` on ``/metrics`` across the measured run shows it, when the
+server exports that counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench.common import Machine, ServerProcess, Tether, baseline, ms, now_utc, ratio, table
+
+DEVICE = "bench-1"
+PATH = f"/api/v1/device/{DEVICE}/commands"
+CONNECTIONS = 64
+SQL_COUNTER = "tether_sql_statements_total"
+#: Goal P3 (design section 10).
+GOAL_SHARE, GOAL_RATE = 0.5, 10_000.0
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Wrk:
+    """What wrk printed for one run (latencies in seconds)."""
+
+    requests: int
+    rate: float
+    p50: float
+    p90: float
+    p99: float
+    bad_status: int
+    socket_errors: str
+    server_cpu: float = math.nan
+
+    @classmethod
+    def parse(cls, text: str) -> Wrk:
+        def latency(label: str) -> float:
+            match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.MULTILINE)
+            return float(match.group(1)) * _UNITS[match.group(2)] if match else math.nan
+
+        requests = re.search(r"^\s*(\d+) requests in", text, re.MULTILINE)
+        rate = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+        bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+        errors = re.search(r"Socket errors:\s+(.*)$", text, re.MULTILINE)
+        if requests is None or rate is None:
+            raise RuntimeError(f"cannot read wrk's output:\n{text}")
+        return cls(
+            requests=int(requests.group(1)),
+            rate=float(rate.group(1)),
+            p50=latency("50"),
+            p90=latency("90"),
+            p99=latency("99"),
+            bad_status=int(bad.group(1)) if bad else 0,
+            socket_errors=errors.group(1).strip() if errors else "none",
+        )
+
+
+async def wrk(server: ServerProcess, credential: str, seconds: int) -> Wrk:
+    """One wrk run against the poll path; the server's CPU share is read around it."""
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {credential}",
+        server.base_url + PATH,
+    ]
+    cpu0, loop = server.cpu_seconds(), asyncio.get_running_loop()
+    t0 = loop.time()
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    cpu = (server.cpu_seconds() - cpu0) / (loop.time() - t0)
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed:\n{out.decode(errors='replace')}")
+    parsed = Wrk.parse(out.decode())
+    return Wrk(**{**parsed.__dict__, "server_cpu": cpu})
+
+
+async def _check_empty(server: ServerProcess, credential: str) -> None:
+    """One poll by hand: it must be 200 with ``[]``, or wrk would time the wrong thing."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            server.base_url + PATH, headers={"Authorization": f"Bearer {credential}"}
+        ) as response,
+    ):
+        body = await response.text()
+        if response.status != 200 or body.strip() != "[]":
+            raise RuntimeError(f"{server.name}: poll answered {response.status} {body[:200]}")
+
+
+async def sql_statements(server: ServerProcess) -> float | None:
+    """The sum of the SQL statement counter on /metrics, or None if it is not exported."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.base_url + "/metrics") as response,
+    ):
+        text = await response.text()
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((SQL_COUNTER + " ", SQL_COUNTER + "{"))
+    ]
+    return sum(values) if values else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    label: str
+    result: Wrk
+    sql: float | None = None
+
+
+async def _measure(
+    server: ServerProcess, credential: str, warmup: int, seconds: int, count_sql: bool
+) -> Outcome:
+    await _check_empty(server, credential)
+    if warmup > 0:
+        await wrk(server, credential, warmup)
+    before = await sql_statements(server) if count_sql else None
+    result = await wrk(server, credential, seconds)
+    after = await sql_statements(server) if count_sql else None
+    sql = after - before if before is not None and after is not None else None
+    return Outcome(server.name, result, sql)
+
+
+async def run(seconds: int, warmup: int, machine: Machine, command: str) -> str | None:
+    """Measure the baseline and Tether; the report section, or None without wrk."""
+    if shutil.which("wrk") is None:
+        print(
+            "polls: skipped: `wrk` is not on PATH. Install it (Debian/Ubuntu: "
+            "`apt-get update && apt-get install -y wrk`) and run again."
+        )
+        return None
+    print(f"polls: wrk -t1 -c{CONNECTIONS}, {warmup}s warm-up, {seconds}s measured")
+    credential = secrets.token_urlsafe(24)
+    server: ServerProcess = baseline(credential)
+    try:
+        await server.start()
+        base = await _measure(server, credential, warmup, seconds, count_sql=False)
+    finally:
+        server.stop()
+    _print(base)
+    tether = Tether("Tether")
+    try:
+        await tether.start()
+        _, credential = await tether.device(DEVICE)
+        ours = await _measure(tether, credential, warmup, seconds, count_sql=True)
+    finally:
+        tether.stop()
+    _print(ours)
+    return render(seconds, warmup, machine, command, base, ours)
+
+
+def _print(outcome: Outcome) -> None:
+    r = outcome.result
+    print(
+        f"  {outcome.label:<22} {r.rate:,.0f} req/s  p50 {ms(r.p50)} ms  p99 {ms(r.p99)} ms  "
+        f"non-2xx {r.bad_status}  server CPU {r.server_cpu:.0%}"
+    )
+
+
+def _sql_line(ours: Outcome) -> str:
+    if ours.sql is None:
+        return (
+            f"- SQL statements during the measured run: statement counter not available "
+            f"(`{SQL_COUNTER}` is not exported on /metrics), so this run cannot show it.\n"
+        )
+    return (
+        f"- SQL statements during the measured run: {ours.sql:,.0f} "
+        f"(`{SQL_COUNTER}` delta) for {ours.result.requests:,} polls.\n"
+    )
+
+
+def render(
+    seconds: int, warmup: int, machine: Machine, command: str, base: Outcome, ours: Outcome
+) -> str:
+    b, t = base.result, ours.result
+    rows = [
+        ["requests/s", f"{b.rate:,.0f}", f"{t.rate:,.0f}", ratio(t.rate, b.rate)],
+        ["requests", f"{b.requests:,}", f"{t.requests:,}", ""],
+        ["p50 latency (ms)", ms(b.p50), ms(t.p50), ratio(t.p50, b.p50)],
+        ["p90 latency (ms)", ms(b.p90), ms(t.p90), ratio(t.p90, b.p90)],
+        ["p99 latency (ms)", ms(b.p99), ms(t.p99), ratio(t.p99, b.p99)],
+        ["non-2xx answers", str(b.bad_status), str(t.bad_status), ""],
+        ["socket errors", b.socket_errors, t.socket_errors, ""],
+        ["server CPU (share of one core)", f"{b.server_cpu:.0%}", f"{t.server_cpu:.0%}", ""],
+    ]
+    share = t.rate / b.rate if b.rate else math.nan
+    if seconds < 5:
+        verdict = "not evaluated (a run shorter than 5 s is a smoke test)"
+    else:
+        holds = share >= GOAL_SHARE and t.rate >= GOAL_RATE and t.bad_status == 0
+        verdict = ("**holds**" if holds else "**missed**") + (
+            f": {share:.0%} of the baseline's rate (>= 50%), {t.rate:,.0f} requests/s "
+            f"(>= 10,000), {t.bad_status} non-2xx answers"
+        )
+    return (
+        "## P3: empty polls on the native HTTP device API\n\n"
+        "Goal (design 10, P3): with nothing pending, a poll runs at least 50% of raw "
+        "aiohttp's rate for the same request shape, and at least 10,000 requests/s.\n\n"
+        f"- Date: {now_utc()}\n"
+        f"{machine.markdown()}"
+        f"- Command: `{command}`\n"
+        f"- Load: `wrk -t1 -c{CONNECTIONS} -d{seconds}s --latency -H 'Authorization: Bearer "
+        f"<credential>' http://127.0.0.1:<port>{PATH}` after a {warmup} s warm-up run; "
+        "server and wrk are separate processes, one core each.\n\n"
+        + table(["", "raw aiohttp poll handler", "Tether", "ratio"], rows)
+        + "\n"
+        + _sql_line(ours)
+        + f"- Design goal: {verdict}\n"
+    )

@@ -1,0 +1,405 @@
+"""Scenario ``roundtrip``: app -> server -> device -> result -> app at a fixed rate (design P2).
+
+What is measured: the time from the moment a ``command.create`` frame was *scheduled* to
+be sent on the app's WebSocket until the app receives the ``command_update`` event saying
+that command ``succeeded``. In between, the server pushes the command to the device's
+WebSocket, the device answers at once with a ``result``, and (for Tether) the command is
+stored and its state changes persisted. The load is open loop: commands are scheduled at
+a fixed rate (in batches every few milliseconds) whatever the server does, and latency
+counts from the schedule, so a server (or load generator) that falls behind shows up as
+latency instead of as a quietly lower rate (no coordinated omission).
+
+Why a ratio: the same client runs against a raw aiohttp relay (``bench/baseline.py``) with
+the same sockets and frame shapes and no persistence, so the ratio shows what Tether adds
+to aiohttp's own WebSocket cost on this machine. Both app and device are played by this
+one process with plain aiohttp client WebSockets (no agent library), on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import asyncpg
+import msgspec
+
+from bench.common import (
+    Machine,
+    ServerProcess,
+    Tether,
+    baseline,
+    ms,
+    now_utc,
+    percentile,
+    ratio,
+    table,
+)
+
+DEVICE = "bench-1"
+#: libpq-style URL of the local PostgreSQL used for the second Tether run.
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+#: Goal P2 (design section 10).
+GOAL_RATE, GOAL_P50, GOAL_P99 = 2000.0, 0.002, 0.010
+FAILED_STATES = frozenset({"failed", "expired", "timed_out", "cancelled"})
+
+_CREATE = (
+    '{"type":"command.create","requestId":%d,"deviceId":"' + DEVICE + '","name":"echo",'
+    '"parameters":{"i":%d}}'
+)
+_SUBSCRIBE = (
+    '{"type":"subscribe","requestId":"s","topic":"command_update","deviceIds":["' + DEVICE + '"]}'
+)
+
+
+@dataclass(frozen=True)
+class Load:
+    """The fixed schedule: ``rate`` commands/s, sent every ``tick`` seconds."""
+
+    rate: float
+    warmup: float
+    duration: float
+    drain: float = 5.0
+    tick: float = 0.005
+
+
+# --- wire frames: only the fields the client needs (msgspec skips the rest) --------------
+
+
+class _Params(msgspec.Struct):
+    i: int = -1
+
+
+class _Data(msgspec.Struct):
+    state: str = ""
+    parameters: _Params | None = None
+
+
+class _AppFrame(msgspec.Struct):
+    type: str
+    data: _Data | None = None
+
+
+class _Pushed(msgspec.Struct):
+    id: int
+    parameters: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _DeviceFrame(msgspec.Struct):
+    type: str
+    command: _Pushed | None = None
+
+
+class _Result(msgspec.Struct):
+    id: int
+    result: msgspec.Raw
+    success: bool = True
+    type: str = "result"
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One target's numbers over the measured window."""
+
+    label: str
+    measured: int
+    latencies: list[float]
+    completion_rate: float
+    errors: int
+    server_cpu: float
+    client_cpu: float
+    send_lag_max: float
+
+    @property
+    def lost(self) -> int:
+        return self.measured - len(self.latencies)
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies, q)
+
+    def goal(self, load: Load) -> str:
+        if load.rate < GOAL_RATE:
+            return f"not evaluated ({load.rate:,.0f}/s is below the goal's 2,000/s)"
+        holds = (
+            self.p(50) < GOAL_P50
+            and self.p(99) < GOAL_P99
+            and self.lost == 0
+            and self.errors == 0
+            and self.completion_rate >= 0.99 * load.rate
+        )
+        detail = (
+            f"p50 {ms(self.p(50))} ms (< 2), p99 {ms(self.p(99))} ms (< 10), "
+            f"{self.completion_rate:,.0f} completed/s, {self.errors} errors, {self.lost} lost"
+        )
+        return ("**holds**: " if holds else "**missed**: ") + detail
+
+
+@dataclass
+class _Run:
+    load: Load
+    server_cpu: Callable[[], float]
+    warm: int = 0
+    total: int = 0
+    start: float = 0.0
+    done: list[float] = field(default_factory=list)
+    completed: int = 0
+    errors: int = 0
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    window: list[tuple[float, float, float]] = field(default_factory=list)
+    send_lag_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.warm = round(self.load.rate * self.load.warmup)
+        self.total = self.warm + round(self.load.rate * self.load.duration)
+        self.done = [math.nan] * self.total
+
+    def scheduled(self, i: int) -> float:
+        return self.start + i / self.load.rate
+
+    def mark(self) -> None:
+        self.window.append((time.perf_counter(), self.server_cpu(), time.process_time()))
+
+    def complete(self, i: int, now: float) -> None:
+        if 0 <= i < self.total and math.isnan(self.done[i]):
+            self.done[i] = now
+            if i >= self.warm:
+                self.completed += 1
+                if self.completed == self.total - self.warm:
+                    self.finished.set()
+
+    def outcome(self, label: str) -> Outcome:
+        latencies = sorted(
+            self.done[i] - self.scheduled(i)
+            for i in range(self.warm, self.total)
+            if not math.isnan(self.done[i])
+        )
+        (t0, server0, client0), (t1, server1, client1) = self.window
+        measured_done = [t for t in self.done[self.warm :] if not math.isnan(t)]
+        span = (max(measured_done) - self.scheduled(self.warm)) if measured_done else math.nan
+        return Outcome(
+            label=label,
+            measured=self.total - self.warm,
+            latencies=latencies,
+            completion_rate=len(measured_done) / span if measured_done else 0.0,
+            errors=self.errors,
+            server_cpu=(server1 - server0) / (t1 - t0),
+            client_cpu=(client1 - client0) / (t1 - t0),
+            send_lag_max=self.send_lag_max,
+        )
+
+
+async def _device(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
+    """Answer every pushed command at once with a successful result echoing its parameters."""
+    decode = msgspec.json.Decoder(_DeviceFrame).decode
+    encode = msgspec.json.Encoder().encode
+    async for message in ws:
+        try:
+            frame = decode(message.data)
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+            run.errors += 1
+            continue
+        if frame.type == "command" and frame.command is not None:
+            result = _Result(id=frame.command.id, result=frame.command.parameters)
+            await ws.send_str(encode(result).decode())
+        elif frame.type == "error":
+            run.errors += 1
+
+
+async def _app(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
+    """Stamp each ``succeeded`` update; count error frames and failed commands."""
+    decode = msgspec.json.Decoder(_AppFrame).decode
+    async for message in ws:
+        now = time.perf_counter()
+        try:
+            frame = decode(message.data)
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+            run.errors += 1
+            continue
+        if frame.type == "event" and frame.data is not None:
+            if frame.data.state == "succeeded" and frame.data.parameters is not None:
+                run.complete(frame.data.parameters.i, now)
+            elif frame.data.state in FAILED_STATES:
+                run.errors += 1
+        elif frame.type == "error":
+            run.errors += 1
+
+
+async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
+    """The open-loop schedule: every tick, send every command whose time has come."""
+    rate, tick = run.load.rate, run.load.tick
+    run.start = time.perf_counter()
+    i, ticks = 0, 0
+    while i < run.total:
+        due = min(run.total, math.floor((time.perf_counter() - run.start) * rate) + 1)
+        while i < due:
+            if i == run.warm:
+                run.mark()
+            await ws.send_str(_CREATE % (i, i))
+            if i >= run.warm:
+                run.send_lag_max = max(run.send_lag_max, time.perf_counter() - run.scheduled(i))
+            i += 1
+        ticks += 1
+        delay = run.start + ticks * tick - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    run.mark()
+
+
+async def drive(
+    server: ServerProcess, label: str, token: str, credential: str, load: Load
+) -> Outcome:
+    """Connect device and app, subscribe, run the schedule, wait for the stragglers."""
+    run = _Run(load, server.cpu_seconds)
+    async with aiohttp.ClientSession(base_url=server.base_url) as session:
+        device = await session.ws_connect(
+            f"/api/v1/device/ws?deviceId={DEVICE}",
+            headers={"Authorization": f"Bearer {credential}"},
+        )
+        app = await session.ws_connect("/api/v1/ws", headers={"Authorization": f"Bearer {token}"})
+        await app.send_str(_SUBSCRIBE)
+        reply = msgspec.json.decode(await asyncio.wait_for(app.receive_str(), 10))
+        if reply.get("type") != "response":
+            raise RuntimeError(f"subscribe failed on {label}: {reply}")
+        tasks = [asyncio.create_task(_device(device, run)), asyncio.create_task(_app(app, run))]
+        try:
+            await _send(app, run)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.finished.wait(), load.drain)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await app.close()
+            await device.close()
+    return run.outcome(label)
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+async def _tether(label: str, load: Load, database_url: str | None = None) -> Outcome:
+    server = Tether(label, database_url)
+    try:
+        await server.start()
+        token, credential = await server.device(DEVICE)
+        return await drive(server, label, token, credential, load)
+    finally:
+        server.stop()
+
+
+async def _baseline(load: Load) -> Outcome:
+    credential = secrets.token_urlsafe(24)
+    server = baseline(credential)
+    try:
+        await server.start()
+        return await drive(server, "raw aiohttp relay", "-", credential, load)
+    finally:
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str | None]:
+    """A throw-away schema on the local PostgreSQL; yields Tether's URL, or None if absent."""
+    schema = f"bench_{secrets.token_hex(4)}"
+    try:
+        conn = await asyncpg.connect(POSTGRES, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        print(f"  PostgreSQL at {POSTGRES} is not available ({error}); skipping that run")
+        yield None
+        return
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        host = POSTGRES.removeprefix("postgresql://")
+        yield f"postgresql+asyncpg://{host}?options=-csearch_path%3D{schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+async def run(load: Load, machine: Machine, command: str, postgres: bool = True) -> str:
+    """Measure the baseline and Tether (SQLite, then PostgreSQL); the report section."""
+    print(f"roundtrip: {load.rate:,.0f} commands/s, {load.warmup}s warm-up, {load.duration}s")
+    outcomes = [await _baseline(load)]
+    _print(outcomes[-1])
+    outcomes.append(await _tether("Tether (SQLite)", load))
+    _print(outcomes[-1])
+    if postgres:
+        async with postgres_schema() as url:
+            if url is not None:
+                outcomes.append(await _tether("Tether (PostgreSQL)", load, url))
+                _print(outcomes[-1])
+    return render(load, machine, command, outcomes)
+
+
+def _print(outcome: Outcome) -> None:
+    print(
+        f"  {outcome.label:<22} p50 {ms(outcome.p(50))} ms  p99 {ms(outcome.p(99))} ms  "
+        f"max {ms(outcome.p(100))} ms  {outcome.completion_rate:,.0f}/s  "
+        f"errors {outcome.errors} lost {outcome.lost}  server CPU {outcome.server_cpu:.0%}"
+    )
+
+
+def render(load: Load, machine: Machine, command: str, outcomes: list[Outcome]) -> str:
+    base, tethers = outcomes[0], outcomes[1:]
+    header = ["", base.label]
+    for outcome in tethers:
+        header += [outcome.label, "ratio"]
+
+    def row(name: str, value: Callable[[Outcome], float], fmt: Callable[[float], str]) -> list[str]:
+        cells = [name, fmt(value(base))]
+        for outcome in tethers:
+            cells += [fmt(value(outcome)), ratio(value(outcome), value(base))]
+        return cells
+
+    def count(x: float) -> str:
+        return f"{x:,.0f}"
+
+    def pct(x: float) -> str:
+        return f"{x:.0%}"
+
+    rows = [
+        row("commands measured", lambda o: o.measured, count),
+        row("completed per second", lambda o: o.completion_rate, count),
+    ]
+    for q, name in ((50, "p50"), (90, "p90"), (99, "p99"), (99.9, "p99.9"), (100, "max")):
+        rows.append(row(f"{name} latency (ms)", lambda o, q=q: o.p(q), ms))
+    rows += [
+        [
+            "errors / lost",
+            f"{base.errors} / {base.lost}",
+            *[c for o in tethers for c in (f"{o.errors} / {o.lost}", "")],
+        ],
+        row("server CPU (share of one core)", lambda o: o.server_cpu, pct),
+        row("load-generator CPU (share of one core)", lambda o: o.client_cpu, pct),
+        row("sender's worst lateness (ms)", lambda o: o.send_lag_max, ms),
+    ]
+    goals = "".join(f"- {o.label}: {o.goal(load)}\n" for o in tethers)
+    return (
+        "## P2: native device WebSocket command round trip\n\n"
+        "Goal (design 10, P2): at 2,000 commands/s, app -> Tether -> device -> result -> "
+        "app takes p50 < 2 ms and p99 < 10 ms, including persistence.\n\n"
+        f"- Date: {now_utc()}\n"
+        f"{machine.markdown()}"
+        f"- Command: `{command}`\n"
+        f"- Load: {load.rate:,.0f} commands/s open loop, a batch every "
+        f"{load.tick * 1000:.0f} ms, {load.warmup:g} s warm-up, {load.duration:g} s measured, "
+        f"{load.drain:g} s allowed for stragglers; one device socket and one app socket "
+        "played by the load generator (aiohttp client, uvloop). Latency counts from each "
+        "command's scheduled send time to the arrival of its `succeeded` update.\n\n"
+        + table(header, rows)
+        + "\nDesign goal:\n\n"
+        + goals
+        + "\nThe baseline relays `command.create` to the device as a `command` frame and the "
+        "device's `result` back as an `event`, in memory. Tether also persists the command "
+        "and each state change, answers each `command.create` with a `response` and sends a "
+        "`sent` update, so the app reads three frames per command there against one. "
+        "Ratios are Tether / baseline (for latency, how many times slower).\n"
+    )

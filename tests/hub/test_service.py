@@ -1,0 +1,143 @@
+"""The hub facade without HTTP: restart re-arming, waits, and two hubs over Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.hub.conftest import admin_of, started_hub
+
+from tether.bus import MemoryBus, RedisBus
+from tether.core.lifecycle import CommandState
+from tether.core.model import Command
+from tether.hub.service import Hub
+
+
+class Session:
+    """A fake live device session recording what delivery pushed."""
+
+    def __init__(self, device_id: str, max_in_flight: int = 8) -> None:
+        self.device_id = device_id
+        self.max_in_flight = max_in_flight
+        self.pushed: set[int] = set()
+        self.received: asyncio.Queue[Command] = asyncio.Queue()
+        self.closed: tuple[int, str] | None = None
+
+    def push(self, command: Command) -> bool:
+        self.received.put_nowait(command)
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def make_device(hub: Hub, device_id: str) -> Any:
+    admin = await admin_of(hub)
+    return await hub.directory.create_device(admin, id=device_id, name=device_id)
+
+
+async def test_restart_rearms_deadlines(tmp_path: Path, sqlite_url: str) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        await make_device(hub, "d")
+        admin = await admin_of(hub)
+        doomed = await hub.commands.create(admin, "d", "x", lifetime=0.5, timeout=None)
+        running = await hub.commands.create(admin, "d", "y", timeout=0.5)
+        handed = await hub.delivery.poll("d", limit=1, max_in_flight=8, wait=0)
+        assert [c.id for c in handed] == [doomed.id]
+        handed = await hub.delivery.poll("d", limit=1, max_in_flight=8, wait=0)
+        assert [c.id for c in handed] == [running.id]
+    # The first process is gone before either deadline; a new one must fire them.
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        assert len(hub.sweeper) >= 1
+        final = await hub.commands.wait(running.id, 3)
+        assert final is not None
+        assert final.state is CommandState.TIMED_OUT
+        # `doomed` was delivered before its lifetime ran out, and delivery stops the delivery
+        # clock: it must not expire, and with no execution timeout it stays delivered.
+        other = await hub.store.commands.get(doomed.id)
+        assert other is not None
+        assert other.state is CommandState.DELIVERED
+
+
+async def test_expired_while_down_is_expired_at_start(tmp_path: Path, sqlite_url: str) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        await make_device(hub, "d")
+        made = await hub.commands.create(await admin_of(hub), "d", "x", lifetime=0.2)
+    await asyncio.sleep(0.3)
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        stored = await hub.store.commands.get(made.id)
+        assert stored is not None
+        assert stored.state is CommandState.EXPIRED
+        assert await hub.delivery.poll("d", limit=5, max_in_flight=8, wait=0) == []
+
+
+async def test_in_flight_limit_and_fifo(tmp_path: Path, sqlite_url: str) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        device = await make_device(hub, "d")
+        admin = await admin_of(hub)
+        made = [await hub.commands.create(admin, "d", f"c{i}") for i in range(5)]
+        session = Session("d", max_in_flight=2)
+        hub.delivery.attach(session)
+        first = [await asyncio.wait_for(session.received.get(), 2) for _ in range(2)]
+        assert [c.id for c in first] == [made[0].id, made[1].id]
+        await asyncio.sleep(0.05)
+        assert session.received.empty()  # the limit holds
+        await hub.commands.complete(device, made[0].id, success=True)
+        nxt = await asyncio.wait_for(session.received.get(), 2)
+        assert nxt.id == made[2].id
+
+
+async def test_new_session_replaces_old_and_resends_unacknowledged(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        await make_device(hub, "d")
+        made = await hub.commands.create(await admin_of(hub), "d", "x")
+        old = Session("d")
+        hub.delivery.attach(old)
+        assert (await asyncio.wait_for(old.received.get(), 2)).id == made.id
+        new = Session("d")
+        hub.delivery.attach(new)
+        assert old.closed is not None
+        assert old.closed[0] == 4001
+        again = await asyncio.wait_for(new.received.get(), 2)
+        assert again.id == made.id  # at least once: never acknowledged, so sent again
+
+
+async def test_parked_poll_wakes_for_a_new_command(tmp_path: Path, sqlite_url: str) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        await make_device(hub, "d")
+        poll = asyncio.create_task(hub.delivery.poll("d", limit=5, max_in_flight=8, wait=5))
+        await asyncio.sleep(0.05)
+        made = await hub.commands.create(await admin_of(hub), "d", "x")
+        handed = await asyncio.wait_for(poll, 2)
+        assert [c.id for c in handed] == [made.id]
+
+
+async def test_two_hubs_on_postgres_and_redis(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    async with (
+        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as a,
+        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as b,
+    ):
+        device = await make_device(a, "shared")
+        session = Session("shared")
+        a.delivery.attach(session)
+        made = await b.commands.create(await admin_of(b), "shared", "hello", {"n": 1})
+        pushed = await asyncio.wait_for(session.received.get(), 5)
+        assert pushed.id == made.id
+        waiting = asyncio.create_task(b.commands.wait(made.id, 5))
+        await asyncio.sleep(0.05)
+        await a.commands.complete(device, made.id, success=True, result={"ok": True})
+        final = await asyncio.wait_for(waiting, 5)
+        assert final is not None
+        assert final.state is CommandState.SUCCEEDED
+        # A long poll parked on A wakes for a command created on B.
+        parked = asyncio.create_task(a.delivery.poll("shared", limit=5, max_in_flight=8, wait=5))
+        a.delivery.detach(session)
+        await asyncio.sleep(0.05)
+        second = await b.commands.create(await admin_of(b), "shared", "again")
+        handed = await asyncio.wait_for(parked, 5)
+        assert [c.id for c in handed] == [second.id]

@@ -1,0 +1,51 @@
+"""The one settings object: sources, precedence, validation, and documentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tether.settings import Settings
+
+DOCS = Path(__file__).parent.parent / "docs" / "operations.md"
+
+
+def test_defaults_run_embedded() -> None:
+    settings = Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8080
+    assert settings.bus == "memory"
+    assert settings.resolved_database_url == "sqlite+aiosqlite:///tether-data/tether.db"
+
+
+def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "tether.toml"
+    config.write_text('port = 9000\nhost = "0.0.0.0"\n')
+    monkeypatch.setenv("TETHER_CONFIG", str(config))
+    monkeypatch.setenv("TETHER_PORT", "9100")
+    settings = Settings()
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 9100
+
+
+def test_explicit_values_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TETHER_PORT", "9100")
+    assert Settings(port=9200).port == 9200
+
+
+def test_bad_values_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError):
+        Settings(port=70000)
+    config = tmp_path / "tether.toml"
+    config.write_text("prot = 9000\n")  # a typo must not pass silently
+    monkeypatch.setenv("TETHER_CONFIG", str(config))
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOCS.read_text()
+    missing = [name for name in Settings.model_fields if f"TETHER_{name.upper()}" not in text]
+    assert not missing, f"docs/operations.md does not list: {missing}"
