@@ -49,7 +49,7 @@ def test_per_device_timeout() -> None:
 
 
 def test_last_seen_is_written_behind_in_one_batch() -> None:
-    presence, clock, _ = make()
+    presence, _, _ = make()
     presence.activity("a")
     presence.activity("b")
     presence.activity("a")
