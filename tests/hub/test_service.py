@@ -141,3 +141,17 @@ async def test_two_hubs_on_postgres_and_redis(
         second = await b.commands.create(await admin_of(b), "shared", "again")
         handed = await asyncio.wait_for(parked, 5)
         assert [c.id for c in handed] == [second.id]
+
+
+async def test_back_to_back_wake_ups_push_a_command_once(tmp_path: Path, sqlite_url: str) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        await make_device(hub, "d")
+        made = await hub.commands.create(await admin_of(hub), "d", "x")
+        session = Session("d")
+        hub.delivery.sessions["d"] = session
+        for _ in range(3):
+            hub.delivery.notify("d")  # before any pump task has had a chance to run
+        first = await asyncio.wait_for(session.received.get(), 2)
+        assert first.id == made.id
+        await asyncio.sleep(0.1)
+        assert session.received.empty()

@@ -158,6 +158,7 @@ class NativeAgent:
                 command = _push.decode(message.data).command
                 if command.id in self._running:
                     continue  # re-sent while still executing here
+                self._running.add(command.id)
                 task = asyncio.create_task(self._execute_ws(ws, command))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -178,7 +179,12 @@ class NativeAgent:
 
     async def _execute_ws(self, ws: aiohttp.ClientWebSocketResponse, command: CommandView) -> None:
         if self.send_ack:
-            await ws.send_str(msgspec.json.encode({"type": "ack", "id": command.id}).decode())
+            try:
+                await ws.send_str(msgspec.json.encode({"type": "ack", "id": command.id}).decode())
+            except (aiohttp.ClientError, ConnectionError):
+                # The connection is gone before we started: the server re-sends it later.
+                self._running.discard(command.id)
+                return
 
         async def report(step: str, data: Any) -> None:
             await ws.send_str(
@@ -264,6 +270,7 @@ class NativeAgent:
     async def _outcome(self, command: CommandView, report: Report) -> Outcome:
         done = self._done.get(command.id)
         if done is not None:
+            self._running.discard(command.id)
             return done  # a re-sent command: answer again, do not run it twice
         self._running.add(command.id)
         try:

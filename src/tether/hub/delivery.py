@@ -79,6 +79,9 @@ class Delivery:
             if device_id in self._pumping:
                 self._again.add(device_id)
             else:
+                # Marked before the task runs: two notifications in a row must not start
+                # two pumps, which would push the same command twice.
+                self._pumping.add(device_id)
                 task = asyncio.create_task(self._pump(device_id))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -89,7 +92,6 @@ class Delivery:
                     waiter.set_result(None)
 
     async def _pump(self, device_id: str) -> None:
-        self._pumping.add(device_id)
         try:
             while True:
                 self._again.discard(device_id)

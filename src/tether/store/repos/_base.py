@@ -50,6 +50,12 @@ class Repo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        # Shares the pool; only changes how connections checked out through it behave.
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self._dialect == "postgresql"
+            else None
+        )
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -65,6 +71,26 @@ class Repo:
         """A connection in a transaction, committed on a clean exit."""
         try:
             async with self._engine.begin() as conn:
+                yield conn
+        except (StatementError, SQLTimeoutError, OSError) as error:
+            _reraise(error)
+
+    @asynccontextmanager
+    async def _write_one(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a unit of work that is exactly ONE statement.
+
+        A single statement is atomic by itself, so on PostgreSQL it runs in autocommit
+        mode: no ``BEGIN`` and ``COMMIT`` round trips around it (measured: 550 -> 450 µs
+        for a command insert). SQLite's driver opens its transaction inside the
+        statement's own call anyway, and switching its isolation level would cost two
+        driver-thread hops, so there this is simply :meth:`_write`.
+        """
+        if self._autocommit is None:
+            async with self._write() as conn:
+                yield conn
+            return
+        try:
+            async with self._autocommit.connect() as conn:
                 yield conn
         except (StatementError, SQLTimeoutError, OSError) as error:
             _reraise(error)

@@ -95,5 +95,5 @@ class ApiKeyRepo(Repo):
 
     async def touch(self, id: int, now: datetime) -> bool:
         """Record a use of the key (``last_used_at``); ``False`` if it does not exist."""
-        async with self._write() as conn:
+        async with self._write_one() as conn:
             return (await conn.execute(_TOUCH, {"b_id": id, "b_now": now})).rowcount > 0

@@ -181,9 +181,10 @@ class CommandRepo(Repo):
             "expires_at": expires_at,
             "timeout": timeout,
         }
+        anonymous_key = idempotency_key is not None and created_by is None
         try:
-            async with self._write() as conn:
-                if idempotency_key is not None and created_by is None:
+            async with self._write() if anonymous_key else self._write_one() as conn:
+                if anonymous_key:
                     key = {"b_device": device_id, "b_key": idempotency_key}
                     existing = (await conn.execute(_BY_KEY_ANONYMOUS, key)).mappings().first()
                     if existing is not None:
@@ -318,7 +319,7 @@ class CommandRepo(Repo):
         else:
             stmt = _DEVICE_TRANSITIONS[target]
             params["b_device"] = device_id
-        async with self._write() as conn:
+        async with self._write_one() as conn:
             row = (await conn.execute(stmt, params)).mappings().first()
         return None if row is None else _to_command(row)
 
@@ -342,6 +343,6 @@ class CommandRepo(Repo):
 
     async def expire_due(self, now: datetime) -> builtins.list[Command]:
         """Expire every pending/sent command whose delivery deadline has passed."""
-        async with self._write() as conn:
+        async with self._write_one() as conn:
             rows = (await conn.execute(_EXPIRE, {"b_now": now})).mappings().all()
         return sorted((_to_command(row) for row in rows), key=lambda command: command.id)

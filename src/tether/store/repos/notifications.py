@@ -41,6 +41,8 @@ _INSERT = insert(notifications).returning(*_COLUMNS, sort_by_parameter_order=Tru
 #: and sorting the returned rows by id restores it (checked on every batch).
 _INSERT_UNORDERED = insert(notifications).returning(*_COLUMNS)
 _BY_ID = select(notifications).where(n.id == bindparam("b_id"))
+#: Rows per multi-row INSERT (SQLAlchemy's default insertmanyvalues page size).
+_PAGE = 1000
 
 
 class NewNotification(msgspec.Struct, kw_only=True, frozen=True):
@@ -66,6 +68,12 @@ def _by_id(notification: Notification) -> int:
     return notification.id
 
 
+def _check_order(rows: Sequence[NewNotification], stored: Sequence[Notification]) -> None:
+    for row, notification in zip(rows, stored, strict=True):
+        if row.device_id != notification.device_id or row.name != notification.name:
+            raise RuntimeError("SQLite assigned notification ids out of input order")
+
+
 class NotificationRepo(Repo):
     async def insert_many(self, rows: Sequence[NewNotification]) -> list[Notification]:
         """Store a batch in one transaction; results are in the order of ``rows``.
@@ -86,16 +94,16 @@ class NotificationRepo(Repo):
         ]
         sqlite = self._dialect == "sqlite"
         try:
-            async with self._write() as conn:
+            # Up to one insertmanyvalues page it is a single statement; beyond, a transaction.
+            unit = self._write_one() if len(params) <= _PAGE else self._write()
+            async with unit as conn:
                 result = await conn.execute(_INSERT_UNORDERED if sqlite else _INSERT, params)
                 stored = [_to_notification(row) for row in result.mappings()]
+                if sqlite:
+                    stored.sort(key=_by_id)
+                    _check_order(rows, stored)  # inside the transaction: a surprise rolls back
         except IntegrityError as error:
             raise write_error(error, "notification") from None
-        if sqlite:
-            stored.sort(key=_by_id)
-            for row, notification in zip(rows, stored, strict=True):
-                if row.device_id != notification.device_id or row.name != notification.name:
-                    raise RuntimeError("SQLite returned notification ids out of input order")
         return stored
 
     async def get(self, id: int) -> Notification | None:
