@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 
 _HEALTHY = b'{"status":"ok"}'
 _EMPTY = b"[]"
+_NULL = msgspec.Raw(b"null")
 
 
 class Inbound(msgspec.Struct):
@@ -35,16 +36,16 @@ class Inbound(msgspec.Struct):
     requestId: str | int | None = None
     deviceId: str | None = None
     name: str | None = None
-    parameters: msgspec.Raw | None = None
+    parameters: msgspec.Raw = _NULL
     id: int | None = None
-    result: msgspec.Raw | None = None
+    result: msgspec.Raw = _NULL
 
 
 class Command(msgspec.Struct):
     id: int
     deviceId: str
     name: str
-    parameters: msgspec.Raw | None
+    parameters: msgspec.Raw
     state: str
 
 
@@ -57,8 +58,8 @@ class Update(msgspec.Struct):
     id: int
     deviceId: str
     name: str
-    parameters: msgspec.Raw | None
-    result: msgspec.Raw | None
+    parameters: msgspec.Raw
+    result: msgspec.Raw
     state: str = "succeeded"
 
 

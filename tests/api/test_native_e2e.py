@@ -353,3 +353,31 @@ async def test_idempotency_key_returns_the_same_command(tether: Running) -> None
     first = await tether.call("POST", "/api/v1/devices/idem-1/commands", json=body, expect=201)
     second = await tether.call("POST", "/api/v1/devices/idem-1/commands", json=body, expect=201)
     assert first["id"] == second["id"]
+
+
+async def test_empty_polls_run_no_sql(tmp_path: Path) -> None:
+    # last_seen is written behind on a timer; push it out of the measured window.
+    async with running(tmp_path, write_behind_interval=3600) as tether:
+        await assert_empty_polls_run_no_sql(tether)
+
+
+async def assert_empty_polls_run_no_sql(tether: Running) -> None:
+    from tether.store.engine import SQL_STATEMENTS
+
+    credential = await tether.device("quiet-1")
+    headers = {"Authorization": f"Bearer {credential}"}
+    url = tether.url + "/api/v1/device/quiet-1/commands"
+    async with tether.session.get(url, headers=headers) as r:  # warm the device cache
+        assert await r.json() == []
+    before = SQL_STATEMENTS._value.get()
+    for _ in range(200):
+        async with tether.session.get(url, headers=headers) as r:
+            assert r.status == 200
+            assert await r.json() == []
+    assert SQL_STATEMENTS._value.get() == before
+    # ... while a poll that does hand a command over does touch the store.
+    await tether.call("POST", "/api/v1/devices/quiet-1/commands", json={"name": "x"}, expect=201)
+    before = SQL_STATEMENTS._value.get()
+    async with tether.session.get(url, headers=headers) as r:
+        assert len(await r.json()) == 1
+    assert SQL_STATEMENTS._value.get() > before

@@ -19,6 +19,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -50,10 +51,24 @@ def create_engine(url: str, *, pool_size: int | None = None, echo: bool = False)
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(parsed, echo)
-    if backend == "postgresql":
-        return _postgres_engine(parsed, pool_size or POSTGRES_POOL_SIZE, echo)
-    raise ValueError(f"unsupported database {backend!r}: use sqlite+aiosqlite or postgresql")
+        engine = _sqlite_engine(parsed, echo)
+    elif backend == "postgresql":
+        engine = _postgres_engine(parsed, pool_size or POSTGRES_POOL_SIZE, echo)
+    else:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite+aiosqlite or postgresql")
+    event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
+    return engine
+
+
+SQL_STATEMENTS = Counter(
+    "tether_sql_statements_total",
+    "SQL statements sent to the database. Flat while devices poll with nothing due: "
+    "empty polls, heartbeats and idle keepalives must cost no SQL.",
+)
+
+
+def _count_statement(*_: object) -> None:
+    SQL_STATEMENTS.inc()
 
 
 def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
