@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import aiohttp
 import asyncpg
@@ -149,6 +150,7 @@ class _Run:
     warm: int = 0
     total: int = 0
     start: float = 0.0
+    per_tick: Fraction = Fraction(1)
     done: list[float] = field(default_factory=list)
     completed: int = 0
     errors: int = 0
@@ -160,9 +162,15 @@ class _Run:
         self.warm = round(self.load.rate * self.load.warmup)
         self.total = self.warm + round(self.load.rate * self.load.duration)
         self.done = [math.nan] * self.total
+        self.per_tick = Fraction(str(self.load.rate)) * Fraction(str(self.load.tick))
 
     def scheduled(self, i: int) -> float:
-        return self.start + i / self.load.rate
+        """When command ``i`` is due: the start of its batch (batch k holds rate*tick)."""
+        return self.start + math.floor(i / self.per_tick) * self.load.tick
+
+    def due(self, batch: int) -> int:
+        """How many commands are due once batch ``batch`` has been sent."""
+        return min(self.total, math.ceil((batch + 1) * self.per_tick))
 
     def mark(self) -> None:
         self.window.append((time.perf_counter(), self.server_cpu(), time.process_time()))
@@ -234,20 +242,21 @@ async def _app(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
 
 async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
     """The open-loop schedule: every tick, send every command whose time has come."""
-    rate, tick = run.load.rate, run.load.tick
+    tick = run.load.tick
     run.start = time.perf_counter()
-    i, ticks = 0, 0
+    i = batch = 0
     while i < run.total:
-        due = min(run.total, math.floor((time.perf_counter() - run.start) * rate) + 1)
-        while i < due:
+        # Normally one batch per wake-up; after a late wake-up, every batch now due.
+        batch = max(batch, math.floor((time.perf_counter() - run.start) / tick))
+        while i < run.due(batch):
             if i == run.warm:
                 run.mark()
             await ws.send_str(_CREATE % (i, i))
             if i >= run.warm:
                 run.send_lag_max = max(run.send_lag_max, time.perf_counter() - run.scheduled(i))
             i += 1
-        ticks += 1
-        delay = run.start + ticks * tick - time.perf_counter()
+        batch += 1
+        delay = run.start + batch * tick - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
     run.mark()

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tether.api.auth import bearer
 from tether.api.codec import (
@@ -38,11 +38,11 @@ from tether.api.codec import (
     command_view,
     notification_view,
 )
-from tether.api.http import decode_error, hub_of
+from tether.api.http import hub_of
 from tether.api.spec import endpoint
-from tether.api.ws import Connection
+from tether.api.ws import Connection, answer_frame, read_frames
 from tether.core.access import Principal
-from tether.core.errors import BadRequest, NotFound, PayloadTooLarge, TetherError, Unauthorized
+from tether.core.errors import BadRequest, NotFound, Unauthorized
 from tether.core.filters import EventFilter
 from tether.core.model import Command, Notification
 from tether.hub.events import PresenceChanged
@@ -97,36 +97,25 @@ async def client_socket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     conn = ClientConnection(ws, hub)
     conn.principal = principal
+
+    async def handle(data: str | bytes) -> None:
+        await answer_frame(
+            conn,
+            data,
+            _decoder,
+            lambda frame: _dispatch(hub, conn, frame),
+            limit=hub.settings.max_message_bytes,
+            reply_without_id=True,
+        )
+
     try:
-        async for message in ws:
-            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
-                await _handle(hub, conn, message.data)
-            elif message.type is WSMsgType.ERROR:
-                break
+        await read_frames(conn, handle)
     finally:
         for subscription_id in list(conn.subscriptions):
             await hub.unsubscribe(subscription_id)
         conn.close(1000, "")
         await conn.finish()
     return ws
-
-
-async def _handle(hub: Hub, conn: ClientConnection, data: str | bytes) -> None:
-    request_id = None
-    try:
-        if len(data) > hub.settings.max_message_bytes:
-            raise PayloadTooLarge("frame too large")
-        try:
-            frame = _decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            raise decode_error(error) from None
-        request_id = frame.request_id
-        conn.reply(request_id, await _dispatch(hub, conn, frame))
-    except TetherError as error:
-        conn.fail(request_id, error)
-    except Exception:
-        log.exception("client frame failed")
-        conn.fail(request_id, TetherError("internal server error"))
 
 
 def _ids(values: list[Any] | None) -> frozenset[Any] | None:

@@ -37,10 +37,10 @@ from tether.api.codec import (
     state_view,
 )
 from tether.api.device_routes import make_step
-from tether.api.http import decode_error, hub_of
+from tether.api.http import hub_of
 from tether.api.spec import Param, endpoint
-from tether.api.ws import Connection
-from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unauthorized
+from tether.api.ws import Connection, answer_frame, read_frames
+from tether.core.errors import BadRequest, TetherError, Unauthorized
 from tether.core.model import Command, Device
 from tether.hub.service import Hub
 
@@ -92,12 +92,19 @@ async def device_socket(request: web.Request) -> web.StreamResponse:
             return ws
     conn = DeviceConnection(ws, device, hub)
     hub.delivery.attach(conn)
+
+    async def handle(data: str | bytes) -> None:
+        await answer_frame(
+            conn,
+            data,
+            _decoder,
+            lambda frame: _dispatch(hub, conn, frame),
+            limit=hub.settings.max_message_bytes,
+            reply_without_id=False,
+        )
+
     try:
-        async for message in ws:
-            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
-                await _handle(hub, conn, message.data)
-            elif message.type is WSMsgType.ERROR:
-                break
+        await read_frames(conn, handle)
     finally:
         hub.delivery.detach(conn)
         conn.close(1000, "")
@@ -126,26 +133,6 @@ async def _hello(ws: web.WebSocketResponse, hub: Hub) -> Device | None:
         reason = error.message if isinstance(error, TetherError) else "authentication failed"
         await ws.close(code=4401, message=reason.encode()[:120])
         return None
-
-
-async def _handle(hub: Hub, conn: DeviceConnection, data: str | bytes) -> None:
-    request_id = None
-    try:
-        if len(data) > hub.settings.max_message_bytes:
-            raise PayloadTooLarge("frame too large")
-        try:
-            frame = _decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            raise decode_error(error) from None
-        request_id = frame.request_id
-        reply = await _dispatch(hub, conn, frame)
-        if request_id is not None:
-            conn.reply(request_id, reply)
-    except TetherError as error:
-        conn.fail(request_id, error)
-    except Exception:
-        log.exception("device frame from %s failed", conn.device_id)
-        conn.fail(request_id, TetherError("internal server error"))
 
 
 async def _dispatch(hub: Hub, conn: DeviceConnection, frame: DeviceInbound) -> object:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
+import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from tether.api.codec import ErrorBody, ErrorFrame, ResponseFrame, encoder
-from tether.core.errors import TetherError
+from tether.api.http import decode_error
+from tether.core.errors import PayloadTooLarge, TetherError
 from tether.hub import metrics
 
 log = logging.getLogger("tether.api.ws")
@@ -90,3 +93,52 @@ class Connection:
             self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._writer
+
+
+class Frame(Protocol):
+    request_id: str | int | None
+
+
+F = TypeVar("F", bound=Frame)
+
+
+async def read_frames(conn: Connection, handle: Callable[[str | bytes], Awaitable[None]]) -> None:
+    """Feed every data frame of the connection to ``handle`` until the peer goes away."""
+    async for message in conn.ws:
+        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+            await handle(message.data)
+        elif message.type is WSMsgType.ERROR:
+            return
+
+
+async def answer_frame(
+    conn: Connection,
+    data: str | bytes,
+    decoder: msgspec.json.Decoder[F],
+    dispatch: Callable[[F], Awaitable[Any]],
+    *,
+    limit: int,
+    reply_without_id: bool,
+) -> None:
+    """Decode one frame, run it, and answer: a ``response`` or an ``error`` frame.
+
+    Every failure becomes an error frame echoing the request id; nothing a peer sends can
+    close the connection or escape into the server.
+    """
+    request_id = None
+    try:
+        if len(data) > limit:
+            raise PayloadTooLarge(f"frame larger than {limit} bytes")
+        try:
+            frame = decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise decode_error(error) from None
+        request_id = frame.request_id
+        result = await dispatch(frame)
+        if request_id is not None or reply_without_id:
+            conn.reply(request_id, result)
+    except TetherError as error:
+        conn.fail(request_id, error)
+    except Exception:
+        log.exception("frame handling failed")
+        conn.fail(request_id, TetherError("internal server error"))

@@ -220,7 +220,7 @@ class Hub:
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
         self.presence.activity(notification.device_id)
         self._fan_out_notification(notification, device)
-        if events.NOTIFICATIONS in self._bus_channels or self.settings.bus != "memory":
+        if self.settings.bus != "memory":  # other processes may have subscribers
             await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
 
     def _fan_out_notification(self, notification: Notification, device: DeviceRef) -> None:
