@@ -40,6 +40,10 @@ class Bus(ABC):
     node_id: str
     """This process's id on the bus (its directed channel is ``node.<node_id>``)."""
 
+    shared: bool = True
+    """Whether other processes can hear this bus. The hub skips publishing on a bus that
+    reaches no one else, since every event is already applied in-process."""
+
     @abstractmethod
     async def start(self) -> None:
         """Connect. Idempotent. Subscriptions made before ``start`` go live here."""

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 class MemoryBus(Bus):
+    shared = False
+
     """A bus whose only "nodes" are the handlers inside this process."""
 
     def __init__(self, *, node_id: str | None = None) -> None:

@@ -75,7 +75,7 @@ class Delivery:
 
     def notify(self, device_id: str) -> None:
         """Something may be deliverable for the device, or in-flight capacity was freed."""
-        if device_id in self.sessions:
+        if device_id in self.sessions and self._hub.index.has_deliverable(device_id):
             if device_id in self._pumping:
                 self._again.add(device_id)
             else:

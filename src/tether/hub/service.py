@@ -72,6 +72,7 @@ class Hub:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.node_id = bus.node_id or uuid.uuid4().hex
+        self._origin = self.node_id.encode() + b"|"
         self.index = CommandIndex()
         self.subscriptions = SubscriptionRegistry()
         self.presence = Presence(
@@ -149,12 +150,14 @@ class Hub:
     # --- events ----------------------------------------------------------------------------
 
     async def _publish(self, event: events.Event, channel: str = events.COMMANDS) -> None:
-        await self.bus.publish(channel, self.node_id.encode() + b"|" + events.encode(event))
+        """Tell the other processes; this one applied the change already."""
+        if self.bus.shared:
+            await self.bus.publish(channel, self._origin + events.encode(event))
 
     def _on_bus(self, channel: str, payload: bytes) -> None:
-        origin, _, body = payload.partition(b"|")
-        if origin == self.node_id.encode():
+        if payload.startswith(self._origin):
             return  # already applied locally, before publishing
+        _, _, body = payload.partition(b"|")
         try:
             event = events.decode(body)
         except Exception:
@@ -220,15 +223,14 @@ class Hub:
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
         self.presence.activity(notification.device_id)
         self._fan_out_notification(notification, device)
-        if self.settings.bus != "memory":  # other processes may have subscribers
-            await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
+        await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
 
     def _fan_out_notification(self, notification: Notification, device: DeviceRef) -> None:
         self.subscriptions.dispatch(Topic.NOTIFICATION, device, notification.name, notification)
 
     def _presence_changed(self, device_id: str, online: bool, at: datetime) -> None:
         metrics.DEVICES_ONLINE.set(self.presence.online_count())
-        if not self.subscriptions.count(Topic.PRESENCE) and self.settings.bus == "memory":
+        if not self.subscriptions.count(Topic.PRESENCE) and not self.bus.shared:
             return
         task = asyncio.get_running_loop().create_task(self._announce(device_id, online, at))
         self._background(task)
