@@ -31,6 +31,8 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "docs" / "performance.md"
 HOST = "127.0.0.1"
+#: Tether's counter of SQL statements sent to the database (on /metrics).
+SQL_COUNTER = "tether_sql_statements_total"
 #: Seconds a server gets to start answering its readiness URL.
 START_TIMEOUT = 30.0
 
@@ -204,6 +206,18 @@ class ServerProcess:
             self._log = None
 
 
+def machine_busy() -> float:
+    """CPU seconds all processes on the machine have been busy (every core, from /proc/stat).
+
+    Compared with the server's and the load generator's own CPU over the same window, it
+    shows how much else was running: this machine is shared, and a busy neighbour skews
+    latency.
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment minus every ``TETHER_*`` variable: servers run on their defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
@@ -272,6 +286,21 @@ class Tether(ServerProcess):
         self._data_dir.cleanup()
 
 
+async def sql_statements(server: ServerProcess) -> float | None:
+    """The server's ``tether_sql_statements_total`` (summed over labels), None if absent."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.base_url + "/metrics") as response,
+    ):
+        text = await response.text() if response.status == 200 else ""
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((SQL_COUNTER + " ", SQL_COUNTER + "{"))
+    ]
+    return sum(values) if values else None
+
+
 def baseline(credential: str) -> ServerProcess:
     """The raw-aiohttp baseline server (``bench/baseline.py``) on a free port."""
     port = free_port()
@@ -299,12 +328,14 @@ def ms(seconds: float) -> str:
     """Seconds as milliseconds with sensible precision for a table."""
     if math.isnan(seconds):
         return "n/a"
+    if math.isinf(seconds):
+        return "∞"
     value = seconds * 1000
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
 
 
 def ratio(ours: float, theirs: float) -> str:
-    if math.isnan(ours) or math.isnan(theirs) or theirs == 0:
+    if not (math.isfinite(ours) and math.isfinite(theirs)) or theirs == 0:
         return "n/a"
     return f"{ours / theirs:.2f}x"
 

@@ -16,26 +16,37 @@ server exports that counter.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import secrets
 import shutil
-from dataclasses import dataclass
 
 import aiohttp
 
-from bench.common import Machine, ServerProcess, Tether, baseline, ms, now_utc, ratio, table
+from bench.common import (
+    SQL_COUNTER,
+    Machine,
+    ServerProcess,
+    Tether,
+    baseline,
+    machine_busy,
+    ms,
+    now_utc,
+    ratio,
+    sql_statements,
+    table,
+)
 
 DEVICE = "bench-1"
 PATH = f"/api/v1/device/{DEVICE}/commands"
 CONNECTIONS = 64
-SQL_COUNTER = "tether_sql_statements_total"
 #: Goal P3 (design section 10).
 GOAL_SHARE, GOAL_RATE = 0.5, 10_000.0
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Wrk:
     """What wrk printed for one run (latencies in seconds)."""
 
@@ -47,6 +58,7 @@ class Wrk:
     bad_status: int
     socket_errors: str
     server_cpu: float = math.nan
+    machine_cpu: float = math.nan
 
     @classmethod
     def parse(cls, text: str) -> Wrk:
@@ -83,17 +95,19 @@ async def wrk(server: ServerProcess, credential: str, seconds: int) -> Wrk:
         f"Authorization: Bearer {credential}",
         server.base_url + PATH,
     ]
-    cpu0, loop = server.cpu_seconds(), asyncio.get_running_loop()
+    cpu0, busy0, loop = server.cpu_seconds(), machine_busy(), asyncio.get_running_loop()
     t0 = loop.time()
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out, _ = await process.communicate()
-    cpu = (server.cpu_seconds() - cpu0) / (loop.time() - t0)
+    seconds_taken = loop.time() - t0
+    cpu = (server.cpu_seconds() - cpu0) / seconds_taken
+    busy = (machine_busy() - busy0) / seconds_taken
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed:\n{out.decode(errors='replace')}")
     parsed = Wrk.parse(out.decode())
-    return Wrk(**{**parsed.__dict__, "server_cpu": cpu})
+    return dataclasses.replace(parsed, server_cpu=cpu, machine_cpu=busy)
 
 
 async def _check_empty(server: ServerProcess, credential: str) -> None:
@@ -109,22 +123,7 @@ async def _check_empty(server: ServerProcess, credential: str) -> None:
             raise RuntimeError(f"{server.name}: poll answered {response.status} {body[:200]}")
 
 
-async def sql_statements(server: ServerProcess) -> float | None:
-    """The sum of the SQL statement counter on /metrics, or None if it is not exported."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(server.base_url + "/metrics") as response,
-    ):
-        text = await response.text()
-    values = [
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith((SQL_COUNTER + " ", SQL_COUNTER + "{"))
-    ]
-    return sum(values) if values else None
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Outcome:
     label: str
     result: Wrk
@@ -186,10 +185,17 @@ def _sql_line(ours: Outcome) -> str:
             f"- SQL statements during the measured run: statement counter not available "
             f"(`{SQL_COUNTER}` is not exported on /metrics), so this run cannot show it.\n"
         )
-    return (
-        f"- SQL statements during the measured run: {ours.sql:,.0f} "
-        f"(`{SQL_COUNTER}` delta) for {ours.result.requests:,} polls.\n"
-    )
+    polls = ours.result.requests
+    head = f"- SQL statements during the measured run: {ours.sql:,.0f} (`{SQL_COUNTER}` delta) "
+    if ours.sql == 0:
+        return head + f"for {polls:,} polls: empty polls ran no SQL.\n"
+    if ours.sql * 1000 < polls:
+        return head + (
+            f"for {polls:,} polls, far below one per poll: the polls ran no SQL, and what "
+            "was counted is timer-driven background work (design 6: presence and "
+            "`last_seen` are written behind every few seconds).\n"
+        )
+    return head + f"for {polls:,} polls: **empty polls run SQL** ({ours.sql / polls:.2f} each).\n"
 
 
 def render(
@@ -205,6 +211,18 @@ def render(
         ["non-2xx answers", str(b.bad_status), str(t.bad_status), ""],
         ["socket errors", b.socket_errors, t.socket_errors, ""],
         ["server CPU (share of one core)", f"{b.server_cpu:.0%}", f"{t.server_cpu:.0%}", ""],
+        [
+            "whole machine CPU busy (share of one core)",
+            f"{b.machine_cpu:.0%}",
+            f"{t.machine_cpu:.0%}",
+            "",
+        ],
+        [
+            "server CPU per request (us)",
+            f"{b.server_cpu / b.rate * 1e6:,.0f}",
+            f"{t.server_cpu / t.rate * 1e6:,.0f}",
+            ratio(t.server_cpu / t.rate, b.server_cpu / b.rate),
+        ],
     ]
     share = t.rate / b.rate if b.rate else math.nan
     if seconds < 5:

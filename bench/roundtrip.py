@@ -3,22 +3,26 @@
 What is measured: the time from the moment a ``command.create`` frame was *scheduled* to
 be sent on the app's WebSocket until the app receives the ``command_update`` event saying
 that command ``succeeded``. In between, the server pushes the command to the device's
-WebSocket, the device answers at once with a ``result``, and (for Tether) the command is
-stored and its state changes persisted. The load is open loop: commands are scheduled at
-a fixed rate (in batches every few milliseconds) whatever the server does, and latency
-counts from the schedule, so a server (or load generator) that falls behind shows up as
-latency instead of as a quietly lower rate (no coordinated omission).
+WebSocket, the device answers at once with a ``result``, and (for Tether) the command and
+its state changes are persisted. The load is open loop: a batch of commands is due every
+``tick`` whatever the server does, and latency counts from the batch's due time, so a
+server (or load generator) that falls behind shows up as latency instead of as a quietly
+lower rate (no coordinated omission).
 
 Why a ratio: the same client runs against a raw aiohttp relay (``bench/baseline.py``) with
 the same sockets and frame shapes and no persistence, so the ratio shows what Tether adds
 to aiohttp's own WebSocket cost on this machine. Both app and device are played by this
 one process with plain aiohttp client WebSockets (no agent library), on uvloop.
+
+Beside latency it reports the server's CPU time per completed command and (Tether only)
+the SQL statements per command: both are independent of how busy the machine was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import secrets
 import time
@@ -35,10 +39,12 @@ from bench.common import (
     ServerProcess,
     Tether,
     baseline,
+    machine_busy,
     ms,
     now_utc,
     percentile,
     ratio,
+    sql_statements,
     table,
 )
 
@@ -60,13 +66,15 @@ _SUBSCRIBE = (
 
 @dataclass(frozen=True)
 class Load:
-    """The fixed schedule: ``rate`` commands/s, sent every ``tick`` seconds."""
+    """The fixed schedule: ``rate`` commands/s, due in batches every ``tick`` seconds."""
 
     rate: float
     warmup: float
     duration: float
     drain: float = 5.0
     tick: float = 0.005
+    #: Stop sending once the sender is this late (the server pushed back): bounds the run.
+    give_up: float = 5.0
 
 
 # --- wire frames: only the fields the client needs (msgspec skips the rest) --------------
@@ -106,24 +114,38 @@ class _Result(msgspec.Struct):
 # --- one run -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    wall: float
+    server: float
+    client: float
+    machine: float
+
+    @classmethod
+    def take(cls, server_cpu: Callable[[], float]) -> _Snapshot:
+        return cls(time.perf_counter(), server_cpu(), time.process_time(), machine_busy())
+
+
 @dataclass
 class Outcome:
-    """One target's numbers over the measured window."""
+    """One target's numbers; latencies (seconds, sorted) cover the measured commands."""
 
     label: str
     measured: int
+    unfinished: int
     latencies: list[float]
     completion_rate: float
     errors: int
     server_cpu: float
     client_cpu: float
+    machine_cpu: float
+    cpu_per_command: float
+    sql_per_command: float | None
     send_lag_max: float
-
-    @property
-    def lost(self) -> int:
-        return self.measured - len(self.latencies)
+    gave_up: bool
 
     def p(self, q: float) -> float:
+        """Latency percentile, counting unfinished commands as infinitely late."""
         return percentile(self.latencies, q)
 
     def goal(self, load: Load) -> str:
@@ -132,19 +154,27 @@ class Outcome:
         holds = (
             self.p(50) < GOAL_P50
             and self.p(99) < GOAL_P99
-            and self.lost == 0
+            and self.unfinished == 0
             and self.errors == 0
             and self.completion_rate >= 0.99 * load.rate
         )
         detail = (
             f"p50 {ms(self.p(50))} ms (< 2), p99 {ms(self.p(99))} ms (< 10), "
-            f"{self.completion_rate:,.0f} completed/s, {self.errors} errors, {self.lost} lost"
+            f"{self.completion_rate:,.0f} completed/s of {load.rate:,.0f}, "
+            f"{self.errors} errors, {self.unfinished} unfinished"
         )
+        if self.gave_up:
+            detail += (
+                f"; the sender gave up once it ran {load.give_up:g} s behind schedule "
+                "(the server stopped reading), the commands it never sent count as unfinished"
+            )
         return ("**holds**: " if holds else "**missed**: ") + detail
 
 
 @dataclass
 class _Run:
+    """The schedule and what came back; index ``i`` is command ``i`` (``parameters.i``)."""
+
     load: Load
     server_cpu: Callable[[], float]
     warm: int = 0
@@ -155,8 +185,9 @@ class _Run:
     completed: int = 0
     errors: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-    window: list[tuple[float, float, float]] = field(default_factory=list)
+    window: list[_Snapshot] = field(default_factory=list)
     send_lag_max: float = 0.0
+    gave_up: bool = False
 
     def __post_init__(self) -> None:
         self.warm = round(self.load.rate * self.load.warmup)
@@ -173,34 +204,40 @@ class _Run:
         return min(self.total, math.ceil((batch + 1) * self.per_tick))
 
     def mark(self) -> None:
-        self.window.append((time.perf_counter(), self.server_cpu(), time.process_time()))
+        self.window.append(_Snapshot.take(self.server_cpu))
 
     def complete(self, i: int, now: float) -> None:
         if 0 <= i < self.total and math.isnan(self.done[i]):
             self.done[i] = now
-            if i >= self.warm:
-                self.completed += 1
-                if self.completed == self.total - self.warm:
-                    self.finished.set()
+            self.completed += 1
+            if self.completed == self.total:
+                self.finished.set()
 
-    def outcome(self, label: str) -> Outcome:
-        latencies = sorted(
-            self.done[i] - self.scheduled(i)
-            for i in range(self.warm, self.total)
-            if not math.isnan(self.done[i])
-        )
-        (t0, server0, client0), (t1, server1, client1) = self.window
-        measured_done = [t for t in self.done[self.warm :] if not math.isnan(t)]
-        span = (max(measured_done) - self.scheduled(self.warm)) if measured_done else math.nan
+    def outcome(self, label: str, sql: float | None) -> Outcome:
+        """``window`` holds snapshots at: first send, first measured send, last send, end."""
+        first, measure, last, end = self.window
+        measured = [
+            (t, self.scheduled(i))
+            for i, t in enumerate(self.done[self.warm :], self.warm)
+            if not math.isnan(t)
+        ]
+        span = max(t for t, _ in measured) - self.scheduled(self.warm) if measured else math.nan
+        seconds = last.wall - measure.wall
+        unfinished = self.total - self.warm - len(measured)
         return Outcome(
             label=label,
             measured=self.total - self.warm,
-            latencies=latencies,
-            completion_rate=len(measured_done) / span if measured_done else 0.0,
+            unfinished=unfinished,
+            latencies=sorted(t - due for t, due in measured) + [math.inf] * unfinished,
+            completion_rate=len(measured) / span if measured else 0.0,
             errors=self.errors,
-            server_cpu=(server1 - server0) / (t1 - t0),
-            client_cpu=(client1 - client0) / (t1 - t0),
+            server_cpu=(last.server - measure.server) / seconds,
+            client_cpu=(last.client - measure.client) / seconds,
+            machine_cpu=(last.machine - measure.machine) / seconds,
+            cpu_per_command=(end.server - first.server) / max(1, self.completed),
+            sql_per_command=None if sql is None else sql / max(1, self.completed),
             send_lag_max=self.send_lag_max,
+            gave_up=self.gave_up,
         )
 
 
@@ -241,9 +278,10 @@ async def _app(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
 
 
 async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
-    """The open-loop schedule: every tick, send every command whose time has come."""
+    """The open-loop schedule: every tick, send the batch that is due."""
     tick = run.load.tick
     run.start = time.perf_counter()
+    run.mark()
     i = batch = 0
     while i < run.total:
         # Normally one batch per wake-up; after a late wake-up, every batch now due.
@@ -252,9 +290,15 @@ async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
             if i == run.warm:
                 run.mark()
             await ws.send_str(_CREATE % (i, i))
+            lag = time.perf_counter() - run.scheduled(i)
             if i >= run.warm:
-                run.send_lag_max = max(run.send_lag_max, time.perf_counter() - run.scheduled(i))
+                run.send_lag_max = max(run.send_lag_max, lag)
             i += 1
+            if lag > run.load.give_up:
+                run.gave_up = True  # the rest count as unfinished
+                while len(run.window) < 3:
+                    run.mark()
+                return
         batch += 1
         delay = run.start + batch * tick - time.perf_counter()
         if delay > 0:
@@ -263,7 +307,7 @@ async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
 
 
 async def drive(
-    server: ServerProcess, label: str, token: str, credential: str, load: Load
+    server: ServerProcess, label: str, token: str, credential: str, load: Load, count_sql: bool
 ) -> Outcome:
     """Connect device and app, subscribe, run the schedule, wait for the stragglers."""
     run = _Run(load, server.cpu_seconds)
@@ -277,18 +321,22 @@ async def drive(
         reply = msgspec.json.decode(await asyncio.wait_for(app.receive_str(), 10))
         if reply.get("type") != "response":
             raise RuntimeError(f"subscribe failed on {label}: {reply}")
+        sql_before = await sql_statements(server) if count_sql else None
         tasks = [asyncio.create_task(_device(device, run)), asyncio.create_task(_app(app, run))]
         try:
             await _send(app, run)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.finished.wait(), load.drain)
+            run.mark()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await app.close()
             await device.close()
-    return run.outcome(label)
+        sql_after = await sql_statements(server) if count_sql else None
+    sql = None if sql_before is None or sql_after is None else sql_after - sql_before
+    return run.outcome(label, sql)
 
 
 # --- targets -------------------------------------------------------------------------------
@@ -299,7 +347,7 @@ async def _tether(label: str, load: Load, database_url: str | None = None) -> Ou
     try:
         await server.start()
         token, credential = await server.device(DEVICE)
-        return await drive(server, label, token, credential, load)
+        return await drive(server, label, token, credential, load, count_sql=True)
     finally:
         server.stop()
 
@@ -309,7 +357,7 @@ async def _baseline(load: Load) -> Outcome:
     server = baseline(credential)
     try:
         await server.start()
-        return await drive(server, "raw aiohttp relay", "-", credential, load)
+        return await drive(server, "raw aiohttp relay", "-", credential, load, count_sql=False)
     finally:
         server.stop()
 
@@ -335,7 +383,7 @@ async def postgres_schema() -> AsyncIterator[str | None]:
 
 async def run(load: Load, machine: Machine, command: str, postgres: bool = True) -> str:
     """Measure the baseline and Tether (SQLite, then PostgreSQL); the report section."""
-    print(f"roundtrip: {load.rate:,.0f} commands/s, {load.warmup}s warm-up, {load.duration}s")
+    print(f"roundtrip: {load.rate:,.0f} commands/s, {load.warmup:g}s warm-up, {load.duration:g}s")
     outcomes = [await _baseline(load)]
     _print(outcomes[-1])
     outcomes.append(await _tether("Tether (SQLite)", load))
@@ -350,13 +398,15 @@ async def run(load: Load, machine: Machine, command: str, postgres: bool = True)
 
 def _print(outcome: Outcome) -> None:
     print(
-        f"  {outcome.label:<22} p50 {ms(outcome.p(50))} ms  p99 {ms(outcome.p(99))} ms  "
+        f"  {outcome.label:<20} p50 {ms(outcome.p(50))} ms  p99 {ms(outcome.p(99))} ms  "
         f"max {ms(outcome.p(100))} ms  {outcome.completion_rate:,.0f}/s  "
-        f"errors {outcome.errors} lost {outcome.lost}  server CPU {outcome.server_cpu:.0%}"
+        f"errors {outcome.errors}  unfinished {outcome.unfinished}  "
+        f"server CPU {outcome.server_cpu:.0%} ({outcome.cpu_per_command * 1e6:,.0f} us/command)"
     )
 
 
 def render(load: Load, machine: Machine, command: str, outcomes: list[Outcome]) -> str:
+    """The markdown section: setup, a table (baseline, each Tether run, ratios), verdicts."""
     base, tethers = outcomes[0], outcomes[1:]
     header = ["", base.label]
     for outcome in tethers:
@@ -368,26 +418,34 @@ def render(load: Load, machine: Machine, command: str, outcomes: list[Outcome]) 
             cells += [fmt(value(outcome)), ratio(value(outcome), value(base))]
         return cells
 
+    def plain(name: str, value: Callable[[Outcome], str]) -> list[str]:
+        return [name, value(base), *[c for o in tethers for c in (value(o), "")]]
+
     def count(x: float) -> str:
         return f"{x:,.0f}"
 
-    def pct(x: float) -> str:
+    def share(x: float) -> str:
         return f"{x:.0%}"
+
+    def micros(x: float) -> str:
+        return f"{x * 1e6:,.0f}"
 
     rows = [
         row("commands measured", lambda o: o.measured, count),
         row("completed per second", lambda o: o.completion_rate, count),
     ]
     for q, name in ((50, "p50"), (90, "p90"), (99, "p99"), (99.9, "p99.9"), (100, "max")):
-        rows.append(row(f"{name} latency (ms)", lambda o, q=q: o.p(q), ms))
+        rows.append(row(f"{name} latency (ms)", functools.partial(Outcome.p, q=q), ms))
     rows += [
-        [
-            "errors / lost",
-            f"{base.errors} / {base.lost}",
-            *[c for o in tethers for c in (f"{o.errors} / {o.lost}", "")],
-        ],
-        row("server CPU (share of one core)", lambda o: o.server_cpu, pct),
-        row("load-generator CPU (share of one core)", lambda o: o.client_cpu, pct),
+        plain("errors / unfinished", lambda o: f"{o.errors} / {o.unfinished}"),
+        row("server CPU per completed command (us)", lambda o: o.cpu_per_command, micros),
+        plain(
+            "SQL statements per command",
+            lambda o: "-" if o.sql_per_command is None else f"{o.sql_per_command:.2f}",
+        ),
+        row("server CPU (share of one core)", lambda o: o.server_cpu, share),
+        row("load generator CPU (share of one core)", lambda o: o.client_cpu, share),
+        row("whole machine CPU busy (share of one core)", lambda o: o.machine_cpu, share),
         row("sender's worst lateness (ms)", lambda o: o.send_lag_max, ms),
     ]
     goals = "".join(f"- {o.label}: {o.goal(load)}\n" for o in tethers)
@@ -398,17 +456,22 @@ def render(load: Load, machine: Machine, command: str, outcomes: list[Outcome]) 
         f"- Date: {now_utc()}\n"
         f"{machine.markdown()}"
         f"- Command: `{command}`\n"
-        f"- Load: {load.rate:,.0f} commands/s open loop, a batch every "
-        f"{load.tick * 1000:.0f} ms, {load.warmup:g} s warm-up, {load.duration:g} s measured, "
-        f"{load.drain:g} s allowed for stragglers; one device socket and one app socket "
-        "played by the load generator (aiohttp client, uvloop). Latency counts from each "
-        "command's scheduled send time to the arrival of its `succeeded` update.\n\n"
+        f"- Load: {load.rate:,.0f} commands/s open loop, a batch due every "
+        f"{load.tick * 1000:g} ms, {load.warmup:g} s warm-up, {load.duration:g} s measured, "
+        f"{load.drain:g} s allowed after the last send for stragglers; one device socket "
+        "and one app socket played by the load generator (aiohttp client, uvloop). Latency "
+        "counts from each command's due time to the arrival of its `succeeded` update.\n\n"
         + table(header, rows)
         + "\nDesign goal:\n\n"
         + goals
-        + "\nThe baseline relays `command.create` to the device as a `command` frame and the "
-        "device's `result` back as an `event`, in memory. Tether also persists the command "
-        "and each state change, answers each `command.create` with a `response` and sends a "
-        "`sent` update, so the app reads three frames per command there against one. "
-        "Ratios are Tether / baseline (for latency, how many times slower).\n"
+        + "\nHow to read it: ratios are Tether / baseline (for latency, how many times "
+        "slower). *Unfinished* commands had no `succeeded` update by the end of the drain "
+        "time (lost, or still queued behind a backlog). The baseline relays "
+        "`command.create` to the device as a `command` frame and the device's `result` back "
+        "as an `event`, in memory. Tether also persists the command and each state change, "
+        "answers each `command.create` with a `response` and sends a `sent` update, so the "
+        "app reads three frames per command there against one. CPU per command and SQL "
+        "per command cover the whole run (warm-up included) and do not depend on how busy "
+        "the machine was; *whole machine CPU busy* minus server and load generator is what "
+        "other processes used meanwhile.\n"
     )

@@ -38,9 +38,9 @@ def test_pending_then_delivered_then_done() -> None:
     index = CommandIndex()
     index.apply(command(2))
     index.apply(command(1))
-    assert index.deliverable("d", T0) == [1, 2]
+    assert index.deliverable("d", T0, 100) == [1, 2]
     index.apply(command(1, CommandState.DELIVERED, at=1))
-    assert index.deliverable("d", T0) == [2]
+    assert index.deliverable("d", T0, 100) == [2]
     assert index.in_flight("d") == 1
     index.apply(command(1, CommandState.SUCCEEDED, at=2))
     assert index.in_flight("d") == 0
@@ -52,21 +52,21 @@ def test_stale_event_is_ignored() -> None:
     index = CommandIndex()
     index.apply(command(1, CommandState.DELIVERED, at=5))
     index.apply(command(1, CommandState.PENDING, at=1))  # older, from another node
-    assert index.deliverable("d", T0) == []
+    assert index.deliverable("d", T0, 100) == []
     assert index.state(1) is CommandState.DELIVERED
 
 
 def test_expired_commands_are_not_handed_out() -> None:
     index = CommandIndex()
     index.apply(command(1, expires=T0 + timedelta(seconds=1)))
-    assert index.deliverable("d", T0) == [1]
-    assert index.deliverable("d", T0 + timedelta(seconds=2)) == []
+    assert index.deliverable("d", T0, 100) == [1]
+    assert index.deliverable("d", T0 + timedelta(seconds=2), 100) == []
 
 
 def test_empty_device_costs_a_lookup() -> None:
     index = CommandIndex()
     assert not index.has_deliverable("nobody")
-    assert index.deliverable("nobody", T0) == []
+    assert index.deliverable("nobody", T0, 100) == []
 
 
 @given(
@@ -94,7 +94,19 @@ def test_index_matches_latest_state_of_each_command(
         expect_due = sorted(
             c.id for c in latest.values() if c.device_id == device and c.state in DELIVERABLE
         )
-        assert index.deliverable(device, T0) == expect_due
+        assert index.deliverable(device, T0, 1000) == expect_due
         assert index.in_flight(device) == sum(
             1 for c in latest.values() if c.device_id == device and c.state in IN_FLIGHT
         )
+
+
+def test_limit_bounds_the_answer_and_order_survives_late_arrivals() -> None:
+    index = CommandIndex()
+    for cid in (5, 1, 9, 3, 7):  # events from several nodes arrive out of order
+        index.apply(command(cid))
+    assert index.deliverable("d", T0, 3) == [1, 3, 5]
+    assert index.deliverable_count("d") == 5
+    index.apply(command(3, CommandState.SENT, at=1))
+    assert index.deliverable("d", T0, 10) == [1, 3, 5, 7, 9]  # sent stays re-deliverable
+    index.apply(command(3, CommandState.DELIVERED, at=2))
+    assert index.deliverable("d", T0, 10) == [1, 5, 7, 9]

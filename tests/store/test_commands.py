@@ -322,3 +322,23 @@ async def test_deleting_the_creator_keeps_the_command(cstore: Store) -> None:
     stored = await cstore.commands.get(command.id)
     assert stored is not None
     assert stored.created_by is None
+
+
+async def test_transition_many_is_one_conditional_statement(cstore: Store) -> None:
+    c = [await _insert(cstore, "d1") for _ in range(4)]
+    other = await _insert(cstore, "d2")
+    await cstore.commands.transition(c[1].id, S.SUCCEEDED, now=at(1))
+    ids = [c[3].id, c[0].id, c[1].id, c[2].id, other.id]
+    moved = await cstore.commands.transition_many("d1", ids, S.SENT, now=at(2))
+    # The finished one and the other device's one are left alone; the rest move, by id.
+    assert [x.id for x in moved] == [c[0].id, c[2].id, c[3].id]
+    assert all(x.state is S.SENT and x.sent_at == at(2) for x in moved)
+    untouched = await cstore.commands.get(other.id)
+    assert untouched is not None
+    assert untouched.state is S.PENDING
+    # Re-sending is allowed (sent -> sent); delivering moves them on.
+    again = await cstore.commands.transition_many("d1", [c[0].id], S.SENT, now=at(3))
+    assert [x.sent_at for x in again] == [at(3)]
+    handed = await cstore.commands.transition_many("d1", [c[0].id, c[2].id], S.DELIVERED, now=at(4))
+    assert [x.delivered_at for x in handed] == [at(4), at(4)]
+    assert await cstore.commands.transition_many("d1", [], S.SENT, now=at(5)) == []

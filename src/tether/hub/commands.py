@@ -165,24 +165,32 @@ class Commands:
     # --- device side ----------------------------------------------------------------------
 
     async def hand_over(
-        self, device_id: str, command_id: int, target: CommandState
-    ) -> Command | None:
-        """Move a deliverable command to ``sent`` or ``delivered``; None if it moved on."""
+        self, device_id: str, command_ids: list[int], target: CommandState
+    ) -> list[Command]:
+        """Move deliverable commands to ``sent`` or ``delivered`` in one statement.
+
+        Returns those that moved, oldest first. Any that did not (another node got there
+        first, or it expired) means the index was stale: those are re-read and corrected.
+        """
         hub = self._hub
-        command = await hub.store.commands.transition(
-            command_id, target, now=hub.clock.now(), device_id=device_id
+        handed = await hub.store.commands.transition_many(
+            device_id, command_ids, target, now=hub.clock.now()
         )
-        if command is None:
-            # The index was stale (another node got there first, or it expired): resync.
-            current = await hub.store.commands.get(command_id)
-            if current is None:
-                hub.index.forget(command_id)
-            else:
-                hub.index.apply(current)
-            return None
-        metrics.COMMANDS_DELIVERED.inc()
-        await hub.command_changed(command)
-        return command
+        if len(handed) < len(command_ids):
+            moved = {command.id for command in handed}
+            for command_id in command_ids:
+                if command_id not in moved:
+                    current = await hub.store.commands.get(command_id)
+                    if current is None:
+                        hub.index.forget(command_id)
+                    else:
+                        hub.index.apply(current)
+        if handed:
+            metrics.COMMANDS_DELIVERED.inc(len(handed))
+            ref = await hub.device_ref(device_id)
+            for command in handed:
+                await hub.command_changed(command, ref=ref)
+        return handed
 
     async def acknowledge(self, device: Device, command_id: int) -> Command:
         """The device confirms receipt of a pushed command."""

@@ -110,20 +110,23 @@ class Delivery:
         hub = self._hub
         index = hub.index
         device_id = session.device_id
-        capacity = session.max_in_flight - index.in_flight(device_id)
-        for command_id in index.deliverable(device_id, hub.clock.now()):
-            entry = index.get(command_id)
-            if entry is None or command_id in session.pushed:
+        in_flight = index.in_flight(device_id)
+        capacity = session.max_in_flight - in_flight
+        due: list[int] = []
+        # Everything ahead of the next pending command is in flight already, so this
+        # slice holds every candidate: the re-sends and up to `capacity` new ones.
+        for command_id in index.deliverable(device_id, hub.clock.now(), in_flight + capacity):
+            if command_id in session.pushed:
                 continue
-            resend = entry.state is CommandState.SENT
-            if not resend:
+            if index.state(command_id) is not CommandState.SENT:  # new, not a re-send
                 if capacity <= 0:
                     break
                 capacity -= 1
-            command = await hub.commands.hand_over(device_id, command_id, CommandState.SENT)
-            if command is None:
-                continue
-            session.pushed.add(command_id)
+            due.append(command_id)
+        if not due:
+            return
+        for command in await hub.commands.hand_over(device_id, due, CommandState.SENT):
+            session.pushed.add(command.id)
             if not session.push(command):
                 return  # the session closes itself as a slow consumer
             if self.sessions.get(device_id) is not session:
@@ -167,17 +170,13 @@ class Delivery:
         index = hub.index
         if not index.has_deliverable(device_id):
             return []
-        ids = index.deliverable(device_id, hub.clock.now())
+        in_flight = index.in_flight(device_id)
+        ids = index.deliverable(device_id, hub.clock.now(), limit + in_flight)
         resends = sum(1 for i in ids if index.state(i) is CommandState.SENT)
-        capacity = min(limit, max_in_flight - index.in_flight(device_id) + resends)
-        handed: list[Command] = []
-        for command_id in ids:
-            if len(handed) >= capacity:
-                break
-            command = await hub.commands.hand_over(device_id, command_id, CommandState.DELIVERED)
-            if command is not None:
-                handed.append(command)
-        return handed
+        capacity = min(limit, max_in_flight - in_flight + resends)
+        if capacity <= 0:
+            return []
+        return await hub.commands.hand_over(device_id, ids[:capacity], CommandState.DELIVERED)
 
     def parked(self, device_id: str) -> int:
         return len(self._waiters.get(device_id, ()))

@@ -12,6 +12,7 @@ conditional transitions have the last word.
 
 from __future__ import annotations
 
+import bisect
 from datetime import datetime
 
 from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState
@@ -34,8 +35,9 @@ class Tracked:
 class CommandIndex:
     def __init__(self) -> None:
         self._by_id: dict[int, Tracked] = {}
-        # Per device, ids in arrival order; dicts keep insertion order and O(1) removal.
-        self._deliverable: dict[str, dict[int, None]] = {}
+        # Per device, deliverable ids kept sorted, so the oldest are always at the front and
+        # a hand-over looks at a bounded slice however long the queue behind it is.
+        self._deliverable: dict[str, list[int]] = {}
         self._in_flight: dict[str, set[int]] = {}
 
     def __len__(self) -> int:
@@ -57,7 +59,11 @@ class CommandIndex:
         entry = Tracked(command)
         self._by_id[command.id] = entry
         if entry.state in DELIVERABLE:
-            self._deliverable.setdefault(entry.device_id, {})[entry.id] = None
+            queue = self._deliverable.setdefault(entry.device_id, [])
+            if not queue or queue[-1] < entry.id:
+                queue.append(entry.id)  # the usual case: ids arrive in order
+            else:
+                bisect.insort(queue, entry.id)
         if entry.state in IN_FLIGHT:
             self._in_flight.setdefault(entry.device_id, set()).add(entry.id)
         return entry
@@ -68,10 +74,12 @@ class CommandIndex:
             self._unlink(entry)
 
     def _unlink(self, entry: Tracked) -> None:
-        pending = self._deliverable.get(entry.device_id)
-        if pending is not None:
-            pending.pop(entry.id, None)
-            if not pending:
+        queue = self._deliverable.get(entry.device_id)
+        if queue is not None and entry.state in DELIVERABLE:
+            at = bisect.bisect_left(queue, entry.id)
+            if at < len(queue) and queue[at] == entry.id:
+                del queue[at]
+            if not queue:
                 del self._deliverable[entry.device_id]
         flying = self._in_flight.get(entry.device_id)
         if flying is not None:
@@ -82,14 +90,27 @@ class CommandIndex:
     def has_deliverable(self, device_id: str) -> bool:
         return device_id in self._deliverable
 
-    def deliverable(self, device_id: str, now: datetime) -> list[int]:
-        """Ids to hand over, oldest first, skipping any whose delivery deadline passed."""
-        ids = self._deliverable.get(device_id)
-        if not ids:
+    def deliverable(self, device_id: str, now: datetime, limit: int) -> list[int]:
+        """Up to ``limit`` ids to hand over, oldest first, skipping expired ones.
+
+        The work is bounded by ``limit`` (plus expired ids, which the sweeper removes), not
+        by the length of the device's queue.
+        """
+        queue = self._deliverable.get(device_id)
+        if not queue:
             return []
-        live = [i for i in ids if not _past(self._by_id[i].expires_at, now)]
-        live.sort()
-        return live
+        due: list[int] = []
+        by_id = self._by_id
+        for command_id in queue:
+            if not _past(by_id[command_id].expires_at, now):
+                due.append(command_id)
+                if len(due) >= limit:
+                    break
+        return due
+
+    def deliverable_count(self, device_id: str) -> int:
+        queue = self._deliverable.get(device_id)
+        return len(queue) if queue else 0
 
     def in_flight(self, device_id: str) -> int:
         flying = self._in_flight.get(device_id)

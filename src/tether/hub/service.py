@@ -128,7 +128,7 @@ class Hub:
         """Re-arm everything in flight from the store: a restart leaves nothing stuck."""
         now = self.clock.now()
         for command in await self.store.commands.expire_due(now):
-            await self._publish(CommandChanged(command, await self._ref(command.device_id)))
+            await self._publish(CommandChanged(command, await self.device_ref(command.device_id)))
         for command in await self.store.commands.active():
             self._track(command)
         log.info("re-armed %d active commands", len(self.index))
@@ -179,15 +179,19 @@ class Hub:
             self.auth.forget_user(event.user_id)
         await self._publish(event, events.DIRECTORY)
 
-    async def _ref(self, device_id: str, device: Device | None = None) -> DeviceRef:
+    async def device_ref(self, device_id: str, device: Device | None = None) -> DeviceRef:
         device = device or await self.directory.device(device_id)
         return DeviceRef.of(device) if device else DeviceRef(device_id)
 
     async def command_changed(
-        self, command: Command, device: Device | None = None, created: bool = False
+        self,
+        command: Command,
+        device: Device | None = None,
+        created: bool = False,
+        ref: DeviceRef | None = None,
     ) -> None:
         """Apply a stored command change here, then tell the other nodes."""
-        ref = await self._ref(command.device_id, device)
+        ref = ref or await self.device_ref(command.device_id, device)
         self._apply_command(command, ref, created)
         await self._publish(CommandChanged(command, ref, created))
 
@@ -203,15 +207,16 @@ class Hub:
         self.subscriptions.dispatch(topic, device, command.name, command)
 
     def _track(self, command: Command) -> None:
-        entry = self.index.apply(command)
-        if entry is None:
-            return
+        self.index.apply(command)
         if command.state in DELIVERABLE and command.expires_at is not None:
             self.sweeper.arm(command.expires_at, command.id, Deadline.EXPIRE)
-        if command.state in EXECUTING:
-            deadline = deadline_of(command)
-            if deadline is not None:
-                self.sweeper.arm(deadline, command.id, Deadline.TIMEOUT)
+        else:
+            self.sweeper.disarm(command.id, Deadline.EXPIRE)
+        deadline = deadline_of(command) if command.state in EXECUTING else None
+        if deadline is not None:
+            self.sweeper.arm(deadline, command.id, Deadline.TIMEOUT)
+        else:
+            self.sweeper.disarm(command.id, Deadline.TIMEOUT)
 
     async def _deadline_due(self, command_id: int, kind: Deadline) -> None:
         state = self.index.state(command_id)
@@ -236,7 +241,7 @@ class Hub:
         self._background(task)
 
     async def _announce(self, device_id: str, online: bool, at: datetime) -> None:
-        event = PresenceChanged(await self._ref(device_id), online, at)
+        event = PresenceChanged(await self.device_ref(device_id), online, at)
         self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
         await self._publish(event, events.PRESENCE)
 

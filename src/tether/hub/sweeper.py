@@ -39,7 +39,8 @@ class Sweeper:
         self._task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
-        return len(self._heap)
+        """Live (armed) deadlines."""
+        return len(self._armed)
 
     def arm(self, when: datetime, command_id: int, kind: Deadline) -> None:
         key = (command_id, kind)
@@ -49,6 +50,17 @@ class Sweeper:
         heapq.heappush(self._heap, (when, command_id, kind))
         if self._heap[0][1] == command_id:
             self._wake.set()
+
+    def disarm(self, command_id: int, kind: Deadline) -> None:
+        """Forget a deadline that can no longer matter (the command moved on).
+
+        The heap entry stays until it surfaces or the heap is compacted; compaction keeps
+        the heap within twice the live deadlines, so finished commands cost no memory.
+        """
+        self._armed.discard((command_id, kind))
+        if len(self._heap) > 2 * len(self._armed) + 1024:
+            self._heap = [e for e in self._heap if (e[1], e[2]) in self._armed]
+            heapq.heapify(self._heap)
 
     def start(self) -> None:
         if self._task is None:
@@ -74,6 +86,8 @@ class Sweeper:
                         await self._wake.wait()
                 continue
             when, command_id, kind = heapq.heappop(self._heap)
+            if (command_id, kind) not in self._armed:
+                continue  # disarmed: the command moved on before its deadline
             self._armed.discard((command_id, kind))
             try:
                 await self._fire(command_id, kind)

@@ -99,6 +99,21 @@ def _transition_stmt(target: CommandState, by_device: bool) -> Update:
 
 
 _TRANSITIONS = {target: _transition_stmt(target, False) for target in CommandState}
+
+
+def _batch_transition_stmt(target: CommandState) -> Update:
+    return (
+        update(commands)
+        .where(
+            c.id.in_(bindparam("b_ids", expanding=True)),
+            c.device_id == bindparam("b_device"),
+            c.state.in_(_states(sources(target))),
+        )
+        .returning(*_COLUMNS)
+    )
+
+
+_BATCH_TRANSITIONS = {target: _batch_transition_stmt(target) for target in CommandState}
 _DEVICE_TRANSITIONS = {target: _transition_stmt(target, True) for target in CommandState}
 _EXPIRE = (
     update(commands)
@@ -322,6 +337,25 @@ class CommandRepo(Repo):
         async with self._write_one() as conn:
             row = (await conn.execute(stmt, params)).mappings().first()
         return None if row is None else _to_command(row)
+
+    async def transition_many(
+        self, device_id: str, command_ids: Collection[int], target: CommandState, *, now: datetime
+    ) -> builtins.list[Command]:
+        """:meth:`transition` for several commands of one device, in ONE statement.
+
+        Used to hand a batch over to a device: one round trip however many commands. The
+        same conditional rule applies to each row; those that no longer match are simply
+        not returned. The result is ordered by id.
+        """
+        if not command_ids:
+            return []
+        params = stamp(target, now)
+        params["state"] = target.value
+        params["b_ids"] = list(command_ids)
+        params["b_device"] = device_id
+        async with self._write_one() as conn:
+            rows = (await conn.execute(_BATCH_TRANSITIONS[target], params)).mappings().all()
+        return sorted((_to_command(row) for row in rows), key=lambda command: command.id)
 
     async def deliverable(self, device_id: str, limit: int) -> builtins.list[Command]:
         """The device's pending or sent commands, oldest first (FIFO delivery order)."""
