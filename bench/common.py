@@ -91,21 +91,26 @@ def _version(name: str) -> str:
 
 
 def _git_revision() -> str:
+    """HEAD, plus the server files that differ from it: the tree under test is shared."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
             cwd=REPO,
             capture_output=True,
             text=True,
-        ).stdout.strip()
+        ).stdout.splitlines()
     except OSError:
         return "unknown"
     if not head:
         return "unknown"
-    return f"git {head}" + (" with uncommitted changes" if dirty else "")
+    if not status:
+        return f"git {head}, clean under src/"
+    paths = [line[3:] for line in status]
+    listed = ", ".join(f"`{path}`" for path in paths[:6]) + (", ..." if len(paths) > 6 else "")
+    return f"git {head} with {len(paths)} changed or new files under src/ ({listed})"
 
 
 # --- ports and processes --------------------------------------------------------------------

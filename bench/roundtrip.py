@@ -26,6 +26,7 @@ import functools
 import math
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -89,9 +90,15 @@ class _Data(msgspec.Struct):
     parameters: _Params | None = None
 
 
+class _Error(msgspec.Struct):
+    code: str = ""
+    message: str = ""
+
+
 class _AppFrame(msgspec.Struct):
     type: str
     data: _Data | None = None
+    error: _Error | None = None
 
 
 class _Pushed(msgspec.Struct):
@@ -102,6 +109,7 @@ class _Pushed(msgspec.Struct):
 class _DeviceFrame(msgspec.Struct):
     type: str
     command: _Pushed | None = None
+    error: _Error | None = None
 
 
 class _Result(msgspec.Struct):
@@ -133,6 +141,7 @@ class Outcome:
     label: str
     measured: int
     unfinished: int
+    error_kinds: dict[str, int]
     latencies: list[float]
     completion_rate: float
     errors: int
@@ -184,6 +193,7 @@ class _Run:
     done: list[float] = field(default_factory=list)
     completed: int = 0
     errors: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     window: list[_Snapshot] = field(default_factory=list)
     send_lag_max: float = 0.0
@@ -205,6 +215,12 @@ class _Run:
 
     def mark(self) -> None:
         self.window.append(_Snapshot.take(self.server_cpu))
+
+    def error(self, kind: str) -> None:
+        """Count an error; the first few kinds are kept verbatim for the report."""
+        self.errors += 1
+        if kind in self.error_kinds or len(self.error_kinds) < 5:
+            self.error_kinds[kind] += 1
 
     def complete(self, i: int, now: float) -> None:
         if 0 <= i < self.total and math.isnan(self.done[i]):
@@ -231,6 +247,7 @@ class _Run:
             latencies=sorted(t - due for t, due in measured) + [math.inf] * unfinished,
             completion_rate=len(measured) / span if measured else 0.0,
             errors=self.errors,
+            error_kinds=dict(self.error_kinds),
             server_cpu=(last.server - measure.server) / seconds,
             client_cpu=(last.client - measure.client) / seconds,
             machine_cpu=(last.machine - measure.machine) / seconds,
@@ -248,14 +265,14 @@ async def _device(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
     async for message in ws:
         try:
             frame = decode(message.data)
-        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
-            run.errors += 1
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as error:
+            run.error(f"device: undecodable frame: {error}")
             continue
         if frame.type == "command" and frame.command is not None:
             result = _Result(id=frame.command.id, result=frame.command.parameters)
             await ws.send_str(encode(result).decode())
         elif frame.type == "error":
-            run.errors += 1
+            run.error(f"device: {_describe(frame.error)}")
 
 
 async def _app(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
@@ -265,16 +282,20 @@ async def _app(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
         now = time.perf_counter()
         try:
             frame = decode(message.data)
-        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
-            run.errors += 1
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as error:
+            run.error(f"app: undecodable frame: {error}")
             continue
         if frame.type == "event" and frame.data is not None:
             if frame.data.state == "succeeded" and frame.data.parameters is not None:
                 run.complete(frame.data.parameters.i, now)
             elif frame.data.state in FAILED_STATES:
-                run.errors += 1
+                run.error(f"app: a command ended {frame.data.state}")
         elif frame.type == "error":
-            run.errors += 1
+            run.error(f"app: {_describe(frame.error)}")
+
+
+def _describe(error: _Error | None) -> str:
+    return "error frame" if error is None else f"{error.code}: {error.message}"[:200]
 
 
 async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
@@ -347,7 +368,10 @@ async def _tether(label: str, load: Load, database_url: str | None = None) -> Ou
     try:
         await server.start()
         token, credential = await server.device(DEVICE)
-        return await drive(server, label, token, credential, load, count_sql=True)
+        outcome = await drive(server, label, token, credential, load, count_sql=True)
+        if outcome.errors:
+            print(f"  {label} had errors; the end of its log:\n{server.output()[-2000:]}")
+        return outcome
     finally:
         server.stop()
 
@@ -403,6 +427,8 @@ def _print(outcome: Outcome) -> None:
         f"errors {outcome.errors}  unfinished {outcome.unfinished}  "
         f"server CPU {outcome.server_cpu:.0%} ({outcome.cpu_per_command * 1e6:,.0f} us/command)"
     )
+    for kind, count in outcome.error_kinds.items():
+        print(f"    {count} x {kind}")
 
 
 def render(load: Load, machine: Machine, command: str, outcomes: list[Outcome]) -> str:
@@ -449,6 +475,13 @@ def render(load: Load, machine: Machine, command: str, outcomes: list[Outcome]) 
         row("sender's worst lateness (ms)", lambda o: o.send_lag_max, ms),
     ]
     goals = "".join(f"- {o.label}: {o.goal(load)}\n" for o in tethers)
+    seen = "".join(
+        f"- {o.label}: {count:,} x `{kind}`\n"
+        for o in outcomes
+        for kind, count in o.error_kinds.items()
+    )
+    if seen:
+        goals += "\nErrors seen (the first kinds of each run):\n\n" + seen
     return (
         "## P2: native device WebSocket command round trip\n\n"
         "Goal (design 10, P2): at 2,000 commands/s, app -> Tether -> device -> result -> "

@@ -102,13 +102,40 @@ class Frame(Protocol):
 F = TypeVar("F", bound=Frame)
 
 
+#: Frames of one connection handled at the same time. Concurrency lets their writes share
+#: a group commit; past the bound, reading pauses and TCP pushes back on the peer.
+FRAMES_IN_FLIGHT = 64
+
+
 async def read_frames(conn: Connection, handle: Callable[[str | bytes], Awaitable[None]]) -> None:
-    """Feed every data frame of the connection to ``handle`` until the peer goes away."""
-    async for message in conn.ws:
-        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
-            await handle(message.data)
-        elif message.type is WSMsgType.ERROR:
-            return
+    """Feed every data frame of the connection to ``handle`` until the peer goes away.
+
+    Frames are handled concurrently (answers carry the request id), at most
+    ``FRAMES_IN_FLIGHT`` at a time; they start in arrival order, so the writes of one
+    connection reach the hub's queues in the order they were sent.
+    """
+    slots = asyncio.Semaphore(FRAMES_IN_FLIGHT)
+    running: set[asyncio.Task[None]] = set()
+
+    async def run(data: str | bytes) -> None:
+        try:
+            await handle(data)
+        finally:
+            slots.release()
+
+    try:
+        async for message in conn.ws:
+            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                await slots.acquire()
+                task = asyncio.create_task(run(message.data))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            elif message.type is WSMsgType.ERROR:
+                break
+    finally:
+        # Let frames already read finish: what the peer sent before leaving still counts.
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 async def answer_frame(

@@ -18,6 +18,7 @@ from tether.core.errors import BadRequest, Conflict, DeviceBlocked, NotFound
 from tether.core.lifecycle import TERMINAL, CommandState
 from tether.core.model import Command, CommandStep, Device
 from tether.hub import metrics
+from tether.store import NewCommand
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -40,6 +41,8 @@ class Commands:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._waiters: dict[int, list[asyncio.Future[Command]]] = {}
+        # Per command, the device's moves take turns (see _move).
+        self._turns: dict[int, tuple[asyncio.Lock, list[int]]] = {}
 
     # --- app side -------------------------------------------------------------------------
 
@@ -81,17 +84,34 @@ class Commands:
             if value is not None and not value > 0:
                 raise BadRequest(f"{what} must be a positive number of seconds")
         now = hub.clock.now()
-        command, created = await hub.store.commands.insert(
-            device_id=device.id,
-            name=name,
-            parameters=parameters,
-            created_by=principal.user_id,
-            now=now,
-            expires_at=None if lifetime is None else now + timedelta(seconds=lifetime),
-            timeout=timeout,
-            ref=ref,
-            idempotency_key=idempotency_key,
-        )
+        expires_at = None if lifetime is None else now + timedelta(seconds=lifetime)
+        if idempotency_key is None:
+            # The common case goes through group commit (see hub.writer).
+            command = await hub.writer.insert(
+                NewCommand(
+                    device_id=device.id,
+                    name=name,
+                    parameters=parameters,
+                    created_by=principal.user_id,
+                    created_at=now,
+                    expires_at=expires_at,
+                    timeout=timeout,
+                    ref=ref,
+                )
+            )
+            created = True
+        else:
+            command, created = await hub.store.commands.insert(
+                device_id=device.id,
+                name=name,
+                parameters=parameters,
+                created_by=principal.user_id,
+                now=now,
+                expires_at=expires_at,
+                timeout=timeout,
+                ref=ref,
+                idempotency_key=idempotency_key,
+            )
         if created:
             metrics.COMMANDS_CREATED.inc()
             await hub.command_changed(command, device, created=True)
@@ -194,8 +214,7 @@ class Commands:
 
     async def acknowledge(self, device: Device, command_id: int) -> Command:
         """The device confirms receipt of a pushed command."""
-        command = await self._transition(command_id, CommandState.DELIVERED, device=device)
-        return command or await self._current(device, command_id)
+        return await self._move(device, command_id, CommandState.DELIVERED, {})
 
     async def progress(
         self,
@@ -212,15 +231,7 @@ class Commands:
             fields["status"] = status
         if result is not None:
             fields["result"] = result
-        if step is not None:
-            current = await self._current(device, command_id)
-            if current.state in TERMINAL:
-                return current
-            fields["steps"] = (*current.steps, step)
-        command = await self._transition(
-            command_id, CommandState.IN_PROGRESS, device=device, **fields
-        )
-        return command or await self._current(device, command_id)
+        return await self._move(device, command_id, CommandState.IN_PROGRESS, fields, step)
 
     async def complete(
         self,
@@ -237,14 +248,38 @@ class Commands:
         fields: dict[str, Any] = {"result": result, "error": None if success else error}
         if status is not None:
             fields["status"] = status
-        if step is not None:
-            current = await self._current(device, command_id)
-            if current.state in TERMINAL:
-                return current
-            fields["steps"] = (*current.steps, step)
         target = CommandState.SUCCEEDED if success else CommandState.FAILED
-        command = await self._transition(command_id, target, device=device, **fields)
-        return command or await self._current(device, command_id)
+        return await self._move(device, command_id, target, fields, step)
+
+    async def _move(
+        self,
+        device: Device,
+        command_id: int,
+        target: CommandState,
+        fields: dict[str, Any],
+        step: CommandStep | None = None,
+    ) -> Command:
+        """A device's transition of its own command, appending ``step`` if given.
+
+        A device's frames are handled concurrently, so its moves of one command take
+        turns, in arrival order (the lock is the first thing each awaits): an ack, the
+        progress steps and the result apply in the order the device sent them.
+        """
+        lock, users = self._turns.setdefault(command_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                if step is not None:
+                    current = await self._current(device, command_id)
+                    if current.state in TERMINAL:
+                        return current
+                    fields["steps"] = (*current.steps, step)
+                command = await self._transition(command_id, target, device=device, **fields)
+                return command or await self._current(device, command_id)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[command_id]
 
     async def _current(self, device: Device, command_id: int) -> Command:
         command = await self._hub.store.commands.get(command_id)
@@ -256,12 +291,8 @@ class Commands:
         self, command_id: int, target: CommandState, *, device: Device | None = None, **fields: Any
     ) -> Command | None:
         hub = self._hub
-        command = await hub.store.commands.transition(
-            command_id,
-            target,
-            now=hub.clock.now(),
-            device_id=device.id if device else None,
-            **fields,
+        command = await hub.writer.transition(
+            command_id, target, device_id=device.id if device else None, fields=fields
         )
         if command is not None:
             await hub.command_changed(command, device)

@@ -46,6 +46,7 @@ from tether.hub.presence import Presence
 from tether.hub.subscriptions import Sink, Subscription, SubscriptionRegistry, Topic
 from tether.hub.sweeper import Deadline, Sweeper
 from tether.hub.twins import Twins
+from tether.hub.writer import CommandWriter
 from tether.settings import Settings
 from tether.store import Store
 
@@ -85,6 +86,7 @@ class Hub:
         self.notifications = Notifications(self)
         self.twins = Twins(self)
         self.delivery = Delivery(self)
+        self.writer = CommandWriter(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._background_tasks: set[asyncio.Task[None]] = set()
         self._bus_channels: set[str] = set()
@@ -97,6 +99,7 @@ class Hub:
         await self.bus.subscribe(events.COMMANDS, self._on_bus)
         await self.bus.subscribe(events.DIRECTORY, self._on_bus)
         await self.auth.start()
+        self.writer.start()
         await self._rebuild()
         self.sweeper.start()
         self.notifications.start()
@@ -119,6 +122,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.sweeper.stop()
+        await self.writer.stop()
         await self.notifications.stop()
         with contextlib.suppress(Exception):
             await self._flush_last_seen()

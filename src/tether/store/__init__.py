@@ -19,6 +19,7 @@ from tether.store.engine import create_engine
 from tether.store.migrate import upgrade
 from tether.store.repos import (
     ApiKeyRepo,
+    CommandBatchRepo,
     CommandRepo,
     ConfigRepo,
     DeviceRepo,
@@ -26,9 +27,11 @@ from tether.store.repos import (
     FirmwareRepo,
     MetaRepo,
     NetworkRepo,
+    NewCommand,
     NewNotification,
     NotificationRepo,
     StateRepo,
+    TransitionRequest,
     UserRepo,
 )
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiKeyRepo",
+    "CommandBatchRepo",
     "CommandRepo",
     "ConfigRepo",
     "DeviceRepo",
@@ -44,10 +48,12 @@ __all__ = [
     "FirmwareRepo",
     "MetaRepo",
     "NetworkRepo",
+    "NewCommand",
     "NewNotification",
     "NotificationRepo",
     "StateRepo",
     "Store",
+    "TransitionRequest",
     "UserRepo",
     "create_engine",
     "upgrade",
@@ -66,6 +72,7 @@ class Store:
     devices: DeviceRepo
     api_keys: ApiKeyRepo
     commands: CommandRepo
+    command_batches: CommandBatchRepo
     notifications: NotificationRepo
     states: StateRepo
     configs: ConfigRepo
@@ -80,6 +87,7 @@ class Store:
         self.devices = DeviceRepo(engine)
         self.api_keys = ApiKeyRepo(engine)
         self.commands = CommandRepo(engine)
+        self.command_batches = CommandBatchRepo(engine)
         self.notifications = NotificationRepo(engine)
         self.states = StateRepo(engine)
         self.configs = ConfigRepo(engine)

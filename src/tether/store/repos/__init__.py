@@ -1,6 +1,7 @@
 """One repository per aggregate, each a thin set of SQLAlchemy Core statements."""
 
 from tether.store.repos.api_keys import ApiKeyRepo
+from tether.store.repos.command_batches import CommandBatchRepo, NewCommand, TransitionRequest
 from tether.store.repos.commands import CommandRepo
 from tether.store.repos.configs import ConfigRepo
 from tether.store.repos.devices import DeviceRepo
@@ -13,6 +14,7 @@ from tether.store.repos.users import UserRepo
 
 __all__ = [
     "ApiKeyRepo",
+    "CommandBatchRepo",
     "CommandRepo",
     "ConfigRepo",
     "DeviceRepo",
@@ -20,8 +22,10 @@ __all__ = [
     "FirmwareRepo",
     "MetaRepo",
     "NetworkRepo",
+    "NewCommand",
     "NewNotification",
     "NotificationRepo",
     "StateRepo",
+    "TransitionRequest",
     "UserRepo",
 ]
