@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tether.core.lifecycle import CommandState, sources, stamp
@@ -39,7 +39,10 @@ _BY_IDS = select(commands).where(c.id.in_(bindparam("b_ids", expanding=True)))
 
 
 def _plain_transition(target: CommandState, by_device: bool) -> Any:
-    stmt = update(commands).where(c.id == bindparam("b_id"), c.state.in_(_states(sources(target))))
+    # executemany refuses expanding IN parameters, so the source states (our own enum
+    # constants, never user input) are rendered inline.
+    allowed = [literal_column(f"'{state}'") for state in _states(sources(target))]
+    stmt = update(commands).where(c.id == bindparam("b_id"), c.state.in_(allowed))
     if by_device:
         stmt = stmt.where(c.device_id == bindparam("b_device"))
     return stmt

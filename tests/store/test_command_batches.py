@@ -1,0 +1,130 @@
+"""CommandBatchRepo: group commit keeps every rule of the one-at-a-time path."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tether.core.errors import NotFound
+from tether.core.lifecycle import CommandState
+from tether.store import NewCommand, Store, TransitionRequest
+
+from .conftest import NOW, add_device, at
+
+S = CommandState
+
+
+@pytest.fixture
+async def bstore(store: Store) -> Store:
+    await add_device(store, "d1")
+    await add_device(store, "d2")
+    return store
+
+
+def new(device_id: str, i: int) -> NewCommand:
+    return NewCommand(
+        device_id=device_id,
+        name=f"c{i}",
+        parameters={"i": i},
+        created_at=NOW + timedelta(microseconds=i),
+        timeout=5.0,
+    )
+
+
+async def test_insert_many_keeps_input_order(bstore: Store) -> None:
+    rows = [new("d1" if i % 2 else "d2", i) for i in range(50)]
+    stored = await bstore.command_batches.insert_many(rows)
+    assert [c.parameters for c in stored] == [{"i": i} for i in range(50)]
+    assert [c.id for c in stored] == sorted(c.id for c in stored)
+    assert all(c.state is S.PENDING and c.timeout == 5.0 for c in stored)
+    fetched = await bstore.commands.get(stored[7].id)
+    assert fetched == stored[7]
+
+
+async def test_insert_many_is_all_or_nothing(bstore: Store) -> None:
+    with pytest.raises(NotFound):
+        await bstore.command_batches.insert_many([new("d1", 1), new("ghost", 2)])
+    assert await bstore.commands.list(device_id="d1") == []
+
+
+async def test_transition_many_applies_each_rule(bstore: Store) -> None:
+    made = await bstore.command_batches.insert_many([new("d1", i) for i in range(4)])
+    await bstore.commands.transition(made[3].id, S.CANCELLED, now=at(1))
+    requests = [
+        TransitionRequest(
+            command_id=made[0].id,
+            target=S.SUCCEEDED,
+            now=at(2),
+            device_id="d1",
+            fields={"result": {"ok": 0}},
+        ),
+        TransitionRequest(
+            command_id=made[1].id,
+            target=S.SUCCEEDED,
+            now=at(3),
+            device_id="d2",
+            fields={"result": {"ok": 1}},
+        ),  # not its device
+        TransitionRequest(
+            command_id=made[2].id,
+            target=S.FAILED,
+            now=at(4),
+            device_id="d1",
+            fields={"error": "jammed"},
+        ),
+        TransitionRequest(
+            command_id=made[3].id,
+            target=S.SUCCEEDED,
+            now=at(5),
+            device_id="d1",
+            fields={"result": 3},
+        ),  # already finished
+        TransitionRequest(command_id=999_999, target=S.SUCCEEDED, now=at(6)),
+    ]
+    outcome = await bstore.command_batches.transition_many(requests)
+    assert outcome[0] is not None
+    assert outcome[0].state is S.SUCCEEDED
+    assert outcome[0].result == {"ok": 0}
+    assert outcome[0].completed_at == at(2)
+    assert outcome[1] is None
+    assert outcome[2] is not None
+    assert outcome[2].error == "jammed"
+    assert outcome[3] is None
+    assert outcome[4] is None
+    untouched = await bstore.commands.get(made[1].id)
+    assert untouched is not None
+    assert untouched.state is S.PENDING
+
+
+async def test_moves_of_one_command_apply_in_order(bstore: Store) -> None:
+    (made,) = await bstore.command_batches.insert_many([new("d1", 0)])
+    await bstore.commands.transition(made.id, S.SENT, now=at(1))
+    requests = [
+        TransitionRequest(command_id=made.id, target=S.DELIVERED, now=at(2), device_id="d1"),
+        TransitionRequest(
+            command_id=made.id,
+            target=S.SUCCEEDED,
+            now=at(3),
+            device_id="d1",
+            fields={"result": "done"},
+        ),
+        TransitionRequest(
+            command_id=made.id,
+            target=S.FAILED,
+            now=at(4),
+            device_id="d1",
+            fields={"error": "late duplicate"},
+        ),
+    ]
+    delivered, succeeded, late = await bstore.command_batches.transition_many(requests)
+    assert delivered is not None
+    assert delivered.state is S.DELIVERED
+    assert succeeded is not None
+    assert succeeded.state is S.SUCCEEDED
+    assert succeeded.delivered_at == at(2)
+    assert late is None
+    final = await bstore.commands.get(made.id)
+    assert final is not None
+    assert final.result == "done"
+    assert final.error is None
