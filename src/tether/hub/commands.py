@@ -13,9 +13,11 @@ import contextlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.errors import BadRequest, Conflict, DeviceBlocked, NotFound
-from tether.core.lifecycle import TERMINAL, CommandState
+from tether.core.lifecycle import TERMINAL, CommandState, stamp
 from tether.core.model import Command, CommandStep, Device
 from tether.hub import metrics
 from tether.store import NewCommand
@@ -183,6 +185,28 @@ class Commands:
                 waiter.set_result(command)
 
     # --- device side ----------------------------------------------------------------------
+
+    async def push_from_memory(self, device_id: str, command_ids: list[int]) -> list[Command]:
+        """Hand commands to a live session as ``sent`` without waiting for the store.
+
+        Only for commands whose full payload the index holds. ``sent`` is written behind:
+        if it is lost, the command is still pending in the store and goes out again (at
+        least once), while creation and results stay durable before anyone is told.
+        """
+        hub = self._hub
+        ref = await hub.device_ref(device_id)
+        handed = []
+        for command_id in command_ids:
+            command = hub.index.payload(command_id)
+            if command is None:
+                continue
+            now = hub.clock.now()
+            sent = msgspec.structs.replace(command, **stamp(CommandState.SENT, now))
+            hub.writer.transition_later(sent, CommandState.SENT, device_id=device_id)
+            await hub.command_changed(sent, ref=ref)
+            handed.append(sent)
+        metrics.COMMANDS_DELIVERED.inc(len(handed))
+        return handed
 
     async def hand_over(
         self, device_id: str, command_ids: list[int], target: CommandState

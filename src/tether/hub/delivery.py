@@ -125,7 +125,12 @@ class Delivery:
             due.append(command_id)
         if not due:
             return
-        for command in await hub.commands.hand_over(device_id, due, CommandState.SENT):
+        fresh = [i for i in due if index.state(i) is CommandState.PENDING and index.payload(i)]
+        if len(fresh) == len(due):
+            handed = await hub.commands.push_from_memory(device_id, due)
+        else:
+            handed = await hub.commands.hand_over(device_id, due, CommandState.SENT)
+        for command in handed:
             session.pushed.add(command.id)
             if not session.push(command):
                 return  # the session closes itself as a slow consumer

@@ -32,6 +32,10 @@ class Tracked:
         self.timeout = command.timeout
 
 
+#: Most full commands kept for hand-over (about 1 KiB each).
+PAYLOAD_CAP = 100_000
+
+
 class CommandIndex:
     def __init__(self) -> None:
         self._by_id: dict[int, Tracked] = {}
@@ -39,6 +43,9 @@ class CommandIndex:
         # a hand-over looks at a bounded slice however long the queue behind it is.
         self._deliverable: dict[str, list[int]] = {}
         self._in_flight: dict[str, set[int]] = {}
+        # The full command of deliverable entries, so a live session can be handed one
+        # without reading it back. Capped: past it, hand-overs read from the store.
+        self._payloads: dict[int, Command] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -59,6 +66,8 @@ class CommandIndex:
         entry = Tracked(command)
         self._by_id[command.id] = entry
         if entry.state in DELIVERABLE:
+            if len(self._payloads) < PAYLOAD_CAP:
+                self._payloads[entry.id] = command
             queue = self._deliverable.setdefault(entry.device_id, [])
             if not queue or queue[-1] < entry.id:
                 queue.append(entry.id)  # the usual case: ids arrive in order
@@ -74,6 +83,7 @@ class CommandIndex:
             self._unlink(entry)
 
     def _unlink(self, entry: Tracked) -> None:
+        self._payloads.pop(entry.id, None)
         queue = self._deliverable.get(entry.device_id)
         if queue is not None and entry.state in DELIVERABLE:
             at = bisect.bisect_left(queue, entry.id)
@@ -86,6 +96,10 @@ class CommandIndex:
             flying.discard(entry.id)
             if not flying:
                 del self._in_flight[entry.device_id]
+
+    def payload(self, command_id: int) -> Command | None:
+        """The full command, if it is deliverable and kept in memory."""
+        return self._payloads.get(command_id)
 
     def has_deliverable(self, device_id: str) -> bool:
         return device_id in self._deliverable

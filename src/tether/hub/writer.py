@@ -66,6 +66,22 @@ class CommandWriter:
         self._put((request, done))
         return await done
 
+    def transition_later(self, command: Command, target: CommandState, *, device_id: str) -> None:
+        """Queue a transition nobody waits for (write-behind); failures are only logged.
+
+        For state that may be lost without harm: a hand-over to a live session whose
+        ``sent`` mark is lost leaves the command pending, so it is sent again.
+        """
+        request = TransitionRequest(
+            command_id=command.id, target=target, now=command.updated_at, device_id=device_id
+        )
+        done: asyncio.Future[Command | None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_log_failure)
+        try:
+            self._put((request, done))
+        except Overloaded:
+            log.warning("write-behind queue full: command %s stays pending", command.id)
+
     def _put(self, item: _Insert | _Move) -> None:
         if self._task is None:
             raise RuntimeError("the command writer has not started")
@@ -106,14 +122,33 @@ class CommandWriter:
                     else None
                 )
             try:
-                # Inserts first: a transition never refers to a command of the same batch.
-                if inserts:
-                    await self._insert_batch(inserts)
-                if moves:
-                    await self._move_batch(moves)
+                await self._write(inserts, moves)
             finally:
                 for _ in range(taken):
                     self._queue.task_done()
+
+    async def _write(self, inserts: list[_Insert], moves: list[_Move]) -> None:
+        """One transaction for the batch (inserts first: no transition of the same batch
+        can refer to a command being inserted); on failure, smaller pieces."""
+        if not inserts or not moves:
+            if inserts:
+                await self._insert_batch(inserts)
+            if moves:
+                await self._move_batch(moves)
+            return
+        store = self._hub.store
+        try:
+            stored, moved = await store.command_batches.write(
+                [row for row, _ in inserts], [request for request, _ in moves]
+            )
+        except Exception:
+            await self._insert_batch(inserts)
+            await self._move_batch(moves)
+            return
+        for (_, done), command in zip(inserts, stored, strict=True):
+            _resolve(done, command)
+        for (_, moved_done), outcome in zip(moves, moved, strict=True):
+            _resolve(moved_done, outcome)
 
     async def _insert_batch(self, items: list[_Insert]) -> None:
         store = self._hub.store
@@ -150,3 +185,8 @@ class CommandWriter:
 def _resolve(done: asyncio.Future[Any], value: Any) -> None:
     if not done.done():
         done.set_result(value)
+
+
+def _log_failure(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("a write-behind transition failed: %s", done.exception())

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import bindparam, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.core.lifecycle import CommandState, sources, stamp
 from tether.core.model import Command
@@ -41,7 +42,7 @@ _BY_IDS = select(commands).where(c.id.in_(bindparam("b_ids", expanding=True)))
 def _plain_transition(target: CommandState, by_device: bool) -> Any:
     # executemany refuses expanding IN parameters, so the source states (our own enum
     # constants, never user input) are rendered inline.
-    allowed = [literal_column(f"'{state}'") for state in _states(sources(target))]
+    allowed: list[Any] = [literal_column(f"'{state}'") for state in _states(sources(target))]
     stmt = update(commands).where(c.id == bindparam("b_id"), c.state.in_(allowed))
     if by_device:
         stmt = stmt.where(c.device_id == bindparam("b_device"))
@@ -80,13 +81,38 @@ class TransitionRequest(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class CommandBatchRepo(Repo):
+    async def write(
+        self, rows: Sequence[NewCommand], requests: Sequence[TransitionRequest]
+    ) -> tuple[list[Command], list[Command | None]]:
+        """:meth:`insert_many` then :meth:`transition_many`, in ONE transaction."""
+        try:
+            async with self._write() as conn:
+                stored = await self._insert_rows(conn, rows) if rows else []
+                moved = await self._apply_moves(conn, requests) if requests else []
+        except IntegrityError as error:
+            raise write_error(error, "command") from None
+        return stored, moved
+
     async def insert_many(self, rows: Sequence[NewCommand]) -> list[Command]:
         """Insert new commands in one statement; results in the order of ``rows``.
 
         All or nothing: a row for an unknown device fails the batch with ``NotFound``.
         """
-        if not rows:
-            return []
+        return (await self.write(rows, ()))[0]
+
+    async def transition_many(self, requests: Sequence[TransitionRequest]) -> list[Command | None]:
+        """Apply conditional transitions together; per request, the command it moved.
+
+        ``None`` for a request that moved nothing (wrong state, wrong device, unknown id).
+        Requests for the same command apply in the order given: the batch runs in waves
+        holding each command at most once (an acknowledgement and the result of one
+        command often arrive together).
+        """
+        return (await self.write((), requests))[1]
+
+    async def _insert_rows(
+        self, conn: AsyncConnection, rows: Sequence[NewCommand]
+    ) -> list[Command]:
         params = [
             {
                 "device_id": row.device_id,
@@ -104,31 +130,18 @@ class CommandBatchRepo(Repo):
             for row in rows
         ]
         sqlite = self._dialect == "sqlite"
-        try:
-            async with self._write() as conn:
-                result = await conn.execute(
-                    _INSERT_UNORDERED if sqlite else _INSERT_ORDERED, params
-                )
-                stored = [_to_command(row) for row in result.mappings()]
-                if sqlite:
-                    stored.sort(key=lambda command: command.id)
-                for row, command in zip(rows, stored, strict=True):
-                    if row.device_id != command.device_id or row.created_at != command.created_at:
-                        raise RuntimeError("command ids were assigned out of input order")
-        except IntegrityError as error:
-            raise write_error(error, "command") from None
+        result = await conn.execute(_INSERT_UNORDERED if sqlite else _INSERT_ORDERED, params)
+        stored = [_to_command(row) for row in result.mappings()]
+        if sqlite:
+            stored.sort(key=lambda command: command.id)
+        for row, command in zip(rows, stored, strict=True):
+            if row.device_id != command.device_id or row.created_at != command.created_at:
+                raise RuntimeError("command ids were assigned out of input order")
         return stored
 
-    async def transition_many(self, requests: Sequence[TransitionRequest]) -> list[Command | None]:
-        """Apply conditional transitions together; per request, the command it moved.
-
-        ``None`` for a request that moved nothing (wrong state, wrong device, unknown id).
-        Requests for the same command apply in the order given: the batch runs in waves
-        holding each command at most once (an acknowledgement and the result of one
-        command often arrive together).
-        """
-        if not requests:
-            return []
+    async def _apply_moves(
+        self, conn: AsyncConnection, requests: Sequence[TransitionRequest]
+    ) -> list[Command | None]:
         waves: list[list[int]] = []
         seen: dict[int, int] = {}
         for index, request in enumerate(requests):
@@ -139,31 +152,30 @@ class CommandBatchRepo(Repo):
                 waves.append([])
             waves[wave].append(index)
         outcome: list[Command | None] = [None] * len(requests)
-        async with self._write() as conn:
-            for members in waves:
-                groups: defaultdict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-                for index in members:
-                    request = requests[index]
-                    params = stamp(request.target, request.now)
-                    params["state"] = request.target.value
-                    params.update(request.fields)
-                    params["b_id"] = request.command_id
-                    by_device = request.device_id is not None
-                    if by_device:
-                        params["b_device"] = request.device_id
-                    groups[(request.target, by_device, *sorted(request.fields))].append(params)
-                for (target, by_device, *_), params_list in groups.items():
-                    await conn.execute(_PLAIN[(target, by_device)], params_list)
-                ids = [requests[index].command_id for index in members]
-                rows = (await conn.execute(_BY_IDS, {"b_ids": ids})).mappings().all()
-                stored = {row["id"]: _to_command(row) for row in rows}
-                for index in members:
-                    request = requests[index]
-                    command = stored.get(request.command_id)
-                    if (
-                        command is not None
-                        and command.state is request.target
-                        and command.updated_at == request.now
-                    ):
-                        outcome[index] = command
+        for members in waves:
+            groups: defaultdict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+            for index in members:
+                request = requests[index]
+                params = stamp(request.target, request.now)
+                params["state"] = request.target.value
+                params.update(request.fields)
+                params["b_id"] = request.command_id
+                by_device = request.device_id is not None
+                if by_device:
+                    params["b_device"] = request.device_id
+                groups[(request.target, by_device, *sorted(request.fields))].append(params)
+            for (target, by_device, *_), params_list in groups.items():
+                await conn.execute(_PLAIN[(target, by_device)], params_list)
+            ids = [requests[index].command_id for index in members]
+            rows = (await conn.execute(_BY_IDS, {"b_ids": ids})).mappings().all()
+            stored = {row["id"]: _to_command(row) for row in rows}
+            for index in members:
+                request = requests[index]
+                command = stored.get(request.command_id)
+                if (
+                    command is not None
+                    and command.state is request.target
+                    and command.updated_at == request.now
+                ):
+                    outcome[index] = command
         return outcome
