@@ -125,13 +125,20 @@ def _skip_idle_rollbacks(engine: AsyncEngine) -> None:
 def _postgres_engine(url: URL, pool_size: int, echo: bool) -> AsyncEngine:
     if url.get_driver_name() != "asyncpg":
         url = url.set(drivername="postgresql+asyncpg")
-    connect_args: dict[str, Any] = {}
+    # Every statement is planned with its actual values. asyncpg prepares statements, and
+    # PostgreSQL switches a prepared statement to a generic plan after five runs; one made
+    # while the commands table was nearly empty (no statistics) picked the
+    # (device_id, ref) index over the primary key for hot-path updates and then scanned a
+    # device's whole history on every call (found by bench/). Custom plans cost a little
+    # planning per statement and cannot go stale like that.
+    server_settings = {"plan_cache_mode": "force_custom_plan"}
     options = url.query.get("options")
     if options is not None:
         if not isinstance(options, str):
             options = " ".join(options)
-        connect_args["server_settings"] = parse_pg_options(options)
+        server_settings.update(parse_pg_options(options))
         url = url.difference_update_query(["options"])
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
     return create_async_engine(
         url,
         echo=echo,
