@@ -153,7 +153,7 @@ async def _serve(settings: Any) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     site = web.TCPSite(
-        runner, settings.host, settings.port, ssl_context=ssl_context(settings), reuse_port=True
+        runner, settings.host, settings.port, ssl_context=ssl_context(settings), reuse_port=False
     )
     try:
         await site.start()
