@@ -132,6 +132,8 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.log_level.lower() != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine
     _run(_serve(settings))
 
 

@@ -128,3 +128,44 @@ async def test_moves_of_one_command_apply_in_order(bstore: Store) -> None:
     assert final is not None
     assert final.result == "done"
     assert final.error is None
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [0, 1.5, "text", "0", None, [], {}, [1, "a", None], {"ü": {"deep": [True, False]}}],
+)
+async def test_batch_and_single_paths_store_the_same_values(
+    bstore: Store, parameters: object
+) -> None:
+    from tether.core.model import CommandStep
+
+    (batched,) = await bstore.command_batches.insert_many(
+        [
+            NewCommand(
+                device_id="d1",
+                name="x",
+                parameters=parameters,
+                created_at=NOW,
+                expires_at=at(60),
+                ref="r-1",
+            )
+        ]
+    )
+    assert await bstore.commands.get(batched.id) == batched
+    assert batched.parameters == parameters
+    step = CommandStep(name="download", state="done", time=at(1), data={"pct": 100})
+    (moved,) = await bstore.command_batches.transition_many(
+        [
+            TransitionRequest(
+                command_id=batched.id,
+                target=S.SUCCEEDED,
+                now=at(2),
+                device_id="d1",
+                fields={"result": parameters, "steps": (step,), "status": "ok"},
+            )
+        ]
+    )
+    assert moved is not None
+    assert moved.result == parameters
+    assert moved.steps == (step,)
+    assert await bstore.commands.get(batched.id) == moved

@@ -14,6 +14,7 @@ the requested state *and* that request's ``updated_at``.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,12 +23,14 @@ from typing import Any
 import msgspec
 from sqlalchemy import bindparam, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tether.core.errors import Conflict, NotFound
 from tether.core.lifecycle import CommandState, sources, stamp
 from tether.core.model import Command
 from tether.store.repos._base import Repo, check_fields, write_error
 from tether.store.repos.commands import _COLUMNS, _TRANSITION_FIELDS, _states, _to_command
+from tether.store.repos.sqlite_batch import SqliteBatch
 from tether.store.schema import commands
 
 c = commands.c
@@ -81,16 +84,46 @@ class TransitionRequest(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class CommandBatchRepo(Repo):
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._sqlite = SqliteBatch(engine) if self._dialect == "sqlite" else None
+
     async def write(
         self, rows: Sequence[NewCommand], requests: Sequence[TransitionRequest]
     ) -> tuple[list[Command], list[Command | None]]:
         """:meth:`insert_many` then :meth:`transition_many`, in ONE transaction."""
+        waves = _waves(requests)
+        if self._sqlite is not None:
+            return await self._write_sqlite(rows, requests, waves)
         try:
             async with self._write() as conn:
                 stored = await self._insert_rows(conn, rows) if rows else []
-                moved = await self._apply_moves(conn, requests) if requests else []
+                moved = await self._apply_moves(conn, requests, waves) if requests else []
         except IntegrityError as error:
             raise write_error(error, "command") from None
+        return stored, moved
+
+    async def _write_sqlite(
+        self,
+        rows: Sequence[NewCommand],
+        requests: Sequence[TransitionRequest],
+        waves: list[list[int]],
+    ) -> tuple[list[Command], list[Command | None]]:
+        assert self._sqlite is not None
+        try:
+            inserted, read = await self._sqlite.run(rows, requests, waves)
+        except sqlite3.IntegrityError as error:
+            if "FOREIGN KEY" in str(error):
+                raise NotFound("a command refers to a device that does not exist") from None
+            raise Conflict(f"command batch refused: {error}") from None
+        stored = [_to_command(row) for row in inserted]  # type: ignore[arg-type]
+        for row, command in zip(rows, stored, strict=True):
+            if row.device_id != command.device_id or row.created_at != command.created_at:
+                raise RuntimeError("command ids were assigned out of input order")
+        moved: list[Command | None] = [None] * len(requests)
+        for members, by_id in zip(waves, read, strict=True):
+            found = {i: _to_command(r) for i, r in by_id.items()}  # type: ignore[arg-type]
+            _settle(requests, members, found, moved)
         return stored, moved
 
     async def insert_many(self, rows: Sequence[NewCommand]) -> list[Command]:
@@ -140,17 +173,8 @@ class CommandBatchRepo(Repo):
         return stored
 
     async def _apply_moves(
-        self, conn: AsyncConnection, requests: Sequence[TransitionRequest]
+        self, conn: AsyncConnection, requests: Sequence[TransitionRequest], waves: list[list[int]]
     ) -> list[Command | None]:
-        waves: list[list[int]] = []
-        seen: dict[int, int] = {}
-        for index, request in enumerate(requests):
-            check_fields(request.fields, _TRANSITION_FIELDS, "command")
-            wave = seen.get(request.command_id, -1) + 1
-            seen[request.command_id] = wave
-            if wave == len(waves):
-                waves.append([])
-            waves[wave].append(index)
         outcome: list[Command | None] = [None] * len(requests)
         for members in waves:
             groups: defaultdict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
@@ -168,14 +192,37 @@ class CommandBatchRepo(Repo):
                 await conn.execute(_PLAIN[(target, by_device)], params_list)
             ids = [requests[index].command_id for index in members]
             rows = (await conn.execute(_BY_IDS, {"b_ids": ids})).mappings().all()
-            stored = {row["id"]: _to_command(row) for row in rows}
-            for index in members:
-                request = requests[index]
-                command = stored.get(request.command_id)
-                if (
-                    command is not None
-                    and command.state is request.target
-                    and command.updated_at == request.now
-                ):
-                    outcome[index] = command
+            _settle(requests, members, {row["id"]: _to_command(row) for row in rows}, outcome)
         return outcome
+
+
+def _waves(requests: Sequence[TransitionRequest]) -> list[list[int]]:
+    """Split requests so each wave moves a command at most once, in the order given."""
+    waves: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for index, request in enumerate(requests):
+        check_fields(request.fields, _TRANSITION_FIELDS, "command")
+        wave = seen.get(request.command_id, -1) + 1
+        seen[request.command_id] = wave
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(index)
+    return waves
+
+
+def _settle(
+    requests: Sequence[TransitionRequest],
+    members: list[int],
+    stored: dict[int, Command],
+    outcome: list[Command | None],
+) -> None:
+    """A request moved its command iff the row now has its target and its timestamp."""
+    for index in members:
+        request = requests[index]
+        command = stored.get(request.command_id)
+        if (
+            command is not None
+            and command.state is request.target
+            and command.updated_at == request.now
+        ):
+            outcome[index] = command

@@ -1,0 +1,170 @@
+"""A command batch on SQLite in ONE hand-off to the database thread.
+
+aiosqlite runs every cursor call (begin, execute, fetch, commit) as its own trip to its
+thread and back through the event loop, and under load each trip waits behind the
+loop's other work. For the hot path, :class:`SqliteBatch` instead sends the whole batch
+(multi-row insert, conditional updates, read-backs, commit) as one function to that
+same thread and connection, so SQLite keeps its single writer. Values go through the
+columns' own SQLAlchemy type processors (epoch microseconds, msgspec JSON), so rows read
+and written here are exactly those the SQLAlchemy path reads and writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tether.core.lifecycle import CommandState, sources, stamp
+from tether.store.engine import SQL_STATEMENTS
+from tether.store.schema import commands
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from tether.store.repos.command_batches import NewCommand, TransitionRequest
+
+Processor = Callable[[Any], Any] | None
+#: One wave: (SQL, parameter rows) per update group, and the ids to read back.
+Wave = tuple[list[tuple[str, list[tuple[Any, ...]]]], list[int]]
+
+_COLUMNS = [column.name for column in commands.c]
+_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in _COLUMNS) + " FROM commands"
+_INSERT_COLUMNS = [
+    "device_id",
+    "name",
+    "parameters",
+    "state",
+    "ref",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "timeout",
+]
+
+
+class SqliteBatch:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        dialect = engine.dialect
+        # The dialect's own implementation of each type, as SQLAlchemy's execution uses.
+        self._bind: dict[str, Processor] = {
+            column.name: column.type.dialect_impl(dialect).bind_processor(dialect)
+            for column in commands.c
+        }
+        self._result: list[Processor] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in commands.c
+        ]
+
+    def _value(self, column: str, value: Any) -> Any:
+        processor = self._bind[column]
+        return value if processor is None or value is None else processor(value)
+
+    def _row(self, raw: Sequence[Any]) -> dict[str, Any]:
+        return {
+            name: value if processor is None or value is None else processor(value)
+            for name, processor, value in zip(_COLUMNS, self._result, raw, strict=True)
+        }
+
+    async def run(
+        self,
+        rows: Sequence[NewCommand],
+        requests: Sequence[TransitionRequest],
+        waves: list[list[int]],
+    ) -> tuple[list[dict[str, Any]], list[dict[int, dict[str, Any]]]]:
+        """Insert ``rows`` and apply ``requests`` wave by wave, in one transaction.
+
+        Returns the inserted rows (in input order) and, per wave, the rows read back by id.
+        """
+        insert = self._insert_statement(rows) if rows else None
+        planned = [self._wave(requests, members) for members in waves]
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            inserted, read = await driver._execute(_run, driver._conn, insert, planned)
+        SQL_STATEMENTS.inc(int(bool(rows)) + sum(len(groups) + 1 for groups, _ in planned))
+        return (
+            [self._row(row) for row in inserted],
+            [{row[0]: self._row(row) for row in wave} for wave in read],
+        )
+
+    def _insert_statement(self, rows: Sequence[NewCommand]) -> tuple[str, list[Any]]:
+        marks = "(" + ", ".join("?" * len(_INSERT_COLUMNS)) + ")"
+        sql = (
+            "INSERT INTO commands ("
+            + ", ".join(f'"{c}"' for c in _INSERT_COLUMNS)
+            + ") VALUES "
+            + ", ".join([marks] * len(rows))
+            + " RETURNING "
+            + ", ".join(f'"{c}"' for c in _COLUMNS)
+        )
+        params: list[Any] = []
+        for row in rows:
+            values = {
+                "device_id": row.device_id,
+                "name": row.name,
+                "parameters": row.parameters,
+                "state": CommandState.PENDING.value,
+                "ref": row.ref,
+                "created_by": row.created_by,
+                "created_at": row.created_at,
+                "updated_at": row.created_at,
+                "expires_at": row.expires_at,
+                "timeout": row.timeout,
+            }
+            params.extend(self._value(column, values[column]) for column in _INSERT_COLUMNS)
+        return sql, params
+
+    def _wave(self, requests: Sequence[TransitionRequest], members: list[int]) -> Wave:
+        groups: dict[tuple[Any, ...], tuple[str, list[tuple[Any, ...]]]] = {}
+        for index in members:
+            request = requests[index]
+            values: dict[str, Any] = stamp(request.target, request.now)
+            values["state"] = request.target.value
+            values.update(request.fields)
+            columns = sorted(values)
+            by_device = request.device_id is not None
+            key = (request.target, by_device, *columns)
+            if key not in groups:
+                allowed = ", ".join(
+                    f"'{state.value}'"
+                    for state in sorted(sources(request.target), key=lambda s: s.value)
+                )
+                sql = (
+                    "UPDATE commands SET "
+                    + ", ".join(f'"{c}" = ?' for c in columns)
+                    + f" WHERE id = ? AND state IN ({allowed})"
+                    + (" AND device_id = ?" if by_device else "")
+                )
+                groups[key] = (sql, [])
+            params = [self._value(c, values[c]) for c in columns]
+            params.append(request.command_id)
+            if by_device:
+                params.append(request.device_id)
+            groups[key][1].append(tuple(params))
+        return list(groups.values()), [requests[index].command_id for index in members]
+
+
+def _run(
+    db: sqlite3.Connection, insert: tuple[str, list[Any]] | None, waves: list[Wave]
+) -> tuple[list[tuple[Any, ...]], list[list[tuple[Any, ...]]]]:
+    """Runs in aiosqlite's thread, on its connection: the whole batch, then commit."""
+    if not db.in_transaction:
+        db.execute("BEGIN")
+    try:
+        inserted: list[tuple[Any, ...]] = []
+        if insert is not None:
+            inserted = sorted(db.execute(*insert).fetchall(), key=lambda row: row[0])
+        read: list[list[tuple[Any, ...]]] = []
+        for groups, ids in waves:
+            for sql, params in groups:
+                db.executemany(sql, params)
+            marks = ", ".join("?" * len(ids))
+            read.append(db.execute(f"{_SELECT} WHERE id IN ({marks})", ids).fetchall())
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return inserted, read
