@@ -184,7 +184,16 @@ Index("ix_commands_device_id_state_id", commands.c.device_id, commands.c.state, 
 # Every non-terminal command (start-up rebuild, expiry sweep).
 Index("ix_commands_state", commands.c.state)
 # Dialect correlation keys (OpenGate UUID, eWeLink sequence, Control iD uuid).
-Index("ix_commands_device_id_ref", commands.c.device_id, commands.c.ref)
+# Partial: only commands that carry a dialect correlation key are looked up by it. Being
+# partial also keeps PostgreSQL from ever choosing it for hot-path updates by id (a
+# generic plan made on a near-empty table did, and then read whole device histories).
+Index(
+    "ix_commands_device_id_ref",
+    commands.c.device_id,
+    commands.c.ref,
+    postgresql_where=commands.c.ref.is_not(None),
+    sqlite_where=commands.c.ref.is_not(None),
+)
 # Idempotent creation; partial, because most commands carry no key.
 Index(
     "ux_commands_idempotency",

@@ -91,12 +91,19 @@ class CommandBatchRepo(Repo):
     async def write(
         self, rows: Sequence[NewCommand], requests: Sequence[TransitionRequest]
     ) -> tuple[list[Command], list[Command | None]]:
-        """:meth:`insert_many` then :meth:`transition_many`, in ONE transaction."""
+        """:meth:`insert_many` then :meth:`transition_many`, in one unit of work.
+
+        On SQLite that is one transaction in one hand-off to the database thread; on
+        PostgreSQL, statements in autocommit (see below).
+        """
         waves = _waves(requests)
         if self._sqlite is not None:
             return await self._write_sqlite(rows, requests, waves)
         try:
-            async with self._write() as conn:
+            # PostgreSQL: autocommit, no BEGIN/COMMIT round trips. Each statement is atomic
+            # and conditional by itself, and the read-back still tells every request
+            # whether its own update applied (its timestamp is unique).
+            async with self._write_one() as conn:
                 stored = await self._insert_rows(conn, rows) if rows else []
                 moved = await self._apply_moves(conn, requests, waves) if requests else []
         except IntegrityError as error:

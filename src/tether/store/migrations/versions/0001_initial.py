@@ -162,7 +162,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_commands_device_id_state_id", "commands", ["device_id", "state", "id"])
     op.create_index("ix_commands_state", "commands", ["state"])
-    op.create_index("ix_commands_device_id_ref", "commands", ["device_id", "ref"])
+    op.create_index(
+        "ix_commands_device_id_ref",
+        "commands",
+        ["device_id", "ref"],
+        postgresql_where=sa.text("ref IS NOT NULL"),
+        sqlite_where=sa.text("ref IS NOT NULL"),
+    )
     op.create_index(
         "ux_commands_idempotency",
         "commands",
