@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tether.core.errors import Conflict, NotFound
 from tether.core.lifecycle import CommandState, sources, stamp
 from tether.core.model import Command
+from tether.store.repos import postgres_batch
 from tether.store.repos._base import Repo, check_fields, write_error
 from tether.store.repos.commands import _COLUMNS, _TRANSITION_FIELDS, _states, _to_command
 from tether.store.repos.sqlite_batch import SqliteBatch
@@ -179,10 +180,40 @@ class CommandBatchRepo(Repo):
                 raise RuntimeError("command ids were assigned out of input order")
         return stored
 
+    async def _apply_wave_postgres(
+        self,
+        conn: AsyncConnection,
+        requests: Sequence[TransitionRequest],
+        members: list[int],
+        outcome: list[Command | None],
+    ) -> None:
+        """One ``UPDATE ... FROM unnest(...) RETURNING`` per group of like requests."""
+        groups: defaultdict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for index in members:
+            request = requests[index]
+            row = postgres_batch.values_of(request.target, request.now, request.fields)
+            row["b_id"] = request.command_id
+            by_device = request.device_id is not None
+            if by_device:
+                row["b_device"] = request.device_id
+            columns = tuple(sorted(k for k in row if not k.startswith("b_")))
+            groups[(request.target, by_device, columns)].append((index, row))
+        for (target, by_device, columns), items in groups.items():
+            statement = postgres_batch.group_statement(target, by_device, columns)
+            params = postgres_batch.group_params([row for _, row in items], by_device, columns)
+            result = await conn.execute(statement, params)
+            moved = {row["id"]: _to_command(row) for row in result.mappings()}
+            for index, _ in items:
+                outcome[index] = moved.get(requests[index].command_id)
+
     async def _apply_moves(
         self, conn: AsyncConnection, requests: Sequence[TransitionRequest], waves: list[list[int]]
     ) -> list[Command | None]:
         outcome: list[Command | None] = [None] * len(requests)
+        if self._dialect == "postgresql":
+            for members in waves:
+                await self._apply_wave_postgres(conn, requests, members, outcome)
+            return outcome
         for members in waves:
             groups: defaultdict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
             for index in members:
