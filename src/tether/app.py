@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tether.api.http import HUB, error_middleware
+from tether.api.http import HUB, error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
 from tether.core.clock import Clock
@@ -44,7 +44,8 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The aiohttp application; the hub starts and stops with it."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.max_message_bytes
+        middlewares=[node_middleware, error_middleware],
+        client_max_size=settings.max_message_bytes,
     )
     for table in native_routes():
         app.add_routes(table)

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -107,6 +108,13 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate; enables TLS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes serving this port, joined by the Redis bus (needs --bus redis "
+            "and PostgreSQL) [default: 1]."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the server: every dialect, the native API, /metrics and health checks.
@@ -128,13 +136,51 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         log_level=log_level,
+        workers=workers,
     )
+    problem = settings.cluster_problem()
+    if problem is not None:
+        console.print(f"[red]cannot start:[/red] {problem}")
+        raise typer.Exit(2)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if settings.log_level.lower() != "debug":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine
+    from tether.workers import supervise, worker_index
+
+    if settings.workers > 1 and worker_index() is None:
+        # The parent: migrate and bootstrap once, then supervise the workers.
+        generated = _run(_prepare(settings))
+        if generated:
+            console.print(
+                f"Created admin user [bold]{settings.admin_login}[/bold] with password "
+                f"[bold yellow]{generated}[/bold yellow] (shown once; change it)."
+            )
+        node = settings.node_id or uuid.uuid4().hex[:8]
+        console.print(
+            f"starting {settings.workers} workers as nodes {node}-0..{settings.workers - 1}"
+        )
+        args = sys.argv[sys.argv.index("serve") + 1 :]
+        raise typer.Exit(supervise(args, settings.workers, node))
     _run(_serve(settings))
+
+
+async def _prepare(settings: Any) -> str | None:
+    """Migrate the database and create the first admin, once, before workers start."""
+    from tether.bus import MemoryBus
+    from tether.hub.service import Hub
+    from tether.store import Store
+
+    store = await Store.open(settings.resolved_database_url, migrate=True)
+    try:
+        password = settings.admin_password.get_secret_value() if settings.admin_password else None
+        generated: str | None = await Hub(store, MemoryBus(), settings).auth.bootstrap_admin(
+            settings.admin_login, password
+        )
+        return generated
+    finally:
+        await store.close()
 
 
 async def _serve(settings: Any) -> None:
@@ -154,8 +200,15 @@ async def _serve(settings: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    from tether.workers import worker_index
+
+    # Only workers share a port; a lone server must fail on a port that is taken.
     site = web.TCPSite(
-        runner, settings.host, settings.port, ssl_context=ssl_context(settings), reuse_port=False
+        runner,
+        settings.host,
+        settings.port,
+        ssl_context=ssl_context(settings),
+        reuse_port=worker_index() is not None,
     )
     try:
         await site.start()

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     bus: Literal["memory", "redis"] = Field("memory", description="Event bus backend.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for bus=redis.")
     node_id: str | None = Field(None, description="This process's id on the bus (default random).")
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes serving one port (needs bus=redis and PostgreSQL)."
+    )
 
     # --- bootstrap and auth ---------------------------------------------------------------
     admin_login: str = Field("admin", description="Login of the admin created on first start.")
@@ -87,6 +90,25 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("info", description="Logging level.")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def cluster_problem(self) -> str | None:
+        """Why these settings cannot run several processes, or None if they can."""
+        if self.workers > 1 and self.bus == "memory":
+            return (
+                f"--workers {self.workers} needs --bus redis: the processes share events "
+                "through Redis, and an in-memory bus reaches only its own process"
+            )
+        if (self.workers > 1 or self.bus == "redis") and self.is_sqlite:
+            return (
+                "several processes or nodes need PostgreSQL (--database-url "
+                "postgresql+asyncpg://...): SQLite has a single writer and lives on one "
+                "machine, so it cannot be shared by the processes a Redis bus joins"
+            )
+        return None
 
     @property
     def resolved_database_url(self) -> str:

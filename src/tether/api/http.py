@@ -137,3 +137,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             ErrorView(error=ErrorBody(code="internal_error", message="internal server error")),
             status=500,
         )
+
+
+@web.middleware
+async def node_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every HTTP answer names the process that gave it (``X-Tether-Node``).
+
+    Behind a load balancer or with ``--workers``, that tells an operator (and the cluster
+    tests) which process served a request.
+    """
+    response = await handler(request)
+    if not response.prepared:  # a WebSocket has sent its headers already
+        hub = request.app.get(HUB)
+        response.headers["X-Tether-Node"] = hub.node_id if hub is not None else "starting"
+    return response

@@ -1,0 +1,227 @@
+"""Several processes on PostgreSQL and Redis: real `tether serve` processes, real sockets.
+
+Two separate servers (think: two nodes behind a load balancer) share one database and one
+Redis; a device on one is commanded through the other, notifications and long polls cross
+between them, and ``--workers`` runs several processes on one port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import REDIS_URL, fresh_postgres_schema
+from tests.test_durability import free_port
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "cluster-pass-1"
+
+
+class Node:
+    def __init__(self, port: int, process: subprocess.Popen[bytes]) -> None:
+        self.port = port
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}"
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "server exited during start-up"
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url + "/readyz") as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} did not become ready")
+
+
+def serve(tmp: Path, port: int, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tether.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+async def cluster_env(redis_url: str) -> AsyncIterator[dict[str, str]]:
+    async with fresh_postgres_schema() as url:
+        yield {
+            "TETHER_DATABASE_URL": url,
+            "TETHER_BUS": "redis",
+            "TETHER_REDIS_URL": redis_url,
+            "TETHER_ADMIN_PASSWORD": PASSWORD,
+        }
+
+
+@pytest.fixture
+async def two_nodes(
+    tmp_path: Path, cluster_env: dict[str, str]
+) -> AsyncIterator[tuple[Node, Node]]:
+    a_port, b_port = free_port(), free_port()
+    a = serve(tmp_path / "a", a_port, {**cluster_env, "TETHER_NODE_ID": "node-a"})
+    await wait_ready(f"http://127.0.0.1:{a_port}", a)  # A migrates and bootstraps first
+    b = serve(tmp_path / "b", b_port, {**cluster_env, "TETHER_NODE_ID": "node-b"})
+    try:
+        await wait_ready(f"http://127.0.0.1:{b_port}", b)
+        yield Node(a_port, a), Node(b_port, b)
+    finally:
+        stop(a)
+        stop(b)
+
+
+async def login(session: aiohttp.ClientSession, node: Node) -> dict[str, str]:
+    async with session.post(
+        node.url + "/api/v1/auth/token", json={"login": "admin", "password": PASSWORD}
+    ) as r:
+        assert r.status == 201, await r.text()
+        return {"Authorization": f"Bearer {(await r.json())['accessToken']}"}
+
+
+async def frame(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        message: dict[str, Any] = await asyncio.wait_for(ws.receive_json(), 10)
+        if message["type"] == kind:
+            return message
+
+
+async def test_commands_notifications_and_polls_cross_nodes(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    async with aiohttp.ClientSession() as session:
+        auth_a, auth_b = await login(session, a), await login(session, b)
+        async with session.post(
+            b.url + "/api/v1/devices", headers=auth_b, json={"id": "crossing", "name": "crossing"}
+        ) as r:
+            assert r.status == 201
+            assert r.headers["X-Tether-Node"] == "node-b"
+        async with session.post(a.url + "/api/v1/devices/crossing/credential", headers=auth_a) as r:
+            device_auth = {"Authorization": f"Bearer {(await r.json())['credential']}"}
+
+        async with (
+            session.ws_connect(b.ws + "/api/v1/ws", headers=auth_b) as on_b,
+            session.ws_connect(a.ws + "/api/v1/ws", headers=auth_a) as on_a,
+            session.ws_connect(
+                a.ws + "/api/v1/device/ws?deviceId=crossing", headers=device_auth
+            ) as device,
+        ):
+            for client, topic in (
+                (on_b, "command_update"),
+                (on_b, "notification"),
+                (on_a, "notification"),
+            ):
+                await client.send_json(
+                    {
+                        "type": "subscribe",
+                        "requestId": topic,
+                        "topic": topic,
+                        "deviceIds": ["crossing"],
+                    }
+                )
+                await frame(client, "response")
+
+            # A command created through B's REST reaches the device connected to A ...
+            async with session.post(
+                b.url + "/api/v1/devices/crossing/commands", headers=auth_b, json={"name": "open"}
+            ) as r:
+                created = await r.json()
+            pushed = await frame(device, "command")
+            assert pushed["command"]["id"] == created["id"]
+            await device.send_json(
+                {"type": "result", "id": created["id"], "result": {"opened": True}}
+            )
+            # ... and its result reaches the subscriber on B.
+            while True:
+                update = await frame(on_b, "event")
+                if update["topic"] == "command_update" and update["data"]["state"] == "succeeded":
+                    break
+            assert update["data"]["result"] == {"opened": True}
+
+            # A notification posted on A reaches subscribers on both nodes.
+            await device.send_json(
+                {"type": "notification", "name": "door", "parameters": {"open": True}}
+            )
+            seen_a = await frame(on_a, "event")
+            seen_b = await frame(on_b, "event")
+            while seen_b["topic"] != "notification":
+                seen_b = await frame(on_b, "event")
+            assert seen_a["data"]["name"] == seen_b["data"]["name"] == "door"
+
+        # A long poll parked on A wakes for a command created on B.
+        poll = asyncio.create_task(
+            session.get(a.url + "/api/v1/device/crossing/commands?wait=10", headers=device_auth)
+        )
+        await asyncio.sleep(0.5)
+        async with session.post(
+            b.url + "/api/v1/devices/crossing/commands", headers=auth_b, json={"name": "close"}
+        ) as r:
+            second = await r.json()
+        response = await asyncio.wait_for(poll, 10)
+        handed = await response.json()
+        assert [c["id"] for c in handed] == [second["id"]]
+
+
+async def test_start_up_refuses_settings_that_cannot_cluster(tmp_path: Path) -> None:
+    memory = serve(tmp_path / "m", free_port(), {}, "--workers", "2")
+    _, err = memory.communicate(timeout=30)
+    assert memory.returncode == 2
+    assert b"--bus redis" in err
+    sqlite = serve(tmp_path / "s", free_port(), {"TETHER_REDIS_URL": REDIS_URL}, "--bus", "redis")
+    _, err = sqlite.communicate(timeout=30)
+    assert sqlite.returncode == 2
+    assert b"PostgreSQL" in err
+
+
+async def test_workers_share_one_port(tmp_path: Path, cluster_env: dict[str, str]) -> None:
+    port = free_port()
+    parent = serve(tmp_path, port, {**cluster_env, "TETHER_NODE_ID": "w"}, "--workers", "2")
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}", parent)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 20
+        while len(seen) < 2 and time.monotonic() < deadline:
+            # A new connection each time: the kernel spreads connections across workers.
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/healthz") as r,
+            ):
+                seen.add(r.headers["X-Tether-Node"])
+        assert seen == {"w-0", "w-1"}
+    finally:
+        stop(parent)
+    assert parent.returncode == 0
