@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from tether.api.http import HUB
+from tether.api.http import STARTUP
 from tether.app import build_app
 from tether.hub.service import Hub
 from tether.settings import Settings
@@ -35,7 +36,9 @@ class Running:
 
     @property
     def hub(self) -> Hub:
-        return self.server.app[HUB]
+        hub = self.server.app[STARTUP].hub
+        assert hub is not None, "the hub has not started"
+        return hub
 
     @property
     def auth(self) -> dict[str, str]:
@@ -81,6 +84,7 @@ async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running]:
     settings = Settings(**options)
     server = TestServer(build_app(settings), host="127.0.0.1")
     await server.start_server()
+    await asyncio.wait_for(server.app[STARTUP].ready.wait(), 30)
     session = aiohttp.ClientSession()
     try:
         async with session.post(

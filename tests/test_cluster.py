@@ -221,7 +221,45 @@ async def test_workers_share_one_port(tmp_path: Path, cluster_env: dict[str, str
                 session.get(f"http://127.0.0.1:{port}/healthz") as r,
             ):
                 seen.add(r.headers["X-Tether-Node"])
+            seen.discard("starting")  # that worker is still connecting; ask again
         assert seen == {"w-0", "w-1"}
     finally:
         stop(parent)
     assert parent.returncode == 0
+
+
+async def test_unreachable_database_is_retried_and_reported(tmp_path: Path, redis_url: str) -> None:
+    dead = free_port()  # nothing listens there
+    port = free_port()
+    process = serve(
+        tmp_path,
+        port,
+        {
+            "TETHER_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{dead}/test",
+            "TETHER_BUS": "redis",
+            "TETHER_REDIS_URL": redis_url,
+            "TETHER_ADMIN_PASSWORD": PASSWORD,
+        },
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 20
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                assert time.monotonic() < deadline, "the listener never came up"
+                await asyncio.sleep(0.1)
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+                assert r.status == 503
+                body = await r.json()
+                assert body["error"]["code"] == "unavailable"
+                assert "starting" in body["error"]["message"]
+            async with session.get(
+                f"http://127.0.0.1:{port}/api/v1/devices", headers={"Authorization": "Bearer any"}
+            ) as r:
+                assert r.status == 503
+        assert process.poll() is None  # still alive, still retrying
+    finally:
+        stop(process)

@@ -6,24 +6,27 @@ Nothing else in Tether wires components together; tests build servers through
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tether.api.http import HUB, error_middleware, node_middleware
+from tether.api.http import STARTUP, Startup, error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
 from tether.core.clock import Clock
+from tether.core.errors import Conflict, Unavailable
 from tether.hub.service import Hub
 from tether.settings import Settings
 from tether.store import Store
 
 log = logging.getLogger("tether")
 
-#: Set after start-up when the admin password was generated; shown once by the CLI.
-GENERATED_ADMIN_PASSWORD: web.AppKey[str | None] = web.AppKey("generated_admin_password", str)
+#: Backoff between start-up attempts while PostgreSQL or Redis cannot be reached.
+RETRY_FIRST, RETRY_MAX = 0.5, 10.0
 
 
 async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
@@ -50,21 +53,51 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     for table in native_routes():
         app.add_routes(table)
 
+    startup = Startup()
+    app[STARTUP] = startup
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        hub = await build_hub(settings, clock)
-        app[HUB] = hub
-        password = settings.admin_password.get_secret_value() if settings.admin_password else None
-        app[GENERATED_ADMIN_PASSWORD] = await hub.auth.bootstrap_admin(
-            settings.admin_login, password
-        )
+        task = asyncio.create_task(_start_hub(settings, clock, startup), name="tether-startup")
         try:
             yield
         finally:
-            await hub.stop()
-            await hub.store.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if startup.hub is not None:
+                await startup.hub.stop()
+                await startup.hub.store.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) -> None:
+    """Build the hub, retrying with backoff while the database or the bus is unreachable."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            hub = await build_hub(settings, clock)
+        except (Unavailable, OSError, ConnectionError) as error:
+            reason = error.message if isinstance(error, Unavailable) else str(error)
+            if startup.error != reason:
+                log.warning("waiting for the database or bus: %s (retrying)", reason)
+            startup.error = reason
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        password = settings.admin_password.get_secret_value() if settings.admin_password else None
+        try:
+            startup.generated_password = await hub.auth.bootstrap_admin(
+                settings.admin_login, password
+            )
+        except Conflict:
+            startup.generated_password = None  # another process created it first
+        startup.error = None
+        startup.hub = hub
+        startup.ready.set()
+        log.info("ready as node %s", hub.node_id)
+        return
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

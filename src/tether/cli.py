@@ -186,7 +186,8 @@ async def _prepare(settings: Any) -> str | None:
 async def _serve(settings: Any) -> None:
     from aiohttp import web
 
-    from tether.app import GENERATED_ADMIN_PASSWORD, build_app, ssl_context
+    from tether.api.http import STARTUP
+    from tether.app import build_app, ssl_context
 
     app = build_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -223,14 +224,20 @@ async def _serve(settings: Any) -> None:
         f"{scheme}://{bound[0]}:{bound[1]}  (data: {settings.resolved_database_url}, "
         f"bus: {settings.bus})"
     )
-    generated = app.get(GENERATED_ADMIN_PASSWORD)
-    if generated:
-        console.print(
-            f"Created admin user [bold]{settings.admin_login}[/bold] with password "
-            f"[bold yellow]{generated}[/bold yellow] (shown once; change it)."
-        )
-    sys.stderr.flush()
+    startup = app[STARTUP]
+
+    async def announce() -> None:
+        await startup.ready.wait()
+        if startup.generated_password:
+            console.print(
+                f"Created admin user [bold]{settings.admin_login}[/bold] with password "
+                f"[bold yellow]{startup.generated_password}[/bold yellow] (shown once; change it)."
+            )
+        sys.stderr.flush()
+
+    announcing = asyncio.create_task(announce())
     await stop.wait()
+    announcing.cancel()
     console.print("shutting down")
     await runner.cleanup()
 

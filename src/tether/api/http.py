@@ -7,6 +7,7 @@ place renders errors, so every endpoint answers bad input the same way:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from tether.api.codec import ErrorBody, ErrorView, encoder
-from tether.core.errors import BadRequest, PayloadTooLarge, TetherError
+from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unavailable
 from tether.hub.service import Hub
 
 log = logging.getLogger("tether.api")
@@ -27,8 +28,33 @@ HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class Startup:
+    """The hub as it comes up: the listener answers before the database and bus do.
+
+    Until ``hub`` is set, every API call answers 503 ``unavailable`` with ``error`` (why
+    start-up is still waiting), and ``/readyz`` says the same, so an orchestrator sees a
+    live process that is not ready rather than a crash loop.
+    """
+
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+        self.error: str | None = None
+        self.generated_password: str | None = None
+        self.ready = asyncio.Event()
+
+
+STARTUP: web.AppKey[Startup] = web.AppKey("startup", Startup)
+
+
 def hub_of(request: web.Request) -> Hub:
-    return request.app[HUB]
+    hub = request.app.get(HUB)
+    if hub is not None:
+        return hub
+    startup = request.app.get(STARTUP)
+    if startup is not None and startup.hub is not None:
+        return startup.hub
+    reason = startup.error if startup is not None and startup.error else "connecting"
+    raise Unavailable(f"starting: {reason}")
 
 
 def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -148,6 +174,9 @@ async def node_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """
     response = await handler(request)
     if not response.prepared:  # a WebSocket has sent its headers already
-        hub = request.app.get(HUB)
-        response.headers["X-Tether-Node"] = hub.node_id if hub is not None else "starting"
+        try:
+            node = hub_of(request).node_id
+        except Unavailable:
+            node = "starting"
+        response.headers["X-Tether-Node"] = node
     return response
