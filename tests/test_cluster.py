@@ -263,3 +263,35 @@ async def test_unreachable_database_is_retried_and_reported(tmp_path: Path, redi
         assert process.poll() is None  # still alive, still retrying
     finally:
         stop(process)
+
+
+async def test_presence_is_the_clusters(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    async with aiohttp.ClientSession() as session:
+        auth_b = await login(session, b)
+        async with session.post(
+            b.url + "/api/v1/devices", headers=auth_b, json={"id": "present", "name": "present"}
+        ) as r:
+            assert r.status == 201
+        async with session.post(b.url + "/api/v1/devices/present/credential", headers=auth_b) as r:
+            device_auth = {"Authorization": f"Bearer {(await r.json())['credential']}"}
+
+        async def online_on_b() -> bool:
+            async with session.get(b.url + "/api/v1/devices/present", headers=auth_b) as r:
+                return bool((await r.json())["online"])
+
+        async with session.ws_connect(b.ws + "/api/v1/ws", headers=auth_b) as watcher:
+            await watcher.send_json(
+                {"type": "subscribe", "requestId": 1, "topic": "presence", "deviceIds": ["present"]}
+            )
+            await frame(watcher, "response")
+            assert not await online_on_b()
+            async with session.ws_connect(
+                a.ws + "/api/v1/device/ws?deviceId=present", headers=device_auth
+            ):
+                came = await frame(watcher, "event")
+                assert came["data"] == {**came["data"], "deviceId": "present", "online": True}
+                assert await online_on_b()  # held by A, seen from B
+            went = await frame(watcher, "event")
+            assert went["data"]["online"] is False
+            assert not await online_on_b()

@@ -42,8 +42,14 @@ DEVICE_ID = Param("device_id", "path", "string", "Device id.", required=True)
 DEVICE_NULLABLE = frozenset({"network_id", "type_id", "owner_id", "data"})
 
 
-def _view(hub: Hub, device: Device) -> DeviceView:
-    return device_view(device, online=hub.presence.is_online(device.id))
+async def _view(hub: Hub, device: Device) -> DeviceView:
+    return (await _views(hub, [device]))[0]
+
+
+async def _views(hub: Hub, devices: list[Device]) -> list[DeviceView]:
+    """Views with ``online`` as the whole cluster sees it."""
+    online = await hub.online([d.id for d in devices])
+    return [device_view(d, online=d.id in online) for d in devices]
 
 
 @endpoint(
@@ -76,7 +82,7 @@ async def list_devices(request: web.Request) -> web.Response:
         dialect=query_str(request, "dialect"),
         **paging(request, DEVICE_SORTS, "name"),
     )
-    return json([_view(hub, d) for d in found])
+    return json(await _views(hub, found))
 
 
 @endpoint(
@@ -95,7 +101,7 @@ async def create_device(request: web.Request) -> web.Response:
     body = await read_body(request, DeviceCreate)
     hub = hub_of(request)
     device = await hub.directory.create_device(principal, **msgspec.structs.asdict(body))
-    return json(_view(hub, device), status=201)
+    return json(await _view(hub, device), status=201)
 
 
 @endpoint(
@@ -111,7 +117,7 @@ async def get_device(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     hub = hub_of(request)
     device = await hub.directory.get_device(principal, request.match_info["device_id"])
-    return json(_view(hub, device))
+    return json(await _view(hub, device))
 
 
 @endpoint(
@@ -129,7 +135,7 @@ async def update_device(request: web.Request) -> web.Response:
     hub = hub_of(request)
     fields = await read_patch(request, DeviceUpdate, nullable=DEVICE_NULLABLE)
     device = await hub.directory.update_device(principal, request.match_info["device_id"], **fields)
-    return json(_view(hub, device))
+    return json(await _view(hub, device))
 
 
 @endpoint(
@@ -153,7 +159,7 @@ async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     device = await hub.directory.update_device(
         principal, request.match_info["device_id"], blocked=blocked
     )
-    return json(_view(hub, device))
+    return json(await _view(hub, device))
 
 
 @endpoint(

@@ -23,7 +23,7 @@ Contract (every backend, checked by ``tests/bus/test_contract.py``):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 Handler = Callable[[str, bytes], None]
 """``handler(channel, payload)``; called on the event loop, so it must not block.
@@ -71,3 +71,20 @@ class Bus(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Stop all delivery and release connections. Idempotent."""
+
+    # --- who holds which device ---------------------------------------------------------
+    # The device -> node map of a cluster: a node "holds" a device while it has its live
+    # session or recent polls. Entries expire unless refreshed, so a node that dies stops
+    # holding its devices within one TTL.
+
+    @abstractmethod
+    async def hold(self, device_ids: Collection[str], ttl: float) -> None:
+        """Record that this node holds these devices, for ``ttl`` seconds."""
+
+    @abstractmethod
+    async def release(self, device_ids: Collection[str]) -> None:
+        """This node no longer holds these devices."""
+
+    @abstractmethod
+    async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
+        """For each device held by any node, the ids of the nodes holding it."""

@@ -10,7 +10,9 @@ is what gives per-channel publish ordering.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from tether.bus._handlers import HandlerTable
@@ -28,6 +30,7 @@ class MemoryBus(Bus):
 
     def __init__(self, *, node_id: str | None = None) -> None:
         self.node_id = node_id or uuid.uuid4().hex
+        self._holders: dict[str, dict[str, float]] = {}
         self._handlers = HandlerTable()
         self._closed = False
 
@@ -67,3 +70,27 @@ class MemoryBus(Bus):
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the bus is closed", node_id=self.node_id)
+
+    # --- holders ------------------------------------------------------------------------
+
+    async def hold(self, device_ids: Collection[str], ttl: float) -> None:
+        expires = time.monotonic() + ttl
+        for device_id in device_ids:
+            self._holders.setdefault(device_id, {})[self.node_id] = expires
+
+    async def release(self, device_ids: Collection[str]) -> None:
+        for device_id in device_ids:
+            nodes = self._holders.get(device_id)
+            if nodes is not None:
+                nodes.pop(self.node_id, None)
+                if not nodes:
+                    del self._holders[device_id]
+
+    async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
+        now = time.monotonic()
+        found: dict[str, set[str]] = {}
+        for device_id in device_ids:
+            live = {n for n, expires in self._holders.get(device_id, {}).items() if expires > now}
+            if live:
+                found[device_id] = live
+        return found

@@ -29,8 +29,10 @@ import contextlib
 import logging
 import random
 import re
+import time
 import uuid
 from collections import deque
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.connection import Connection, parse_url
@@ -302,3 +304,61 @@ class RedisBus(Bus):
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the bus is closed", node_id=self.node_id)
+
+    # --- holders ------------------------------------------------------------------------
+    # One hash per device, ``tether:holders:<device>``: node id -> expiry (epoch ms). The
+    # key itself expires too, so a device nobody refreshes leaves nothing behind.
+
+    async def hold(self, device_ids: Collection[str], ttl: float) -> None:
+        self._check_open()
+        expires = int((time.time() + ttl) * 1000)
+        ttl_ms = int(ttl * 1000)
+        await asyncio.gather(
+            *(
+                call
+                for device_id in device_ids
+                for call in (
+                    self._publisher.execute("HSET", _holders_key(device_id), self.node_id, expires),
+                    self._publisher.execute("PEXPIRE", _holders_key(device_id), ttl_ms),
+                )
+            )
+        )
+
+    async def release(self, device_ids: Collection[str]) -> None:
+        self._check_open()
+        await asyncio.gather(
+            *(
+                self._publisher.execute("HDEL", _holders_key(device_id), self.node_id)
+                for device_id in device_ids
+            )
+        )
+
+    async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
+        self._check_open()
+        ids = list(device_ids)
+        replies = await asyncio.gather(
+            *(self._publisher.execute("HGETALL", _holders_key(device_id)) for device_id in ids)
+        )
+        now = time.time() * 1000
+        found: dict[str, set[str]] = {}
+        for device_id, reply in zip(ids, replies, strict=True):
+            live = {_text(node) for node, expires in _pairs(reply) if int(expires) > now}
+            if live:
+                found[device_id] = live
+        return found
+
+
+def _holders_key(device_id: str) -> str:
+    return f"tether:holders:{device_id}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(reply: Any) -> list[tuple[Any, Any]]:
+    """HGETALL's answer as (field, value) pairs, whether the client gave a dict or a list."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    items = list(reply or [])
+    return list(zip(items[0::2], items[1::2], strict=True))

@@ -29,6 +29,9 @@ class Presence:
     def is_online(self, device_id: str) -> bool:
         return device_id in self._sessions or device_id in self._polling
 
+    def online_ids(self) -> set[str]:
+        return self._sessions.keys() | self._polling.keys()
+
     def online_count(self) -> int:
         return len(self._sessions.keys() | self._polling.keys())
 

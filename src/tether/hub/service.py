@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -244,10 +245,32 @@ class Hub:
         task = asyncio.get_running_loop().create_task(self._announce(device_id, online, at))
         self._background(task)
 
+    @property
+    def _hold_ttl(self) -> float:
+        # Refreshed every write-behind interval: a node that dies stops holding its devices
+        # within about three intervals.
+        return 3 * self.settings.write_behind_interval + 1
+
     async def _announce(self, device_id: str, online: bool, at: datetime) -> None:
+        """Tell the cluster a device came or went; "offline" only if no node holds it."""
+        if self.bus.shared:
+            if online:
+                await self.bus.hold([device_id], self._hold_ttl)
+            else:
+                await self.bus.release([device_id])
+                if (await self.bus.holders([device_id])).get(device_id):
+                    return  # it moved to (or is also on) another process
         event = PresenceChanged(await self.device_ref(device_id), online, at)
         self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
         await self._publish(event, events.PRESENCE)
+
+    async def online(self, device_ids: Collection[str]) -> set[str]:
+        """The devices among ``device_ids`` that some process of the cluster holds."""
+        found = {d for d in device_ids if self.presence.is_online(d)}
+        rest = [d for d in device_ids if d not in found]
+        if rest and self.bus.shared:
+            found.update((await self.bus.holders(rest)).keys())
+        return found
 
     def _background(self, task: asyncio.Task[None]) -> None:
         self._background_tasks.add(task)
@@ -295,6 +318,9 @@ class Hub:
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
+        held = self.presence.online_ids()
+        if held and self.bus.shared:
+            await self.bus.hold(held, self._hold_ttl)
 
     async def _prune(self) -> None:
         removed = await self.notifications.prune()
