@@ -295,3 +295,65 @@ async def test_presence_is_the_clusters(two_nodes: tuple[Node, Node]) -> None:
             went = await frame(watcher, "event")
             assert went["data"]["online"] is False
             assert not await online_on_b()
+
+
+async def test_kill_9_a_node_while_commands_flow(two_nodes: tuple[Node, Node]) -> None:
+    from tether.api.agent import NativeAgent, Outcome
+
+    a, b = two_nodes
+    async with aiohttp.ClientSession() as session:
+        auth_b = await login(session, b)
+        async with session.post(
+            b.url + "/api/v1/devices", headers=auth_b, json={"id": "survivor", "name": "survivor"}
+        ) as r:
+            assert r.status == 201
+        async with session.post(b.url + "/api/v1/devices/survivor/credential", headers=auth_b) as r:
+            credential = (await r.json())["credential"]
+
+        async def work(command: Any, report: Any) -> Outcome:
+            await asyncio.sleep(0.005)
+            return Outcome(result=command.parameters)
+
+        # The device knows both nodes and starts on A.
+        agent = NativeAgent([a.url, b.url], "survivor", credential, handler=work)
+        running = asyncio.create_task(agent.run())
+        await asyncio.wait_for(agent.connected.wait(), 10)
+        assert agent.base_url == a.url
+        acknowledged: list[int] = []
+
+        async def produce() -> None:
+            for i in range(400):
+                async with session.post(
+                    b.url + "/api/v1/devices/survivor/commands",
+                    headers=auth_b,
+                    json={"name": "echo", "parameters": i},
+                ) as r:
+                    assert r.status == 201
+                    acknowledged.append((await r.json())["id"])
+                await asyncio.sleep(0.002)
+
+        producing = asyncio.create_task(produce())
+        while len(acknowledged) < 100:
+            await asyncio.sleep(0.01)
+        a.process.kill()  # SIGKILL, mid-flight
+        await producing
+        deadline = time.monotonic() + 60
+        states: dict[int, str] = {}
+        while time.monotonic() < deadline:
+            for command_id in acknowledged:
+                if states.get(command_id) != "succeeded":
+                    async with session.get(
+                        f"{b.url}/api/v1/commands/{command_id}", headers=auth_b
+                    ) as r:
+                        states[command_id] = (await r.json())["state"]
+            if all(state == "succeeded" for state in states.values()):
+                break
+            await asyncio.sleep(0.3)
+        await agent.stop()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert agent.base_url == b.url  # it moved to the surviving node
+    assert {i: s for i, s in states.items() if s != "succeeded"} == {}
+    assert len(agent.executed) == len(set(agent.executed))  # nothing ran twice
+    assert set(acknowledged) <= set(agent.executed)

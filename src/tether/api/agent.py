@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -60,7 +60,7 @@ _push = msgspec.json.Decoder(CommandPush)
 class NativeAgent:
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         device_id: str,
         credential: str,
         *,
@@ -70,7 +70,10 @@ class NativeAgent:
         session: aiohttp.ClientSession | None = None,
         send_ack: bool = True,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        # Several URLs (the nodes of a cluster): on a failed connection, try the next one.
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.base_urls = [url.rstrip("/") for url in urls]
+        self._current = 0
         self.device_id = device_id
         self.credential = credential
         self.transport = transport
@@ -95,6 +98,10 @@ class NativeAgent:
         return {"Authorization": f"Bearer {self.credential}"}
 
     @property
+    def base_url(self) -> str:
+        return self.base_urls[self._current]
+
+    @property
     def device_url(self) -> str:
         return f"{self.base_url}/api/v1/device/{self.device_id}"
 
@@ -117,7 +124,8 @@ class NativeAgent:
                     await self._run_http()
                 backoff = 0.2
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
-                log.info("agent %s disconnected: %s", self.device_id, error)
+                log.info("agent %s disconnected from %s: %s", self.device_id, self.base_url, error)
+                self._current = (self._current + 1) % len(self.base_urls)
             finally:
                 self.connected.clear()
             if self._stopping.is_set():

@@ -97,7 +97,12 @@ def native(
         ),
     ],
     url: Annotated[
-        str, typer.Option(envvar="TETHER_URL", help="Base URL of the Tether server.")
+        str,
+        typer.Option(
+            envvar="TETHER_URL",
+            help="Base URL of the Tether server; several, comma-separated, for the nodes of a "
+            "cluster (the agent moves to the next when one cannot be reached).",
+        ),
     ] = (DEFAULT_URL),
     transport: Annotated[
         Literal["ws", "http"],
@@ -124,13 +129,17 @@ def native(
     """
     from tether.cli import _run
 
-    if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter(f"{url!r} must start with http:// or https://", param_hint="--url")
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    for one in urls or [url]:
+        if not one.startswith(("http://", "https://")):
+            raise typer.BadParameter(
+                f"{one!r} must start with http:// or https://", param_hint="--url"
+            )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     agent = NativeAgent(
-        url,
+        urls,
         device_id,
         credential,
         transport=transport,
