@@ -155,3 +155,58 @@ async def test_back_to_back_wake_ups_push_a_command_once(tmp_path: Path, sqlite_
         assert first.id == made.id
         await asyncio.sleep(0.1)
         assert session.received.empty()
+
+
+async def test_two_hubs_doing_the_same_work_finish_each_command_once(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    async with (
+        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as a,
+        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as b,
+    ):
+        device = await make_device(a, "busy")
+        applied: list[tuple[str, int, CommandState]] = []
+        attempted: list[tuple[str, int, CommandState]] = []
+
+        def counting(hub: Hub, name: str) -> None:
+            original = hub.commands._transition
+
+            async def transition(
+                command_id: int, target: CommandState, **kwargs: Any
+            ) -> Command | None:
+                moved = await original(command_id, target, **kwargs)
+                attempted.append((name, command_id, target))
+                if moved is not None:
+                    applied.append((name, command_id, target))
+                return moved
+
+            hub.commands._transition = transition  # type: ignore[method-assign]
+
+        counting(a, "a")
+        counting(b, "b")
+        admin = await admin_of(a)
+        doomed = [await a.commands.create(admin, "busy", f"x{i}", lifetime=0.3) for i in range(20)]
+        await asyncio.sleep(0.2)  # both nodes have armed every deadline by now
+        done = [await b.commands.create(admin, "busy", f"y{i}") for i in range(10)]
+        # Both nodes post every result at the same time (a device that reconnected).
+        await asyncio.gather(
+            *(
+                hub.commands.complete(device, command.id, success=True, result=hub.node_id)
+                for command in done
+                for hub in (a, b)
+            )
+        )
+        await asyncio.sleep(1.0)  # both sweepers fire every expiry
+
+        # The work really was done twice: both nodes tried both kinds of move ...
+        for kind in (CommandState.EXPIRED, CommandState.SUCCEEDED):
+            assert {n for n, _, t in attempted if t is kind} == {"a", "b"}
+        # ... and every command moved exactly once.
+        expired = [x for x in applied if x[2] is CommandState.EXPIRED]
+        succeeded = [x for x in applied if x[2] is CommandState.SUCCEEDED]
+        assert sorted(i for _, i, _ in expired) == sorted(c.id for c in doomed)
+        assert sorted(i for _, i, _ in succeeded) == sorted(c.id for c in done)
+        for command in doomed:
+            stored = await a.store.commands.get(command.id)
+            assert stored is not None
+            assert stored.state is CommandState.EXPIRED
