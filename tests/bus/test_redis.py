@@ -336,3 +336,14 @@ async def has_failed(failures: list[int], times: int) -> bool:
 async def ping_ok(bus: RedisBus) -> bool:
     await bus.ping()
     return False  # keep polling until ping raises
+
+
+async def test_resume_callbacks_run_after_an_outage(nodes, client, channel, collector):
+    bus = await nodes(node_id="resuming")
+    await bus.subscribe(channel("x"), collector())
+    resumed = asyncio.Event()
+    bus.on_resume(resumed.set)
+    await asyncio.sleep(0.05)
+    assert not resumed.is_set()  # nothing to resume from yet
+    await kill_subscriber(client, bus)
+    await asyncio.wait_for(resumed.wait(), 5)

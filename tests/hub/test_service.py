@@ -210,3 +210,18 @@ async def test_two_hubs_doing_the_same_work_finish_each_command_once(
             stored = await a.store.commands.get(command.id)
             assert stored is not None
             assert stored.state is CommandState.EXPIRED
+
+
+async def test_resync_learns_commands_whose_events_were_missed(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        await make_device(hub, "gap")
+        # Stored without telling the hub: as if its creation event was lost in a bus outage.
+        missed, _ = await hub.store.commands.insert(
+            device_id="gap", name="x", parameters=None, created_by=None, now=hub.clock.now()
+        )
+        assert await hub.delivery.poll("gap", limit=5, max_in_flight=8, wait=0) == []
+        await hub.resync()
+        handed = await hub.delivery.poll("gap", limit=5, max_in_flight=8, wait=0)
+        assert [c.id for c in handed] == [missed.id]

@@ -22,6 +22,7 @@ Contract (every backend, checked by ``tests/bus/test_contract.py``):
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 
@@ -32,6 +33,9 @@ It is a plain function on purpose: an ``async`` handler would let one slow consu
 stall the single reader of a Redis connection. Handlers that need to await something
 hand the payload to their own queue or task.
 """
+
+
+logger = logging.getLogger("tether.bus")
 
 
 class Bus(ABC):
@@ -71,6 +75,24 @@ class Bus(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Stop all delivery and release connections. Idempotent."""
+
+    # --- gaps ----------------------------------------------------------------------------
+
+    def on_resume(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever delivery resumes after an outage.
+
+        Pub/sub keeps nothing: what was published while this process could not hear is
+        gone, so a listener that keeps state from events (the hub's pending index) uses
+        this to re-read that state from the store.
+        """
+        self.__dict__.setdefault("_resume_callbacks", []).append(callback)
+
+    def _resumed(self) -> None:
+        for callback in self.__dict__.get("_resume_callbacks", []):
+            try:
+                callback()
+            except Exception:
+                logger.exception("bus: a resume callback failed")
 
     # --- who holds which device ---------------------------------------------------------
     # The device -> node map of a cluster: a node "holds" a device while it has its live

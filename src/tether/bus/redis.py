@@ -242,6 +242,7 @@ class RedisBus(Bus):
             # SUBSCRIBE) is the same outage: keep backing off and keep quiet.
             if relapse_delay and loop.time() - up_since < self._backoff[1]:
                 relapse_delay = await self._reconnect(relapse_delay)
+                self._resumed()
                 continue
             logger.warning(
                 "bus: lost the Redis subscriber connection (%r); reconnecting and "
@@ -252,6 +253,7 @@ class RedisBus(Bus):
             started = loop.time()
             relapse_delay = await self._reconnect(0.0)
             logger.info("bus: Redis subscriber connection restored in %.2fs", loop.time() - started)
+            self._resumed()
 
     async def _pump(self) -> None:
         """Read frames until the connection fails; dispatch each message inline."""

@@ -183,6 +183,9 @@ class Delivery:
             return []
         return await hub.commands.hand_over(device_id, ids[:capacity], CommandState.DELIVERED)
 
+    def parked_devices(self) -> list[str]:
+        return list(self._waiters)
+
     def parked(self, device_id: str) -> int:
         return len(self._waiters.get(device_id, ()))
 

@@ -99,6 +99,7 @@ class Hub:
         await self.bus.start()
         await self.bus.subscribe(events.COMMANDS, self._on_bus)
         await self.bus.subscribe(events.DIRECTORY, self._on_bus)
+        self.bus.on_resume(self._bus_resumed)
         await self.auth.start()
         self.writer.start()
         await self._rebuild()
@@ -137,6 +138,27 @@ class Hub:
         for command in await self.store.commands.active():
             self._track(command)
         log.info("re-armed %d active commands", len(self.index))
+
+    def _bus_resumed(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.resync())
+        self._background(task)
+
+    async def resync(self) -> None:
+        """Rebuild the pending index from the store after events may have been missed.
+
+        Called when the bus comes back from an outage: commands created or finished
+        elsewhere meanwhile are learned here, and live sessions and parked polls are
+        offered what is now due.
+        """
+        # The fresh index takes events from now on; the snapshot below is applied after
+        # them, and the index ignores whatever in it is older than what it already has.
+        self.index = CommandIndex()
+        active = await self.store.commands.active()
+        for command in active:
+            self._track(command)
+        for device_id in {*self.delivery.sessions, *self.delivery.parked_devices()}:
+            self.delivery.notify(device_id)
+        log.info("resynced %d active commands after a bus outage", len(active))
 
     async def ready(self) -> None:
         """Raise ``Unavailable`` unless the store and the bus answer."""
