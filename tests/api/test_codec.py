@@ -18,8 +18,8 @@ from tether.api.codec import (
     HelloFrame,
     ResultFrame,
     SubscribeFrame,
-    command_view,
 )
+from tether.api.views import command_view
 from tether.core.lifecycle import CommandState
 from tether.core.model import Command, CommandStep
 

@@ -10,7 +10,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 import tether.api.routes  # noqa: F401 - registers every native endpoint, not just ours
 from tether.api import openapi, spec
-from tether.api.codec import NetworkView
+from tether.api.views import NetworkView
 
 if TYPE_CHECKING:
     from conftest import Api

@@ -24,7 +24,8 @@ from typing import Any, Literal
 import aiohttp
 import msgspec
 
-from tether.api.codec import CommandPush, CommandView
+from tether.api.codec import CommandPush
+from tether.api.views import CommandView
 
 log = logging.getLogger("tether.agent")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tether.api.codec import LoginRequest, RefreshRequest, TokenView
+from tether.api.codec import LoginRequest, RefreshRequest
 from tether.api.http import hub_of, json, read_body
 from tether.api.spec import endpoint
+from tether.api.views import TokenView
 
 routes = web.RouteTableDef()
 TAG = "auth"

@@ -5,18 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tether.api.auth import principal_of
-from tether.api.codec import (
-    ConfigCreate,
-    ConfigView,
-    FirmwareCreate,
-    FirmwareView,
-    NamedCreate,
-    NamedUpdate,
-    NetworkView,
-    config_view,
-    firmware_view,
-    network_view,
-)
+from tether.api.codec import ConfigCreate, FirmwareCreate, NamedCreate, NamedUpdate
 from tether.api.http import hub_of, json, path_int, query_bool, read_body
 from tether.api.management import (
     no_content,
@@ -27,6 +16,14 @@ from tether.api.management import (
     sorts,
 )
 from tether.api.spec import PAGING, Param, endpoint
+from tether.api.views import (
+    ConfigView,
+    FirmwareView,
+    NetworkView,
+    config_view,
+    firmware_view,
+    network_view,
+)
 
 routes = web.RouteTableDef()
 

@@ -32,14 +32,12 @@ from tether.api.codec import (
     CommandCreateFrame,
     CommandGetFrame,
     EventFrame,
-    PresenceView,
     SubscribeFrame,
     UnsubscribeFrame,
-    command_view,
-    notification_view,
 )
 from tether.api.http import hub_of
 from tether.api.spec import endpoint
+from tether.api.views import PresenceView, command_view, notification_view
 from tether.api.ws import Connection, answer_frame, read_frames
 from tether.core.access import Principal
 from tether.core.errors import BadRequest, NotFound, Unauthorized

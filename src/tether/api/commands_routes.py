@@ -9,9 +9,10 @@ import msgspec
 from aiohttp import web
 
 from tether.api.auth import principal_of
-from tether.api.codec import CommandCreate, CommandView, command_view
+from tether.api.codec import CommandCreate
 from tether.api.http import hub_of, json, path_int, query_bool, query_float, query_int, read_body
 from tether.api.spec import PAGING, Param, endpoint
+from tether.api.views import CommandView, command_view
 from tether.core.errors import BadRequest
 from tether.core.lifecycle import TERMINAL, CommandState
 

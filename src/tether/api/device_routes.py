@@ -13,20 +13,22 @@ from tether.api.auth import device_of
 from tether.api.codec import (
     CommandProgress,
     CommandResult,
+    NotificationCreate,
+    StatePatch,
+    StepInput,
+)
+from tether.api.http import hub_of, json, path_int, query_float, query_int, read_body
+from tether.api.spec import Param, endpoint
+from tether.api.views import (
     CommandView,
     ConfigView,
-    NotificationCreate,
     NotificationView,
-    StatePatch,
     StateView,
-    StepInput,
     command_view,
     config_view,
     notification_view,
     state_view,
 )
-from tether.api.http import hub_of, json, path_int, query_float, query_int, read_body
-from tether.api.spec import Param, endpoint
 from tether.core.errors import BadRequest, NotFound
 from tether.core.model import CommandStep
 from tether.hub.service import Hub

@@ -32,13 +32,11 @@ from tether.api.codec import (
     ProgressFrame,
     ResultFrame,
     StateFrame,
-    command_view,
-    notification_view,
-    state_view,
 )
 from tether.api.device_routes import make_step
 from tether.api.http import hub_of
 from tether.api.spec import Param, endpoint
+from tether.api.views import command_view, notification_view, state_view
 from tether.api.ws import Connection, answer_frame, read_frames
 from tether.core.errors import BadRequest, TetherError, Unauthorized
 from tether.core.model import Command, Device

@@ -6,18 +6,7 @@ import msgspec
 from aiohttp import web
 
 from tether.api.auth import principal_of
-from tether.api.codec import (
-    ConfigView,
-    CredentialView,
-    DeviceCreate,
-    DeviceUpdate,
-    DeviceView,
-    StatePatch,
-    StateView,
-    config_view,
-    device_view,
-    state_view,
-)
+from tether.api.codec import DeviceCreate, DeviceUpdate, StatePatch
 from tether.api.http import hub_of, json, read_body
 from tether.api.management import (
     no_content,
@@ -28,6 +17,15 @@ from tether.api.management import (
     sorts,
 )
 from tether.api.spec import PAGING, Param, endpoint
+from tether.api.views import (
+    ConfigView,
+    CredentialView,
+    DeviceView,
+    StateView,
+    config_view,
+    device_view,
+    state_view,
+)
 from tether.core.errors import BadRequest, NotFound
 from tether.core.model import Device
 from tether.hub.service import Hub

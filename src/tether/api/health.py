@@ -14,9 +14,9 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tether.api.codec import Wire
 from tether.api.http import hub_of, json
 from tether.api.spec import endpoint
+from tether.api.views import Wire
 from tether.core.errors import TetherError, Unavailable
 
 routes = web.RouteTableDef()

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from tether.api.codec import ErrorBody, ErrorView, encoder
+from tether.api.views import ErrorBody, ErrorView, encoder
 from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unavailable
 from tether.hub.service import Hub
 

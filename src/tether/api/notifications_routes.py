@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from tether.api.auth import principal_of
-from tether.api.codec import NotificationView, notification_view
 from tether.api.http import hub_of, json, path_int
 from tether.api.management import paging, query_list, query_time, sorts
 from tether.api.spec import PAGING, Param, endpoint
+from tether.api.views import NotificationView, notification_view
 from tether.core.errors import BadRequest, NotFound
 
 routes = web.RouteTableDef()

@@ -19,8 +19,8 @@ import msgspec
 from aiohttp import web
 
 import tether
-from tether.api.codec import ErrorView
 from tether.api.spec import ENDPOINTS, Endpoint, Param, endpoint
+from tether.api.views import ErrorView
 
 routes = web.RouteTableDef()
 TAG = "docs"

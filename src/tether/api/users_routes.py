@@ -7,15 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from tether.api.auth import principal_of
-from tether.api.codec import (
-    ApiKeyCreate,
-    ApiKeyView,
-    UserCreate,
-    UserUpdate,
-    UserView,
-    api_key_view,
-    user_view,
-)
+from tether.api.codec import ApiKeyCreate, UserCreate, UserUpdate
 from tether.api.http import hub_of, json, path_int, read_body
 from tether.api.management import (
     current_user_id,
@@ -28,6 +20,7 @@ from tether.api.management import (
     sorts,
 )
 from tether.api.spec import PAGING, Param, endpoint
+from tether.api.views import ApiKeyView, UserView, api_key_view, user_view
 from tether.core.errors import BadRequest
 from tether.core.model import Role, UserStatus
 

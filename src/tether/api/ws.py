@@ -16,8 +16,9 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from tether.api.codec import ErrorBody, ErrorFrame, ResponseFrame, encoder
+from tether.api.codec import ErrorFrame, ResponseFrame
 from tether.api.http import decode_error
+from tether.api.views import ErrorBody, encoder
 from tether.core.errors import PayloadTooLarge, TetherError
 from tether.hub import metrics
 

@@ -20,7 +20,7 @@ import aiohttp
 import typer
 
 from tether.api.agent import Handler, NativeAgent, Outcome, Report, default_handler
-from tether.api.codec import CommandView
+from tether.api.views import CommandView
 from tether.cli_commands.common import (
     DEFAULT_URL,
     ApiError,
