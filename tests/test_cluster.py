@@ -357,3 +357,37 @@ async def test_kill_9_a_node_while_commands_flow(two_nodes: tuple[Node, Node]) -
     assert {i: s for i, s in states.items() if s != "succeeded"} == {}
     assert len(agent.executed) == len(set(agent.executed))  # nothing ran twice
     assert set(acknowledged) <= set(agent.executed)
+
+
+async def test_a_newer_session_on_another_node_replaces_the_old_one(
+    two_nodes: tuple[Node, Node],
+) -> None:
+    a, b = two_nodes
+    async with aiohttp.ClientSession() as session:
+        auth_b = await login(session, b)
+        async with session.post(
+            b.url + "/api/v1/devices", headers=auth_b, json={"id": "roamer", "name": "roamer"}
+        ) as r:
+            assert r.status == 201
+        async with session.post(b.url + "/api/v1/devices/roamer/credential", headers=auth_b) as r:
+            device_auth = {"Authorization": f"Bearer {(await r.json())['credential']}"}
+        old = await session.ws_connect(
+            a.ws + "/api/v1/device/ws?deviceId=roamer", headers=device_auth
+        )
+        await asyncio.sleep(0.3)  # A holds the device now
+        async with session.ws_connect(
+            b.ws + "/api/v1/device/ws?deviceId=roamer", headers=device_auth
+        ) as new:
+            message = await asyncio.wait_for(old.receive(), 10)
+            assert message.type is aiohttp.WSMsgType.CLOSE
+            assert old.close_code == 4001
+            # The device stays online (on B), and commands reach the new session.
+            async with session.post(
+                a.url + "/api/v1/devices/roamer/commands",
+                headers=await login(session, a),
+                json={"name": "ping"},
+            ) as r:
+                created = await r.json()
+            pushed = await frame(new, "command")
+            assert pushed["command"]["id"] == created["id"]
+        await old.close()

@@ -66,6 +66,15 @@ class Delivery:
             self._hub.presence.session_opened(session.device_id)
         metrics.DEVICE_SESSIONS.set(len(self.sessions))
         self.notify(session.device_id)
+        task = asyncio.create_task(self._hub.take_over(session.device_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def taken_over(self, device_id: str, by_node: str) -> None:
+        """Another node has a newer session of this device: close ours."""
+        session = self.sessions.get(device_id)
+        if session is not None:
+            session.close(CLOSE_REPLACED, f"replaced by a newer connection on node {by_node}")
 
     def detach(self, session: DeviceSession) -> None:
         if self.sessions.get(session.device_id) is session:

@@ -62,7 +62,27 @@ class UserChanged(msgspec.Struct, frozen=True, tag="user"):
     user_id: int
 
 
-Event = CommandChanged | NotificationPosted | PresenceChanged | DeviceChanged | UserChanged
+class SessionTakenOver(msgspec.Struct, frozen=True, tag="takeover"):
+    """Sent to one node: the device now has a newer session elsewhere; drop yours."""
+
+    device_id: str
+    by_node: str
+
+
+Event = (
+    CommandChanged
+    | NotificationPosted
+    | PresenceChanged
+    | DeviceChanged
+    | UserChanged
+    | SessionTakenOver
+)
+
+
+def node_channel(node_id: str) -> str:
+    """The directed channel of one process."""
+    return f"tether.node.{node_id}"
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)

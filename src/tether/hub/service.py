@@ -39,6 +39,7 @@ from tether.hub.events import (
     DeviceRef,
     NotificationPosted,
     PresenceChanged,
+    SessionTakenOver,
     UserChanged,
 )
 from tether.hub.index import CommandIndex
@@ -99,6 +100,7 @@ class Hub:
         await self.bus.start()
         await self.bus.subscribe(events.COMMANDS, self._on_bus)
         await self.bus.subscribe(events.DIRECTORY, self._on_bus)
+        await self.bus.subscribe(events.node_channel(self.node_id), self._on_bus)
         self.bus.on_resume(self._bus_resumed)
         await self.auth.start()
         self.writer.start()
@@ -200,6 +202,8 @@ class Hub:
             self.directory.forget_device(event.device_id)
         elif isinstance(event, UserChanged):
             self.auth.forget_user(event.user_id)
+        elif isinstance(event, SessionTakenOver):
+            self.delivery.taken_over(event.device_id, event.by_node)
 
     async def publish_directory(self, event: DeviceChanged | UserChanged) -> None:
         if isinstance(event, UserChanged):
@@ -285,6 +289,15 @@ class Hub:
         event = PresenceChanged(await self.device_ref(device_id), online, at)
         self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
         await self._publish(event, events.PRESENCE)
+
+    async def take_over(self, device_id: str) -> None:
+        """A device opened a session here: other nodes holding it drop their sessions."""
+        if not self.bus.shared:
+            return
+        others = (await self.bus.holders([device_id])).get(device_id, set()) - {self.node_id}
+        for node in others:
+            event = SessionTakenOver(device_id=device_id, by_node=self.node_id)
+            await self._publish(event, events.node_channel(node))
 
     async def online(self, device_ids: Collection[str]) -> set[str]:
         """The devices among ``device_ids`` that some process of the cluster holds."""
