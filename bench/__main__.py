@@ -1,7 +1,8 @@
 """``python -m bench``: run the benchmark scenarios and write ``docs/performance.md``.
 
-Each scenario measures Tether and a raw-aiohttp baseline in the same run and reports the
-ratio (design section 10). ``--quick`` is a ~20 s smoke test of the harness itself: short
+Each scenario measures Tether and a baseline in the same run and reports the ratio: a raw
+aiohttp server for the design section 10 goals, one Tether process for ``cluster`` (issue
+3). ``--quick`` is a ~20 s smoke test of the harness itself: short
 runs at a lower rate whose numbers mean little, so it prints its report instead of
 overwriting the measured one (pass ``--output`` to write it somewhere anyway).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import polls, roundtrip
+from bench import cluster, polls, roundtrip
 from bench.common import REPORT, Machine, update_report
 
 FULL_DURATION = 15.0
@@ -27,7 +28,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    parser.add_argument("--scenario", choices=("roundtrip", "polls", "all"), default="all")
+    parser.add_argument(
+        "--scenario", choices=("roundtrip", "polls", "cluster", "all"), default="all"
+    )
     parser.add_argument(
         "--duration",
         type=float,
@@ -39,10 +42,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rate",
         type=float,
-        help="round-trip commands per second [default: 2000, 200 quick]",
+        help="round-trip commands per second (also in cluster) [default: 2000, 200 quick]",
     )
     parser.add_argument(
-        "--no-postgres", action="store_true", help="skip the round trip on PostgreSQL"
+        "--no-postgres",
+        action="store_true",
+        help="skip the round trip on PostgreSQL and the cluster scenario (it needs it)",
     )
     parser.add_argument(
         "--output",
@@ -66,19 +71,27 @@ async def main(args: argparse.Namespace) -> int:
             update_report(output, key, body)
             print(f"wrote the {key} section of {output}")
 
+    load = roundtrip.Load(
+        rate=args.rate or (200.0 if args.quick else 2000.0),
+        warmup=0.5 if args.quick else 2.0,
+        duration=duration,
+        drain=2.0 if args.quick else 5.0,
+    )
+    seconds = max(1, math.ceil(duration))  # wrk takes whole seconds
+    warmup = 1 if args.quick else 3
     if args.scenario in ("roundtrip", "all"):
-        load = roundtrip.Load(
-            rate=args.rate or (200.0 if args.quick else 2000.0),
-            warmup=0.5 if args.quick else 2.0,
-            duration=duration,
-            drain=2.0 if args.quick else 5.0,
-        )
         emit("roundtrip", await roundtrip.run(load, machine, command, not args.no_postgres))
     if args.scenario in ("polls", "all"):
-        seconds = max(1, math.ceil(duration))  # wrk takes whole seconds
-        section = await polls.run(seconds, 1 if args.quick else 3, machine, command)
+        section = await polls.run(seconds, warmup, machine, command)
         if section is not None:
             emit("polls", section)
+    if args.scenario in ("cluster", "all"):
+        if args.no_postgres:
+            print("cluster: skipped (--no-postgres): every process shares PostgreSQL")
+        else:
+            section = await cluster.run(load, seconds, warmup, machine, command)
+            if section is not None:
+                emit("cluster", section)
     return 0
 
 

@@ -14,12 +14,13 @@ import os
 import platform
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -141,6 +142,40 @@ def listeners(port: int) -> int:
     return count
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of ``pid`` (of any of its threads), from /proc; [] if it is gone."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children += [int(x) for x in (task / "children").read_text().split()]
+    return sorted(children)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` itself plus that of its children it has already reaped.
+
+    0 for a process that is gone (a reaped child's time moves to its parent's count).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and all its descendants, live or reaped.
+
+    A process's own counters miss its live children (``--workers`` runs the server in
+    child processes), so the tree is walked; a child reaped meanwhile is in its parent's
+    ``cutime``/``cstime`` and is counted exactly once either way.
+    """
+    return process_cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in child_pids(pid))
+
+
 @dataclass
 class ServerProcess:
     """A server under test, started as a subprocess and stopped with SIGTERM."""
@@ -150,6 +185,8 @@ class ServerProcess:
     port: int
     ready_path: str
     env: dict[str, str] = field(default_factory=dict)
+    #: Sockets that must listen on ``port`` (``tether serve --workers N`` has N).
+    sockets: int = 1
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -181,16 +218,20 @@ class ServerProcess:
                     self.stop()
                     raise RuntimeError(f"{self.name} did not answer within {START_TIMEOUT}s")
                 await asyncio.sleep(0.1)
-        if listeners(self.port) != 1:
+        while listeners(self.port) < self.sockets and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # the other workers may still be starting
+        if listeners(self.port) != self.sockets:
+            found = listeners(self.port)
             self.stop()
-            raise RuntimeError(f"port {self.port} has another listener: results would be mixed")
+            raise RuntimeError(
+                f"port {self.port} has {found} listeners, expected {self.sockets}: "
+                "results would be mixed"
+            )
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
+        """User + system CPU time the server has used so far, child processes included."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return tree_cpu_seconds(self.process.pid)
 
     def output(self) -> str:
         if self._log is None:
@@ -199,13 +240,18 @@ class ServerProcess:
         return self._log.read().decode(errors="replace")[-4000:]
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s to it and any children it left behind."""
         if self.process is not None and self.process.poll() is None:
+            children = child_pids(self.process.pid)
             self.process.terminate()
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                for child in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -233,11 +279,26 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Tether(ServerProcess):
     """``tether serve`` on a fresh data directory, with one device ready for the bench."""
 
-    def __init__(self, name: str, database_url: str | None = None) -> None:
-        self.password = secrets.token_urlsafe(16)
+    def __init__(
+        self,
+        name: str,
+        database_url: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        password: str | None = None,
+        sockets: int = 1,
+    ) -> None:
+        """``env`` adds ``TETHER_*`` settings, ``args`` adds ``serve`` options; nodes that
+        share a database must share ``password`` (the one that bootstraps the admin wins).
+
+        Ready means ``/readyz``: ``/healthz`` answers as soon as the process listens, while
+        the store may still be connecting (API calls then answer 503 ``starting``).
+        """
+        self.password = password or secrets.token_urlsafe(16)
         self._data_dir = tempfile.TemporaryDirectory(prefix="tether-bench-")
         port = free_port()
-        extra = {"TETHER_ADMIN_PASSWORD": self.password}
+        extra = {"TETHER_ADMIN_PASSWORD": self.password, **(env or {})}
         if database_url:
             extra["TETHER_DATABASE_URL"] = database_url
         super().__init__(
@@ -253,10 +314,12 @@ class Tether(ServerProcess):
                 self._data_dir.name,
                 "--log-level",
                 "warning",
+                *args,
             ],
             port=port,
-            ready_path="/healthz",
+            ready_path="/readyz",
             env=clean_env(**extra),
+            sockets=sockets,
         )
 
     async def device(self, device_id: str) -> tuple[str, str]:
@@ -291,8 +354,11 @@ class Tether(ServerProcess):
         self._data_dir.cleanup()
 
 
-async def sql_statements(server: ServerProcess) -> float | None:
-    """The server's ``tether_sql_statements_total`` (summed over labels), None if absent."""
+async def metric_total(server: ServerProcess, name: str) -> float | None:
+    """A counter on the server's ``/metrics`` (summed over labels), None if absent.
+
+    With ``--workers`` the answer comes from whichever worker the kernel picks.
+    """
     async with (
         aiohttp.ClientSession() as session,
         session.get(server.base_url + "/metrics") as response,
@@ -301,9 +367,14 @@ async def sql_statements(server: ServerProcess) -> float | None:
     values = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith((SQL_COUNTER + " ", SQL_COUNTER + "{"))
+        if line.startswith((name + " ", name + "{"))
     ]
     return sum(values) if values else None
+
+
+async def sql_statements(server: ServerProcess) -> float | None:
+    """The server's ``tether_sql_statements_total`` (summed over labels), None if absent."""
+    return await metric_total(server, SQL_COUNTER)
 
 
 def baseline(credential: str) -> ServerProcess:

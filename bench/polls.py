@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import math
 import re
+import resource
 import secrets
 import shutil
 
@@ -59,6 +60,8 @@ class Wrk:
     socket_errors: str
     server_cpu: float = math.nan
     machine_cpu: float = math.nan
+    #: wrk's own CPU (share of one core), from the rusage of reaped children.
+    client_cpu: float = math.nan
 
     @classmethod
     def parse(cls, text: str) -> Wrk:
@@ -83,11 +86,11 @@ class Wrk:
         )
 
 
-async def wrk(server: ServerProcess, credential: str, seconds: int) -> Wrk:
-    """One wrk run against the poll path; the server's CPU share is read around it."""
+async def wrk(server: ServerProcess, credential: str, seconds: int, threads: int = 1) -> Wrk:
+    """One wrk run against the poll path; server, wrk and machine CPU are read around it."""
     argv = [
         "wrk",
-        "-t1",
+        f"-t{threads}",
         f"-c{CONNECTIONS}",
         f"-d{seconds}s",
         "--latency",
@@ -96,21 +99,29 @@ async def wrk(server: ServerProcess, credential: str, seconds: int) -> Wrk:
         server.base_url + PATH,
     ]
     cpu0, busy0, loop = server.cpu_seconds(), machine_busy(), asyncio.get_running_loop()
+    client0 = _children_cpu()
     t0 = loop.time()
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    out, _ = await process.communicate()
+    out, _ = await process.communicate()  # returns once wrk is reaped
     seconds_taken = loop.time() - t0
     cpu = (server.cpu_seconds() - cpu0) / seconds_taken
     busy = (machine_busy() - busy0) / seconds_taken
+    client = (_children_cpu() - client0) / seconds_taken
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed:\n{out.decode(errors='replace')}")
     parsed = Wrk.parse(out.decode())
-    return dataclasses.replace(parsed, server_cpu=cpu, machine_cpu=busy)
+    return dataclasses.replace(parsed, server_cpu=cpu, machine_cpu=busy, client_cpu=client)
 
 
-async def _check_empty(server: ServerProcess, credential: str) -> None:
+def _children_cpu() -> float:
+    """CPU seconds of this process's reaped children: during a wrk run, wrk alone."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def check_empty(server: ServerProcess, credential: str) -> None:
     """One poll by hand: it must be 200 with ``[]``, or wrk would time the wrong thing."""
     async with (
         aiohttp.ClientSession() as session,
@@ -133,7 +144,7 @@ class Outcome:
 async def _measure(
     server: ServerProcess, credential: str, warmup: int, seconds: int, count_sql: bool
 ) -> Outcome:
-    await _check_empty(server, credential)
+    await check_empty(server, credential)
     if warmup > 0:
         await wrk(server, credential, warmup)
     before = await sql_statements(server) if count_sql else None

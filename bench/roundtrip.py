@@ -328,21 +328,35 @@ async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
 
 
 async def drive(
-    server: ServerProcess, label: str, token: str, credential: str, load: Load, count_sql: bool
+    server: ServerProcess,
+    label: str,
+    token: str,
+    credential: str,
+    load: Load,
+    count_sql: bool,
+    device_server: ServerProcess | None = None,
 ) -> Outcome:
-    """Connect device and app, subscribe, run the schedule, wait for the stragglers."""
-    run = _Run(load, server.cpu_seconds)
-    async with aiohttp.ClientSession(base_url=server.base_url) as session:
+    """Connect device and app, subscribe, run the schedule, wait for the stragglers.
+
+    The app socket goes to ``server`` and the device socket to ``device_server`` (the same
+    server unless given); server CPU and SQL statements are summed over both.
+    """
+    device_side = device_server or server
+    servers = [server] if device_side is server else [server, device_side]
+    run = _Run(load, lambda: sum(s.cpu_seconds() for s in servers))
+    async with aiohttp.ClientSession() as session:
         device = await session.ws_connect(
-            f"/api/v1/device/ws?deviceId={DEVICE}",
+            f"{device_side.base_url}/api/v1/device/ws?deviceId={DEVICE}",
             headers={"Authorization": f"Bearer {credential}"},
         )
-        app = await session.ws_connect("/api/v1/ws", headers={"Authorization": f"Bearer {token}"})
+        app = await session.ws_connect(
+            f"{server.base_url}/api/v1/ws", headers={"Authorization": f"Bearer {token}"}
+        )
         await app.send_str(_SUBSCRIBE)
         reply = msgspec.json.decode(await asyncio.wait_for(app.receive_str(), 10))
         if reply.get("type") != "response":
             raise RuntimeError(f"subscribe failed on {label}: {reply}")
-        sql_before = await sql_statements(server) if count_sql else None
+        sql_before = await _sql(servers) if count_sql else None
         tasks = [asyncio.create_task(_device(device, run)), asyncio.create_task(_app(app, run))]
         try:
             await _send(app, run)
@@ -355,9 +369,15 @@ async def drive(
             await asyncio.gather(*tasks, return_exceptions=True)
             await app.close()
             await device.close()
-        sql_after = await sql_statements(server) if count_sql else None
+        sql_after = await _sql(servers) if count_sql else None
     sql = None if sql_before is None or sql_after is None else sql_after - sql_before
     return run.outcome(label, sql)
+
+
+async def _sql(servers: list[ServerProcess]) -> float | None:
+    """SQL statements sent so far by all ``servers``; None if one does not count them."""
+    counts = [await sql_statements(server) for server in servers]
+    return None if None in counts else sum(c for c in counts if c is not None)
 
 
 # --- targets -------------------------------------------------------------------------------
@@ -409,18 +429,19 @@ async def run(load: Load, machine: Machine, command: str, postgres: bool = True)
     """Measure the baseline and Tether (SQLite, then PostgreSQL); the report section."""
     print(f"roundtrip: {load.rate:,.0f} commands/s, {load.warmup:g}s warm-up, {load.duration:g}s")
     outcomes = [await _baseline(load)]
-    _print(outcomes[-1])
+    print_outcome(outcomes[-1])
     outcomes.append(await _tether("Tether (SQLite)", load))
-    _print(outcomes[-1])
+    print_outcome(outcomes[-1])
     if postgres:
         async with postgres_schema() as url:
             if url is not None:
                 outcomes.append(await _tether("Tether (PostgreSQL)", load, url))
-                _print(outcomes[-1])
+                print_outcome(outcomes[-1])
     return render(load, machine, command, outcomes)
 
 
-def _print(outcome: Outcome) -> None:
+def print_outcome(outcome: Outcome) -> None:
+    """One line per run on the console, while the benchmark goes on."""
     print(
         f"  {outcome.label:<20} p50 {ms(outcome.p(50))} ms  p99 {ms(outcome.p(99))} ms  "
         f"max {ms(outcome.p(100))} ms  {outcome.completion_rate:,.0f}/s  "
