@@ -223,3 +223,12 @@ async def test_create_bus_builds_each_backend():
     assert isinstance(redis_bus, Bus)
     with pytest.raises(ValueError, match="unknown bus kind"):
         create_bus("nats", redis_url="", node_id=None)  # type: ignore[arg-type]
+
+
+async def test_publish_nowait_keeps_call_order(bus, channel, collector):
+    ch, got = channel("nowait"), collector()
+    await bus.subscribe(ch, got)
+    for i in range(500):
+        bus.publish_nowait(ch, str(i).encode())
+    received = await got.wait_for(500)
+    assert [payload for _, payload in received] == [str(i).encode() for i in range(500)]

@@ -50,6 +50,10 @@ class CommandPipe:
 
     async def execute(self, *args: EncodableT) -> Any:
         """Send one command after every command queued before it; return its reply."""
+        return await self.submit(*args)
+
+    def submit(self, *args: EncodableT) -> asyncio.Future[Any]:
+        """Queue one command (after every command queued before it) without waiting."""
         if self._closed:
             raise Unavailable("the bus is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -57,7 +61,7 @@ class CommandPipe:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="tether.bus.publisher")
         self._wakeup.set()
-        return await future
+        return future
 
     async def close(self) -> None:
         """Fail whatever is still queued with ``Unavailable`` and drop the connection."""

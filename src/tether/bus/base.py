@@ -61,6 +61,14 @@ class Bus(ABC):
         """
 
     @abstractmethod
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
+        """:meth:`publish` without waiting: same order, failures are only logged.
+
+        For events whose loss a listener recovers from anyway (see :meth:`on_resume`), so
+        a caller is never failed after its change was already stored.
+        """
+
+    @abstractmethod
     async def subscribe(self, channel: str, handler: Handler) -> None:
         """Call ``handler`` for every later message on ``channel``."""
 

@@ -43,6 +43,9 @@ class MemoryBus(Bus):
         self._check_open()
 
     async def publish(self, channel: str, payload: bytes) -> None:
+        self.publish_nowait(channel, payload)
+
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
         self._check_open()
         if channel in self._handlers:
             # Handlers are looked up at delivery time, so one removed in between is

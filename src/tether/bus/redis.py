@@ -123,6 +123,10 @@ class RedisBus(Bus):
         self._check_open()
         await self._publisher.execute("PUBLISH", channel, payload)
 
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
+        self._check_open()
+        self._publisher.submit("PUBLISH", channel, payload).add_done_callback(_log_failure)
+
     async def subscribe(self, channel: str, handler: Handler) -> None:
         self._check_open()
         if self._handlers.add(channel, handler):
@@ -348,6 +352,11 @@ class RedisBus(Bus):
             if live:
                 found[device_id] = live
         return found
+
+
+def _log_failure(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        logger.warning("bus: a publish failed: %s", done.exception())
 
 
 def _holders_key(device_id: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from tether.bus import Bus
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
+from tether.core.errors import Unavailable
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL
 from tether.core.model import Command, Device, Notification
@@ -179,9 +180,17 @@ class Hub:
     # --- events ----------------------------------------------------------------------------
 
     async def _publish(self, event: events.Event, channel: str = events.COMMANDS) -> None:
-        """Tell the other processes; this one applied the change already."""
+        """Tell the other processes; this one applied the change already.
+
+        Not awaited: the change is stored before this runs, so a bus failure must not fail
+        the caller (who would retry and duplicate it); the other processes catch up from
+        the store when their bus resumes.
+        """
         if self.bus.shared:
-            await self.bus.publish(channel, self._origin + events.encode(event))
+            try:
+                self.bus.publish_nowait(channel, self._origin + events.encode(event))
+            except Unavailable:
+                log.warning("bus unavailable: %s not published", type(event).__name__)
 
     def _on_bus(self, channel: str, payload: bytes) -> None:
         if payload.startswith(self._origin):
