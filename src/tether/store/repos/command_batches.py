@@ -1,15 +1,17 @@
-"""Group commit for the command hot path: many inserts, or many transitions, at once.
+"""Group commit for the command hot path: many inserts and transitions at once.
 
 Every command is written at least twice (created, finished), and one statement through
 SQLAlchemy's async layer costs a few hundred microseconds of CPU whatever it does. Under
-load the hub therefore queues these writes and hands them over in batches: a batch of
-inserts is one multi-row ``INSERT ... RETURNING``; a batch of transitions is one
-``executemany`` of the same conditional ``UPDATE`` as :meth:`CommandRepo.transition`
-plus one read-back. The cost per command then falls as the load rises.
+load the hub therefore queues these writes and hands them over in batches, each with the
+same conditional rule as :meth:`CommandRepo.transition`:
 
-Each request carries its own ``now`` (the hub's clock never repeats a value), so the
-read-back tells exactly which requests moved their command: those whose row now has
-the requested state *and* that request's ``updated_at``.
+* SQLite: the whole batch runs in one hand-off to the database thread
+  (``sqlite_batch.py``); a read-back tells each request whether it moved its command,
+  because each request carries its own ``now`` (the hub's clock never repeats a value).
+* PostgreSQL: one multi-row ``INSERT ... RETURNING``, and per group of like transitions
+  one ``UPDATE ... FROM unnest(...) RETURNING`` (``postgres_batch.py``).
+
+Requests for one command apply in arrival order, in waves that hold it at most once.
 """
 
 from __future__ import annotations
@@ -21,43 +23,23 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, insert, literal_column, select, update
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tether.core.errors import Conflict, NotFound
-from tether.core.lifecycle import CommandState, sources, stamp
+from tether.core.lifecycle import CommandState
 from tether.core.model import Command
 from tether.store.repos import postgres_batch
 from tether.store.repos._base import Repo, check_fields, write_error
-from tether.store.repos.commands import _COLUMNS, _TRANSITION_FIELDS, _states, _to_command
+from tether.store.repos.commands import _COLUMNS, _TRANSITION_FIELDS, _to_command
 from tether.store.repos.sqlite_batch import SqliteBatch
 from tether.store.schema import commands
 
 c = commands.c
 
+#: PostgreSQL returns a multi-row insert's rows in input order only when asked to.
 _INSERT_ORDERED = insert(commands).returning(*_COLUMNS, sort_by_parameter_order=True)
-#: SQLite inserts multi-row VALUES in order on its single connection: sorting by id
-#: restores the input order (checked on every batch), at a fraction of the cost.
-_INSERT_UNORDERED = insert(commands).returning(*_COLUMNS)
-_BY_IDS = select(commands).where(c.id.in_(bindparam("b_ids", expanding=True)))
-
-
-def _plain_transition(target: CommandState, by_device: bool) -> Any:
-    # executemany refuses expanding IN parameters, so the source states (our own enum
-    # constants, never user input) are rendered inline.
-    allowed: list[Any] = [literal_column(f"'{state}'") for state in _states(sources(target))]
-    stmt = update(commands).where(c.id == bindparam("b_id"), c.state.in_(allowed))
-    if by_device:
-        stmt = stmt.where(c.device_id == bindparam("b_device"))
-    return stmt
-
-
-_PLAIN = {
-    (target, by_device): _plain_transition(target, by_device)
-    for target in CommandState
-    for by_device in (False, True)
-}
 
 
 class NewCommand(msgspec.Struct, kw_only=True, frozen=True):
@@ -102,11 +84,12 @@ class CommandBatchRepo(Repo):
             return await self._write_sqlite(rows, requests, waves)
         try:
             # PostgreSQL: autocommit, no BEGIN/COMMIT round trips. Each statement is atomic
-            # and conditional by itself, and the read-back still tells every request
-            # whether its own update applied (its timestamp is unique).
+            # and conditional by itself, and its RETURNING rows are exactly what moved.
             async with self._write_one() as conn:
-                stored = await self._insert_rows(conn, rows) if rows else []
-                moved = await self._apply_moves(conn, requests, waves) if requests else []
+                stored = await self._insert_postgres(conn, rows) if rows else []
+                moved: list[Command | None] = [None] * len(requests)
+                for members in waves:
+                    await self._apply_wave_postgres(conn, requests, members, moved)
         except IntegrityError as error:
             raise write_error(error, "command") from None
         return stored, moved
@@ -125,9 +108,7 @@ class CommandBatchRepo(Repo):
                 raise NotFound("a command refers to a device that does not exist") from None
             raise Conflict(f"command batch refused: {error}") from None
         stored = [_to_command(row) for row in inserted]  # type: ignore[arg-type]
-        for row, command in zip(rows, stored, strict=True):
-            if row.device_id != command.device_id or row.created_at != command.created_at:
-                raise RuntimeError("command ids were assigned out of input order")
+        _check_order(rows, stored)
         moved: list[Command | None] = [None] * len(requests)
         for members, by_id in zip(waves, read, strict=True):
             found = {i: _to_command(r) for i, r in by_id.items()}  # type: ignore[arg-type]
@@ -151,7 +132,7 @@ class CommandBatchRepo(Repo):
         """
         return (await self.write((), requests))[1]
 
-    async def _insert_rows(
+    async def _insert_postgres(
         self, conn: AsyncConnection, rows: Sequence[NewCommand]
     ) -> list[Command]:
         params = [
@@ -170,14 +151,9 @@ class CommandBatchRepo(Repo):
             }
             for row in rows
         ]
-        sqlite = self._dialect == "sqlite"
-        result = await conn.execute(_INSERT_UNORDERED if sqlite else _INSERT_ORDERED, params)
+        result = await conn.execute(_INSERT_ORDERED, params)
         stored = [_to_command(row) for row in result.mappings()]
-        if sqlite:
-            stored.sort(key=lambda command: command.id)
-        for row, command in zip(rows, stored, strict=True):
-            if row.device_id != command.device_id or row.created_at != command.created_at:
-                raise RuntimeError("command ids were assigned out of input order")
+        _check_order(rows, stored)
         return stored
 
     async def _apply_wave_postgres(
@@ -206,32 +182,11 @@ class CommandBatchRepo(Repo):
             for index, _ in items:
                 outcome[index] = moved.get(requests[index].command_id)
 
-    async def _apply_moves(
-        self, conn: AsyncConnection, requests: Sequence[TransitionRequest], waves: list[list[int]]
-    ) -> list[Command | None]:
-        outcome: list[Command | None] = [None] * len(requests)
-        if self._dialect == "postgresql":
-            for members in waves:
-                await self._apply_wave_postgres(conn, requests, members, outcome)
-            return outcome
-        for members in waves:
-            groups: defaultdict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-            for index in members:
-                request = requests[index]
-                params = stamp(request.target, request.now)
-                params["state"] = request.target.value
-                params.update(request.fields)
-                params["b_id"] = request.command_id
-                by_device = request.device_id is not None
-                if by_device:
-                    params["b_device"] = request.device_id
-                groups[(request.target, by_device, *sorted(request.fields))].append(params)
-            for (target, by_device, *_), params_list in groups.items():
-                await conn.execute(_PLAIN[(target, by_device)], params_list)
-            ids = [requests[index].command_id for index in members]
-            rows = (await conn.execute(_BY_IDS, {"b_ids": ids})).mappings().all()
-            _settle(requests, members, {row["id"]: _to_command(row) for row in rows}, outcome)
-        return outcome
+
+def _check_order(rows: Sequence[NewCommand], stored: Sequence[Command]) -> None:
+    for row, command in zip(rows, stored, strict=True):
+        if row.device_id != command.device_id or row.created_at != command.created_at:
+            raise RuntimeError("command ids were assigned out of input order")
 
 
 def _waves(requests: Sequence[TransitionRequest]) -> list[list[int]]:
