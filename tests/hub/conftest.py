@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tether.bus import MemoryBus, RedisBus
 from tether.bus.base import Bus
 from tether.core.access import Principal, user_principal
 from tether.core.model import Role
@@ -44,11 +43,3 @@ async def admin_of(hub: Hub) -> Principal:
             login="root", role=Role.ADMIN, password_hash=None, now=hub.clock.now()
         )
     return user_principal(user)
-
-
-def memory_bus() -> Bus:
-    return MemoryBus()
-
-
-def redis_bus(url: str) -> Bus:
-    return RedisBus(url)

@@ -37,10 +37,6 @@ class Connection:
         self._writer = asyncio.create_task(self._write())
         self._close: tuple[int, str] | None = None
 
-    @property
-    def closing(self) -> bool:
-        return self._close is not None or self.ws.closed
-
     def send(self, frame: Any) -> bool:
         """Queue a frame; False (and the connection closes) when the peer is too slow."""
         if self._close is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -332,9 +332,3 @@ class Commands:
             await self._transition(
                 command_id, CommandState.TIMED_OUT, error="no result within the timeout"
             )
-
-
-def deadline_of(command: Command) -> datetime | None:
-    if command.delivered_at is None or command.timeout is None:
-        return None
-    return command.delivered_at + timedelta(seconds=command.timeout)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from tether.core.lifecycle import CommandState
@@ -41,9 +40,6 @@ class DeviceSession(Protocol):
         ...
 
     def close(self, code: int, reason: str) -> None: ...
-
-
-Changed = Callable[[Command], Awaitable[None]]
 
 
 class Delivery:
@@ -194,9 +190,6 @@ class Delivery:
 
     def parked_devices(self) -> list[str]:
         return list(self._waiters)
-
-    def parked(self, device_id: str) -> int:
-        return len(self._waiters.get(device_id, ()))
 
     async def stop(self) -> None:
         for session in list(self.sessions.values()):

@@ -20,7 +20,7 @@ from tether.core.access import (
     require_device,
 )
 from tether.core.errors import BadRequest, Forbidden, NotFound
-from tether.core.model import ApiKey, Device, DeviceType, Network, Role, User, UserStatus
+from tether.core.model import ApiKey, Device, DeviceType, Network, Role, User
 from tether.hub import secrets
 from tether.hub.events import DeviceChanged, UserChanged
 
@@ -58,10 +58,6 @@ class Directory:
     async def list_devices(self, principal: Principal, **filters: Any) -> list[Device]:
         require(principal, Action.GET_DEVICE)
         return await self._hub.store.devices.list(principal=principal, **filters)
-
-    async def count_devices(self, principal: Principal, **filters: Any) -> int:
-        require(principal, Action.GET_DEVICE)
-        return await self._hub.store.devices.count(principal=principal, **filters)
 
     async def create_device(
         self,
@@ -386,7 +382,3 @@ class Directory:
             raise NotFound(f"API key {key_id} not found")
         await self._hub.store.api_keys.revoke(key_id)
         self._hub.auth.forget_api_key(record.prefix)
-
-
-def is_active(user: User) -> bool:
-    return user.status is UserStatus.ACTIVE

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from datetime import datetime
 
-from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState
+from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState, is_expired
 from tether.core.model import Command
 
 
@@ -116,27 +116,16 @@ class CommandIndex:
         due: list[int] = []
         by_id = self._by_id
         for command_id in queue:
-            if not _past(by_id[command_id].expires_at, now):
+            if not is_expired(by_id[command_id].expires_at, now):
                 due.append(command_id)
                 if len(due) >= limit:
                     break
         return due
 
-    def deliverable_count(self, device_id: str) -> int:
-        queue = self._deliverable.get(device_id)
-        return len(queue) if queue else 0
-
     def in_flight(self, device_id: str) -> int:
         flying = self._in_flight.get(device_id)
         return len(flying) if flying else 0
 
-    def in_flight_ids(self, device_id: str) -> list[int]:
-        return sorted(self._in_flight.get(device_id, ()))
-
     def state(self, command_id: int) -> CommandState | None:
         entry = self._by_id.get(command_id)
         return entry.state if entry else None
-
-
-def _past(deadline: datetime | None, now: datetime) -> bool:
-    return deadline is not None and deadline <= now

@@ -27,11 +27,11 @@ from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
 from tether.core.errors import Unavailable
 from tether.core.filters import EventFilter
-from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL
+from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL, execution_deadline
 from tether.core.model import Command, Device, Notification
 from tether.hub import events, metrics
 from tether.hub.auth import Auth
-from tether.hub.commands import Commands, deadline_of
+from tether.hub.commands import Commands
 from tether.hub.delivery import Delivery
 from tether.hub.directory import Directory
 from tether.hub.events import (
@@ -252,7 +252,11 @@ class Hub:
             self.sweeper.arm(command.expires_at, command.id, Deadline.EXPIRE)
         else:
             self.sweeper.disarm(command.id, Deadline.EXPIRE)
-        deadline = deadline_of(command) if command.state in EXECUTING else None
+        deadline = (
+            execution_deadline(command.delivered_at, command.timeout)
+            if command.state in EXECUTING
+            else None
+        )
         if deadline is not None:
             self.sweeper.arm(deadline, command.id, Deadline.TIMEOUT)
         else:
