@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -10,7 +9,8 @@ from aiohttp import web
 
 from tether.api.auth import principal_of
 from tether.api.codec import CommandCreate
-from tether.api.http import hub_of, json, path_int, query_bool, query_float, query_int, read_body
+from tether.api.http import hub_of, json, path_int, query_float, read_body
+from tether.api.management import paging, query_list, query_time, sorts
 from tether.api.spec import PAGING, Param, endpoint
 from tether.api.views import CommandView, command_view
 from tether.core.errors import BadRequest
@@ -19,7 +19,7 @@ from tether.core.lifecycle import TERMINAL, CommandState
 routes = web.RouteTableDef()
 
 MAX_WAIT = 120.0
-SORTS = ("id", "created_at", "updated_at", "name")
+SORTS = sorts("id", "created_at", "updated_at", "name")
 
 WAIT = Param(
     "wait",
@@ -37,43 +37,22 @@ LIST_PARAMS = (
 )
 
 
-def _multi(request: web.Request, name: str) -> list[str] | None:
-    values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
-    return values or None
-
-
-def _timestamp(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    try:
-        return msgspec.convert(raw, datetime)
-    except msgspec.ValidationError:
-        raise BadRequest(f"query parameter {name!r} must be an ISO-8601 timestamp") from None
-
-
 def list_filters(request: web.Request) -> dict[str, Any]:
     """Parse the command-list query parameters shared by both list endpoints."""
-    states = _multi(request, "state")
+    states = query_list(request, "state")
     try:
         parsed_states = [CommandState(s) for s in states] if states else None
     except ValueError:
         raise BadRequest(
             f"state must be one of {', '.join(s.value for s in CommandState)}"
         ) from None
-    sort = request.query.get("sort", "id")
-    if sort not in SORTS:
-        raise BadRequest(f"sort must be one of {', '.join(SORTS)}")
     return {
         "states": parsed_states,
-        "names": _multi(request, "name"),
-        "created_after": _timestamp(request, "createdAfter"),
-        "created_before": _timestamp(request, "createdBefore"),
-        "updated_after": _timestamp(request, "updatedAfter"),
-        "sort": sort,
-        "desc": query_bool(request, "desc"),
-        "skip": query_int(request, "skip", 0),
-        "take": query_int(request, "take", 100, low=1, high=1000),
+        "names": query_list(request, "name"),
+        "created_after": query_time(request, "createdAfter"),
+        "created_before": query_time(request, "createdBefore"),
+        "updated_after": query_time(request, "updatedAfter"),
+        **paging(request, SORTS, "id"),
     }
 
 
@@ -147,7 +126,7 @@ async def list_commands(request: web.Request) -> web.Response:
     hub = hub_of(request)
     principal = await principal_of(request)
     commands = await hub.commands.list_commands(
-        principal, device_ids=_multi(request, "deviceId"), **list_filters(request)
+        principal, device_ids=query_list(request, "deviceId"), **list_filters(request)
     )
     return json([command_view(c) for c in commands])
 
