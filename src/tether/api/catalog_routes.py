@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
 from tether.api.auth import principal_of
@@ -24,6 +27,8 @@ from tether.api.views import (
     firmware_view,
     network_view,
 )
+from tether.hub.scopes import Scopes
+from tether.hub.service import Hub
 
 routes = web.RouteTableDef()
 
@@ -40,194 +45,117 @@ TARGET_ID = Param("target_id", "path", "integer", "Firmware target id.", require
 IN_USE = {409: "The name is taken."}
 
 
-# --- networks ------------------------------------------------------------------------------
+# --- networks and device types ----------------------------------------------------------------
 
 
-@endpoint(
-    routes,
-    "GET",
-    "/api/v1/networks",
-    summary="List the networks you can see.",
+def scope_routes(
+    *, path: str, tag: str, what: str, id_param: Param, scopes: Callable[[Hub], Scopes[Any]]
+) -> None:
+    """The five routes of one kind of scope (networks or device types)."""
+    item = f"{path}/{{{id_param.name}}}"
+
+    def scope_id(request: web.Request) -> int:
+        return path_int(request, id_param.name)
+
+    @endpoint(
+        routes,
+        "GET",
+        path,
+        summary=f"List the {what}s you can see.",
+        tag=tag,
+        response=list[NetworkView],
+        params=(*NAME_FILTERS, *PAGING),
+    )
+    async def list_all(request: web.Request) -> web.Response:
+        principal = await principal_of(request)
+        found = await scopes(hub_of(request)).list(
+            principal,
+            name=query_str(request, "name"),
+            name_pattern=query_str(request, "namePattern"),
+            **paging(request, SCOPE_SORTS, "id"),
+        )
+        return json([network_view(n) for n in found])
+
+    @endpoint(
+        routes,
+        "POST",
+        path,
+        summary=f"Create a {what} (admin).",
+        tag=tag,
+        body=NamedCreate,
+        response=NetworkView,
+        status=201,
+        extra_statuses=IN_USE,
+    )
+    async def create(request: web.Request) -> web.Response:
+        principal = await principal_of(request)
+        body = await read_body(request, NamedCreate)
+        made = await scopes(hub_of(request)).create(
+            principal, name=body.name, description=body.description
+        )
+        return json(network_view(made), status=201)
+
+    @endpoint(
+        routes,
+        "GET",
+        item,
+        summary=f"Get a {what}.",
+        tag=tag,
+        response=NetworkView,
+        params=(id_param,),
+    )
+    async def get(request: web.Request) -> web.Response:
+        principal = await principal_of(request)
+        return json(network_view(await scopes(hub_of(request)).get(principal, scope_id(request))))
+
+    @endpoint(
+        routes,
+        "PATCH",
+        item,
+        summary=f"Update a {what} (admin).",
+        tag=tag,
+        body=NamedUpdate,
+        response=NetworkView,
+        params=(id_param,),
+        extra_statuses=IN_USE,
+    )
+    async def update(request: web.Request) -> web.Response:
+        principal = await principal_of(request)
+        fields = await read_patch(request, NamedUpdate, nullable=NAMED_NULLABLE)
+        found = await scopes(hub_of(request)).update(principal, scope_id(request), **fields)
+        return json(network_view(found))
+
+    @endpoint(
+        routes,
+        "DELETE",
+        item,
+        summary=f"Delete a {what} (admin); refused while it has devices unless force.",
+        tag=tag,
+        status=204,
+        params=(id_param, FORCE),
+    )
+    async def delete(request: web.Request) -> web.Response:
+        principal = await principal_of(request)
+        await scopes(hub_of(request)).delete(
+            principal, scope_id(request), force=query_bool(request, "force")
+        )
+        return no_content()
+
+
+scope_routes(
+    path="/api/v1/networks",
     tag="networks",
-    response=list[NetworkView],
-    params=(*NAME_FILTERS, *PAGING),
+    what="network",
+    id_param=NETWORK_ID,
+    scopes=lambda hub: hub.directory.networks,
 )
-async def list_networks(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    found = await hub_of(request).directory.list_networks(
-        principal,
-        name=query_str(request, "name"),
-        name_pattern=query_str(request, "namePattern"),
-        **paging(request, SCOPE_SORTS, "id"),
-    )
-    return json([network_view(n) for n in found])
-
-
-@endpoint(
-    routes,
-    "POST",
-    "/api/v1/networks",
-    summary="Create a network (admin).",
-    tag="networks",
-    body=NamedCreate,
-    response=NetworkView,
-    status=201,
-    extra_statuses=IN_USE,
-)
-async def create_network(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    body = await read_body(request, NamedCreate)
-    network = await hub_of(request).directory.create_network(
-        principal, name=body.name, description=body.description
-    )
-    return json(network_view(network), status=201)
-
-
-@endpoint(
-    routes,
-    "GET",
-    "/api/v1/networks/{network_id}",
-    summary="Get a network.",
-    tag="networks",
-    response=NetworkView,
-    params=(NETWORK_ID,),
-)
-async def get_network(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    network = await hub_of(request).directory.get_network(
-        principal, path_int(request, "network_id")
-    )
-    return json(network_view(network))
-
-
-@endpoint(
-    routes,
-    "PATCH",
-    "/api/v1/networks/{network_id}",
-    summary="Update a network (admin).",
-    tag="networks",
-    body=NamedUpdate,
-    response=NetworkView,
-    params=(NETWORK_ID,),
-    extra_statuses=IN_USE,
-)
-async def update_network(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    network_id = path_int(request, "network_id")
-    fields = await read_patch(request, NamedUpdate, nullable=NAMED_NULLABLE)
-    network = await hub_of(request).directory.update_network(principal, network_id, **fields)
-    return json(network_view(network))
-
-
-@endpoint(
-    routes,
-    "DELETE",
-    "/api/v1/networks/{network_id}",
-    summary="Delete a network (admin); refused while it holds devices unless force.",
-    tag="networks",
-    status=204,
-    params=(NETWORK_ID, FORCE),
-)
-async def delete_network(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    await hub_of(request).directory.delete_network(
-        principal, path_int(request, "network_id"), force=query_bool(request, "force")
-    )
-    return no_content()
-
-
-# --- device types ----------------------------------------------------------------------------
-
-
-@endpoint(
-    routes,
-    "GET",
-    "/api/v1/device-types",
-    summary="List the device types you can see.",
+scope_routes(
+    path="/api/v1/device-types",
     tag="device-types",
-    response=list[NetworkView],
-    params=(*NAME_FILTERS, *PAGING),
+    what="device type",
+    id_param=TYPE_ID,
+    scopes=lambda hub: hub.directory.device_types,
 )
-async def list_device_types(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    found = await hub_of(request).directory.list_device_types(
-        principal,
-        name=query_str(request, "name"),
-        name_pattern=query_str(request, "namePattern"),
-        **paging(request, SCOPE_SORTS, "id"),
-    )
-    return json([network_view(t) for t in found])
-
-
-@endpoint(
-    routes,
-    "POST",
-    "/api/v1/device-types",
-    summary="Create a device type (admin).",
-    tag="device-types",
-    body=NamedCreate,
-    response=NetworkView,
-    status=201,
-    extra_statuses=IN_USE,
-)
-async def create_device_type(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    body = await read_body(request, NamedCreate)
-    found = await hub_of(request).directory.create_device_type(
-        principal, name=body.name, description=body.description
-    )
-    return json(network_view(found), status=201)
-
-
-@endpoint(
-    routes,
-    "GET",
-    "/api/v1/device-types/{type_id}",
-    summary="Get a device type.",
-    tag="device-types",
-    response=NetworkView,
-    params=(TYPE_ID,),
-)
-async def get_device_type(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    found = await hub_of(request).directory.get_device_type(principal, path_int(request, "type_id"))
-    return json(network_view(found))
-
-
-@endpoint(
-    routes,
-    "PATCH",
-    "/api/v1/device-types/{type_id}",
-    summary="Update a device type (admin).",
-    tag="device-types",
-    body=NamedUpdate,
-    response=NetworkView,
-    params=(TYPE_ID,),
-    extra_statuses=IN_USE,
-)
-async def update_device_type(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    type_id = path_int(request, "type_id")
-    fields = await read_patch(request, NamedUpdate, nullable=NAMED_NULLABLE)
-    found = await hub_of(request).directory.update_device_type(principal, type_id, **fields)
-    return json(network_view(found))
-
-
-@endpoint(
-    routes,
-    "DELETE",
-    "/api/v1/device-types/{type_id}",
-    summary="Delete a device type (admin); refused while devices use it unless force.",
-    tag="device-types",
-    status=204,
-    params=(TYPE_ID, FORCE),
-)
-async def delete_device_type(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    await hub_of(request).directory.delete_device_type(
-        principal, path_int(request, "type_id"), force=query_bool(request, "force")
-    )
-    return no_content()
 
 
 # --- config revisions and firmware ------------------------------------------------------------

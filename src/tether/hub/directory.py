@@ -23,6 +23,7 @@ from tether.core.errors import BadRequest, Forbidden, NotFound
 from tether.core.model import ApiKey, Device, DeviceType, Network, Role, User
 from tether.hub import secrets
 from tether.hub.events import DeviceChanged, UserChanged
+from tether.hub.scopes import Scopes
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -35,6 +36,27 @@ class Directory:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._devices: dict[str, Device] = {}
+        store = hub.store
+        self.networks: Scopes[Network] = Scopes(
+            what="network",
+            repo=store.networks,
+            read=Action.GET_NETWORK,
+            manage=Action.MANAGE_NETWORK,
+            granted=lambda p: p.network_ids,
+            device_field="network_id",
+            devices_in=self._device_ids,
+            forget=self._forget_devices,
+        )
+        self.device_types: Scopes[DeviceType] = Scopes(
+            what="device type",
+            repo=store.device_types,
+            read=Action.GET_DEVICE_TYPE,
+            manage=Action.MANAGE_DEVICE_TYPE,
+            granted=lambda p: p.device_type_ids,
+            device_field="type_id",
+            devices_in=self._device_ids,
+            forget=self._forget_devices,
+        )
 
     # --- devices ---------------------------------------------------------------------------
 
@@ -146,6 +168,9 @@ class Directory:
             raise Forbidden("only an admin may set another user as a device's owner")
         return principal.user_id
 
+    async def _device_ids(self, filters: dict[str, Any]) -> list[str]:
+        return [d.id for d in await self._hub.store.devices.list(**filters, take=10**9)]
+
     async def _forget_devices(self, device_ids: list[str]) -> None:
         for device_id in device_ids:
             await self._device_changed(device_id, deleted=True)
@@ -164,95 +189,6 @@ class Directory:
                 raise Forbidden(f"no access to device type {type_id}")
             if await store.device_types.get(type_id) is None:
                 raise NotFound(f"device type {type_id} not found")
-
-    # --- networks and device types ------------------------------------------------------------
-
-    async def list_networks(self, principal: Principal, **filters: Any) -> list[Network]:
-        require(principal, Action.GET_NETWORK)
-        if principal.network_ids is not None:
-            filters["ids"] = principal.network_ids
-        return await self._hub.store.networks.list(**filters)
-
-    async def get_network(self, principal: Principal, network_id: int) -> Network:
-        require(principal, Action.GET_NETWORK)
-        network = await self._hub.store.networks.get(network_id)
-        if network is None or not can_see_network(principal, network_id):
-            if principal.is_admin:
-                raise NotFound(f"network {network_id} not found")
-            raise Forbidden(f"no access to network {network_id}")
-        return network
-
-    async def create_network(
-        self, principal: Principal, *, name: str, description: str | None = None
-    ) -> Network:
-        require(principal, Action.MANAGE_NETWORK)
-        if not name:
-            raise BadRequest("network name is required")
-        return await self._hub.store.networks.create(name=name, description=description)
-
-    async def update_network(self, principal: Principal, network_id: int, **fields: Any) -> Network:
-        require(principal, Action.MANAGE_NETWORK)
-        network = await self._hub.store.networks.update(network_id, **fields)
-        if network is None:
-            raise NotFound(f"network {network_id} not found")
-        return network
-
-    async def delete_network(
-        self, principal: Principal, network_id: int, *, force: bool = False
-    ) -> None:
-        require(principal, Action.MANAGE_NETWORK)
-        store = self._hub.store
-        if not force and await store.networks.device_count(network_id):
-            raise BadRequest(f"network {network_id} still has devices; use force to delete")
-        doomed = [d.id for d in await store.devices.list(network_id=network_id, take=10**9)]
-        if not await store.networks.delete(network_id, force=force):
-            raise NotFound(f"network {network_id} not found")
-        await self._forget_devices(doomed)
-
-    async def list_device_types(self, principal: Principal, **filters: Any) -> list[DeviceType]:
-        require(principal, Action.GET_DEVICE_TYPE)
-        if principal.device_type_ids is not None:
-            filters["ids"] = principal.device_type_ids
-        return await self._hub.store.device_types.list(**filters)
-
-    async def get_device_type(self, principal: Principal, type_id: int) -> DeviceType:
-        require(principal, Action.GET_DEVICE_TYPE)
-        found = await self._hub.store.device_types.get(type_id)
-        visible = principal.device_type_ids is None or type_id in principal.device_type_ids
-        if found is None or not visible:
-            if principal.is_admin:
-                raise NotFound(f"device type {type_id} not found")
-            raise Forbidden(f"no access to device type {type_id}")
-        return found
-
-    async def create_device_type(
-        self, principal: Principal, *, name: str, description: str | None = None
-    ) -> DeviceType:
-        require(principal, Action.MANAGE_DEVICE_TYPE)
-        if not name:
-            raise BadRequest("device type name is required")
-        return await self._hub.store.device_types.create(name=name, description=description)
-
-    async def update_device_type(
-        self, principal: Principal, type_id: int, **fields: Any
-    ) -> DeviceType:
-        require(principal, Action.MANAGE_DEVICE_TYPE)
-        found = await self._hub.store.device_types.update(type_id, **fields)
-        if found is None:
-            raise NotFound(f"device type {type_id} not found")
-        return found
-
-    async def delete_device_type(
-        self, principal: Principal, type_id: int, *, force: bool = False
-    ) -> None:
-        require(principal, Action.MANAGE_DEVICE_TYPE)
-        store = self._hub.store
-        if not force and await store.device_types.device_count(type_id):
-            raise BadRequest(f"device type {type_id} still has devices; use force to delete")
-        doomed = [d.id for d in await store.devices.list(type_id=type_id, take=10**9)]
-        if not await store.device_types.delete(type_id, force=force):
-            raise NotFound(f"device type {type_id} not found")
-        await self._forget_devices(doomed)
 
     # --- users ---------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ S = TypeVar("S", Network, DeviceType)
 _UPDATABLE = frozenset({"name", "description"})
 
 
-class _ScopeRepo(Repo, Generic[S]):
+class ScopeRepo(Repo, Generic[S]):
     _entity: type[S]
     _table: Table
     _device_column: ColumnElement[Any]
@@ -147,14 +147,14 @@ class _ScopeRepo(Repo, Generic[S]):
             return int((await conn.execute(stmt)).scalar_one())
 
 
-class NetworkRepo(_ScopeRepo[Network]):
+class NetworkRepo(ScopeRepo[Network]):
     _entity = Network
     _table = networks
     _device_column = devices.c.network_id
     _what = "network"
 
 
-class DeviceTypeRepo(_ScopeRepo[DeviceType]):
+class DeviceTypeRepo(ScopeRepo[DeviceType]):
     _entity = DeviceType
     _table = device_types
     _device_column = devices.c.type_id
