@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from tether.api.http import STARTUP
-from tether.app import build_app
+from tether.app import build_app, start_listeners
 from tether.hub.service import Hub
 from tether.settings import Settings
 
@@ -25,6 +25,8 @@ class Running:
     server: TestServer
     session: aiohttp.ClientSession
     token: str
+    #: Base URL of each extra listener a dialect added (see ``tether.app.Listener``).
+    listeners: dict[str, str]
 
     @property
     def url(self) -> str:
@@ -84,6 +86,8 @@ async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running]:
     settings = Settings(**options)
     server = TestServer(build_app(settings), host="127.0.0.1")
     await server.start_server()
+    assert server.runner is not None
+    listeners = await start_listeners(server.runner, server.app)
     await asyncio.wait_for(server.app[STARTUP].ready.wait(), 30)
     session = aiohttp.ClientSession()
     try:
@@ -93,7 +97,7 @@ async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running]:
         ) as r:
             assert r.status == 201, await r.text()
             token = (await r.json())["accessToken"]
-        yield Running(server, session, token)
+        yield Running(server, session, token, listeners)
     finally:
         await session.close()
         await server.close()

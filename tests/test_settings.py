@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tether.settings import Settings
 
 DOCS = Path(__file__).parent.parent / "docs" / "operations.md"
+DIALECT_DOCS = DOCS.parent / "dialects"
+DIALECT_SECTIONS = {"devicehive", "ewelink", "controlid", "opengate", "infiniteclouds"}
 
 
 def test_defaults_run_embedded() -> None:
@@ -49,3 +51,34 @@ def test_every_setting_is_documented() -> None:
     text = DOCS.read_text()
     missing = [name for name in Settings.model_fields if f"TETHER_{name.upper()}" not in text]
     assert not missing, f"docs/operations.md does not list: {missing}"
+
+
+@pytest.mark.parametrize("section", sorted(DIALECT_SECTIONS))
+def test_every_dialect_setting_is_documented_on_its_page(section: str) -> None:
+    model = Settings.model_fields[section].annotation
+    assert isinstance(model, type)
+    assert issubclass(model, BaseModel)
+    page = DIALECT_DOCS / f"{section}.md"
+    text = page.read_text()
+    missing = [
+        f"TETHER_{section.upper()}__{name.upper()}"
+        for name in model.model_fields
+        if f"TETHER_{section.upper()}__{name.upper()}" not in text
+    ]
+    assert not missing, f"{page.name} does not list: {missing}"
+
+
+def test_dialect_settings_nest_in_environment_and_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "tether.toml"
+    config.write_text("[controlid]\nenabled = false\n")
+    monkeypatch.setenv("TETHER_CONFIG", str(config))
+    monkeypatch.setenv("TETHER_EWELINK__ENABLED", "false")
+    settings = Settings()
+    assert settings.controlid.enabled is False
+    assert settings.ewelink.enabled is False
+    assert settings.devicehive.enabled is True
+    config.write_text("[controlid]\nenabeld = false\n")  # typos fail here too
+    with pytest.raises(ValidationError):
+        Settings()

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -24,6 +25,26 @@ from tether.settings import Settings
 from tether.store import Store
 
 log = logging.getLogger("tether")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """An extra socket the application also serves, beside the main host and port.
+
+    Dialects add one when their devices need a listener of their own: a TLS port with a
+    certificate the firmware expects, or a mutual-TLS port whose client certificates name
+    devices. Every listener serves the same routes; ``tether serve`` and the test harness
+    open them all through :func:`start_listeners`.
+    """
+
+    name: str
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None = None
+
+
+#: The extra listeners; dialects append to it while they are mounted.
+LISTENERS = web.AppKey("listeners", list[Listener])
 
 #: Backoff between start-up attempts while PostgreSQL or Redis cannot be reached.
 RETRY_FIRST, RETRY_MAX = 0.5, 10.0
@@ -52,6 +73,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     )
     for table in native_routes():
         app.add_routes(table)
+    app[LISTENERS] = []
+    mount_dialects(app, settings)
 
     startup = Startup()
     app[STARTUP] = startup
@@ -70,6 +93,36 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def mount_dialects(app: web.Application, settings: Settings) -> None:
+    """Give every enabled dialect its routes, listeners and background work.
+
+    A dialect's ``mount`` adds routes to ``app`` and, when it needs the hub (which starts
+    after the application, see :class:`Startup`), a cleanup context that waits for
+    ``app[STARTUP].ready``.
+    """
+    # One line per dialect, in this order: devicehive, ewelink, controlid, opengate,
+    # infiniteclouds.
+
+
+async def start_listeners(
+    runner: web.BaseRunner, app: web.Application, *, reuse_port: bool = False
+) -> dict[str, str]:
+    """Open ``app[LISTENERS]`` on a set-up runner; returns each listener's base URL."""
+    urls: dict[str, str] = {}
+    for listener in app[LISTENERS]:
+        site = web.TCPSite(
+            runner,
+            listener.host,
+            listener.port,
+            ssl_context=listener.ssl_context,
+            reuse_port=reuse_port,
+        )
+        await site.start()
+        scheme = "https" if listener.ssl_context is not None else "http"
+        urls[listener.name] = f"{scheme}://{listener.host}:{site.port}"
+    return urls
 
 
 async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) -> None:

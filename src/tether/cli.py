@@ -187,7 +187,7 @@ async def _serve(settings: Any) -> None:
     from aiohttp import web
 
     from tether.api.http import STARTUP
-    from tether.app import build_app, ssl_context
+    from tether.app import build_app, ssl_context, start_listeners
 
     app = build_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -213,8 +213,9 @@ async def _serve(settings: Any) -> None:
     )
     try:
         await site.start()
+        extra = await start_listeners(runner, app, reuse_port=worker_index() is not None)
     except OSError as error:
-        console.print(f"[red]cannot listen on {settings.host}:{settings.port}:[/red] {error}")
+        console.print(f"[red]cannot listen:[/red] {error}")
         await runner.cleanup()
         raise typer.Exit(1) from None
     scheme = "https" if settings.tls_cert else "http"
@@ -224,6 +225,8 @@ async def _serve(settings: Any) -> None:
         f"{scheme}://{bound[0]}:{bound[1]}  (data: {settings.resolved_database_url}, "
         f"bus: {settings.bus})"
     )
+    for name, url in extra.items():
+        console.print(f"  {name} listening on {url}")
     startup = app[STARTUP]
 
     async def announce() -> None:

@@ -37,7 +37,15 @@ GROUPS: tuple[tuple[str, typer.Typer], ...] = (
 )
 
 
+#: ``tether agent <dialect>``: each dialect's device agent, one line per dialect, defined in
+#: ``tether.cli_commands.agent_<dialect>`` (order: devicehive, ewelink, controlid, opengate,
+#: infiniteclouds).
+DIALECT_AGENTS: tuple[tuple[str, typer.Typer], ...] = ()
+
+
 def register(app: typer.Typer) -> None:
     """Add the client command groups to the ``tether`` app."""
+    for name, agent in DIALECT_AGENTS:
+        agent_app.add_typer(agent, name=name)
     for name, group in GROUPS:
         app.add_typer(group, name=name)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +41,28 @@ def validate_name(name: Any, what: str = "command") -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Shaped:
+    """A command as its device's dialect will carry it: checked parameters, and a ref."""
+
+    parameters: Any
+    #: The dialect's correlation key, fixed at creation so every API sees it (OpenGate's
+    #: operation UUID, for one); None leaves it to be set on delivery, or unset.
+    ref: str | None = None
+
+
+#: Checks and normalises a command for one dialect's devices: ``(name, parameters) ->
+#: Shaped``, raising :class:`~tether.core.errors.BadRequest` for what the device could not
+#: run. Dialects register theirs in :attr:`Commands.shapers` when the hub is ready.
+CommandShaper = Callable[[str, Any], Shaped]
+
+
 class Commands:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
+        #: By dialect name: applied to every command created for a device of that dialect,
+        #: whichever API created it, so bad input is refused before it is queued.
+        self.shapers: dict[str, CommandShaper] = {}
         self._waiters: dict[int, list[asyncio.Future[Command]]] = {}
         # Per command, the device's moves take turns (see _move).
         self._turns: dict[int, tuple[asyncio.Lock, list[int]]] = {}
@@ -77,6 +98,11 @@ class Commands:
         if device.blocked:
             raise DeviceBlocked(f"device {device_id!r} is blocked", device_id=device_id)
         validate_name(name)
+        shaper = self.shapers.get(device.dialect)
+        if shaper is not None:
+            shaped = shaper(name, parameters)
+            parameters = shaped.parameters
+            ref = ref if ref is not None else shaped.ref
         settings = hub.settings
         if timeout is DEFAULT:
             timeout = settings.command_timeout

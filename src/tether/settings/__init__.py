@@ -4,6 +4,9 @@ Every setting is read, in order of precedence, from ``tether serve`` options, ``
 environment variables (``TETHER_PORT=9000``), a TOML file named by ``TETHER_CONFIG`` or
 ``--config``, then these defaults. The defaults run a complete server on a laptop:
 SQLite in ``./tether-data`` and an in-process bus, no other service needed.
+
+Each dialect has a table of its own (``[devicehive]`` in TOML,
+``TETHER_DEVICEHIVE__ENABLED=false`` in the environment), defined beside this module.
 """
 
 from __future__ import annotations
@@ -20,9 +23,17 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tether.settings.controlid import ControlIdSettings
+from tether.settings.devicehive import DeviceHiveSettings
+from tether.settings.ewelink import EWeLinkSettings
+from tether.settings.infiniteclouds import InfiniteCloudsSettings
+from tether.settings.opengate import OpenGateSettings
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TETHER_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TETHER_", env_nested_delimiter="__", extra="forbid"
+    )
 
     # --- listening -------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to listen on.")
@@ -90,6 +101,23 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("info", description="Logging level.")
+
+    # --- dialects: one table each, documented on the dialect's page in docs/dialects/ ---
+    devicehive: DeviceHiveSettings = Field(
+        default_factory=DeviceHiveSettings, description="DeviceHive 3.x dialect."
+    )
+    ewelink: EWeLinkSettings = Field(
+        default_factory=EWeLinkSettings, description="eWeLink / CoolKit dialect."
+    )
+    controlid: ControlIdSettings = Field(
+        default_factory=ControlIdSettings, description="Control iD Push dialect."
+    )
+    opengate: OpenGateSettings = Field(
+        default_factory=OpenGateSettings, description="OpenGate south dialect."
+    )
+    infiniteclouds: InfiniteCloudsSettings = Field(
+        default_factory=InfiniteCloudsSettings, description="InfiniteClouds keepalive dialect."
+    )
 
     @property
     def is_sqlite(self) -> bool:
