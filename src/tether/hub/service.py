@@ -10,6 +10,7 @@ command change. Work is grouped by topic behind attributes::
     hub.notifications  post (batched), list
     hub.twins          device state, config revisions, firmware targets
     hub.delivery       live device sessions and parked polls
+    hub.dialect_state  small durable per-dialect values (see hub.dialect_state)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tether.hub import events, metrics
 from tether.hub.auth import Auth
 from tether.hub.commands import Commands
 from tether.hub.delivery import Delivery
+from tether.hub.dialect_state import DialectState
 from tether.hub.directory import Directory
 from tether.hub.events import (
     CommandChanged,
@@ -90,6 +92,7 @@ class Hub:
         self.twins = Twins(self)
         self.delivery = Delivery(self)
         self.writer = CommandWriter(self)
+        self.dialect_state = DialectState(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._background_tasks: set[asyncio.Task[None]] = set()
         self._bus_channels: set[str] = set()
