@@ -104,6 +104,32 @@ def mount_dialects(app: web.Application, settings: Settings) -> None:
     """
     # One line per dialect, in this order: devicehive, ewelink, controlid, opengate,
     # infiniteclouds.
+    from tether.dialects import ewelink
+
+    ewelink.mount(
+        app,
+        settings,
+        lambda: app[STARTUP],
+        lambda name, host, port, context: app[LISTENERS].append(
+            Listener(name, host, port, context)
+        ),
+    )
+    from tether.dialects import opengate
+
+    opengate.mount(
+        app,
+        settings,
+        lambda: app[STARTUP],
+        lambda name, host, port, context: app[LISTENERS].append(
+            Listener(name, host, port, context)
+        ),
+    )
+    from tether.dialects import controlid
+
+    controlid.mount(app, settings)
+    from tether.dialects import infiniteclouds
+
+    infiniteclouds.mount(app, settings)
 
 
 async def start_listeners(

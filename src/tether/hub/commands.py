@@ -155,6 +155,11 @@ class Commands:
         require_device(principal, Action.GET_DEVICE_COMMAND, device, command.device_id)
         return command
 
+    async def by_ref(self, device_id: str, ref: str) -> Command | None:
+        """The device's newest command with this dialect correlation key. No access check:
+        for a dialect that has already identified the device."""
+        return await self._hub.store.commands.get_by_ref(device_id, ref)
+
     async def list_commands(
         self, principal: Principal, *, device_id: str | None = None, **filters: Any
     ) -> list[Command]:
@@ -274,13 +279,20 @@ class Commands:
         status: str | None = None,
         step: CommandStep | None = None,
         result: Any = None,
+        ref: str | None = None,
     ) -> Command:
-        """A partial result: the command is running, optionally with a new step."""
+        """A partial result: the command is running, optionally with a new step.
+
+        ``ref`` records a dialect correlation key learned on hand-over (Control iD's
+        per-poll ``uuid``, for one).
+        """
         fields: dict[str, Any] = {}
         if status is not None:
             fields["status"] = status
         if result is not None:
             fields["result"] = result
+        if ref is not None:
+            fields["ref"] = ref
         return await self._move(device, command_id, CommandState.IN_PROGRESS, fields, step)
 
     async def complete(
