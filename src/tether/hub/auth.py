@@ -139,6 +139,11 @@ class Auth:
             raise Unauthorized(f"user is {user.status.value}")
         return user
 
+    async def user_principal(self, user_id: int) -> Principal:
+        """The principal of an active user by id, for dialects whose own tokens name a user
+        (eWeLink's ``at``): the same checks and cache as a bearer JWT."""
+        return user_principal(await self._user(user_id))
+
     def forget_user(self, user_id: int) -> None:
         self._users.pop(user_id, None)
 

@@ -1,0 +1,77 @@
+"""eWeLink / CoolKit dialect: the Sonoff app side and device side on one WebSocket.
+
+Apps (eWeLink clients, ``coolkit-client-phoenix``...) log in over HTTP v1 or v2, find the
+WebSocket through ``/dispatch/app`` and drive devices over ``/api/ws``; Sonoff devices
+find it through ``/dispatch/device`` and register on the same path. Users are core users,
+devices are core devices (dialect ``ewelink``, factory apikey in ``attributes``), params
+are the device's reported state, and an app ``update`` is a core command. See
+``docs/dialects/ewelink.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from aiohttp import web
+
+from tether.dialects.ewelink.cloud import DIALECT, Cloud, shape
+from tether.dialects.ewelink.routes import Holder, build
+from tether.settings import Settings
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+
+__all__ = ["mount"]
+
+
+class _Startup(Protocol):
+    """What ``tether.api.http.Startup`` offers (a dialect may not import the API layer)."""
+
+    ready: asyncio.Event
+    hub: Hub | None
+
+
+#: Adds an extra listener: ``(name, host, port, ssl_context)``.
+AddListener = Callable[[str, str, int, ssl.SSLContext | None], None]
+
+
+def mount(
+    app: web.Application,
+    settings: Settings,
+    startup: Callable[[], _Startup],
+    add_listener: AddListener,
+) -> None:
+    """Add the eWeLink routes, the optional TLS listener, and the hub hook-up."""
+    options = settings.ewelink
+    if not options.enabled:
+        return
+    holder = Holder()
+    app.add_routes(build(holder))
+    if options.tls_cert is not None:
+        if options.tls_key is None:
+            raise ValueError("ewelink.tls_cert is set but ewelink.tls_key is not")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+        add_listener("ewelink-tls", options.tls_host, options.tls_port, context)
+        holder.tls_port = options.tls_port or None
+
+    async def hook_up(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_attach(startup(), holder, settings))
+        try:
+            yield
+        finally:
+            task.cancel()
+            holder.cloud = None
+
+    app.cleanup_ctx.append(hook_up)
+
+
+async def _attach(startup: _Startup, holder: Holder, settings: Settings) -> None:
+    await startup.ready.wait()
+    hub = startup.hub
+    assert hub is not None
+    hub.commands.shapers[DIALECT] = shape
+    holder.cloud = Cloud(hub, settings.ewelink)

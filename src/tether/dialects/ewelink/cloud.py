@@ -1,0 +1,372 @@
+"""The eWeLink cloud's live state on one node: app sessions, device links, app updates.
+
+An app ``update`` becomes a core command named ``update`` (parameters = params) so every
+API sees it and its device ack completes it; the device link is a hub ``DeviceSession``,
+so a native-API (or DeviceHive) command to an eWeLink device is pushed the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from tether.core.access import can_see_device
+from tether.core.errors import BadRequest, TetherError
+from tether.core.lifecycle import TERMINAL, CommandState
+from tether.core.model import Command, Device
+from tether.dialects.ewelink import codec
+from tether.dialects.ewelink.accounts import Accounts, Session
+from tether.hub.commands import Shaped
+from tether.settings.ewelink import EWeLinkSettings
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+
+log = logging.getLogger("tether.ewelink")
+
+DIALECT = "ewelink"
+#: The command names an eWeLink device understands (forwarded as that action).
+COMMAND_NAMES = ("update",)
+
+
+def shape(name: str, parameters: Any) -> Shaped:
+    """The core command shaper for eWeLink devices: ``update`` with a params object."""
+    if name not in COMMAND_NAMES:
+        raise BadRequest(f"an eWeLink device accepts only {', '.join(COMMAND_NAMES)} commands")
+    if isinstance(parameters, list):
+        if not all(isinstance(p, dict) for p in parameters):
+            raise BadRequest("update params must be an object or a list of objects")
+    elif not isinstance(parameters, dict):
+        raise BadRequest("update params must be a JSON object (the eWeLink params)")
+    return Shaped(parameters=parameters)
+
+
+class Peer:
+    """One WebSocket with a bounded queue of ready-encoded text frames and its writer."""
+
+    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
+        self.ws = ws
+        self._limit = queue_size
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_size + 1)
+        self._closing: tuple[int, str] | None = None
+        self._writer = asyncio.create_task(self._write())
+
+    def send_text(self, text: str) -> bool:
+        if self._closing is not None:
+            return False
+        if self._queue.qsize() >= self._limit:
+            log.warning("closing a slow eWeLink peer: its send queue is full")
+            self.close(1008, "slow consumer: send queue full")
+            return False
+        self._queue.put_nowait(text)
+        return True
+
+    def send(self, message: Any) -> bool:
+        return self.send_text(codec.encode(message))
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+            self._queue.put_nowait(None)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    break
+                await self.ws.send_frame(item.encode(), WSMsgType.TEXT)
+        except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
+            return
+        code, reason = self._closing or (1000, "")
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, message=reason.encode()[:120])
+
+    async def finish(self) -> None:
+        if not self._writer.done():
+            self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._writer
+
+
+class AppSession:
+    """An app after a successful ``userOnline``."""
+
+    def __init__(self, peer: Peer, session: Session, apikey: str) -> None:
+        self.peer = peer
+        self.session = session
+        self.apikey = apikey
+
+    def send(self, message: Any) -> bool:
+        return self.peer.send(message)
+
+    def send_text(self, text: str) -> bool:
+        return self.peer.send_text(text)
+
+
+class DeviceLink:
+    """A registered device's WebSocket, as the hub's delivery sees it (DeviceSession)."""
+
+    def __init__(
+        self, peer: Peer, device: Device, owner_apikey: str, max_in_flight: int, model: str
+    ) -> None:
+        self.peer = peer
+        self.device = device
+        self.device_id = device.id
+        self.owner_apikey = owner_apikey
+        self.max_in_flight = max_in_flight
+        self.model = model
+        self.pushed: set[int] = set()
+        #: sequence (JSON text) -> command id, for the device's action-less acks.
+        self.awaiting: dict[str, int] = {}
+        self.upgrade_offered: str | None = None
+
+    def send(self, message: Any) -> bool:
+        return self.peer.send(message)
+
+    def close(self, code: int, reason: str) -> None:
+        self.peer.close(code, reason)
+
+    def push(self, command: Command) -> bool:
+        sequence: Any = codec.decode(command.ref) if command.ref else str(command.id)
+        key = codec.sequence_key(sequence)
+        if self.awaiting.get(key, command.id) != command.id:
+            sequence = str(command.id)  # two commands in flight with one app sequence
+            key = codec.sequence_key(sequence)
+        self.awaiting[key] = command.id
+        return self.send(
+            {
+                "action": command.name,
+                "deviceid": self.device_id,
+                "apikey": self.owner_apikey,
+                "userAgent": "app",
+                "sequence": sequence,
+                "ts": 0,
+                "params": codec.to_device(command.parameters),
+                "from": "app",
+            }
+        )
+
+
+def error_reply(code: int, **echo: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = {"error": code}
+    if code:
+        reply["reason"] = codec.REASONS.get(code, "Error")
+    reply.update({k: v for k, v in echo.items() if v is not None})
+    return reply
+
+
+class Cloud:
+    def __init__(self, hub: Hub, settings: EWeLinkSettings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.accounts = Accounts(hub)
+        self.apps: dict[int, set[AppSession]] = {}
+        self.links: dict[str, DeviceLink] = {}
+
+    # --- fan-out to apps ----------------------------------------------------------------
+
+    def to_apps(self, user_id: int | None, message: dict[str, Any]) -> None:
+        if user_id is None:
+            return
+        text = codec.encode(message)
+        for app in tuple(self.apps.get(user_id, ())):
+            app.send_text(text)
+
+    def add_app(self, app: AppSession) -> None:
+        self.apps.setdefault(app.session.user_id, set()).add(app)
+
+    def remove_app(self, app: AppSession) -> None:
+        sessions = self.apps.get(app.session.user_id)
+        if sessions is not None:
+            sessions.discard(app)
+            if not sessions:
+                del self.apps[app.session.user_id]
+
+    # --- devices --------------------------------------------------------------------------
+
+    async def ewelink_device(self, device_id: Any) -> Device | None:
+        if not isinstance(device_id, str):
+            return None
+        device = await self.hub.directory.device(device_id)
+        return device if device is not None and device.dialect == DIALECT else None
+
+    async def online(self, device_id: str) -> bool:
+        if device_id in self.links:
+            return True
+        return bool(await self.hub.online([device_id]))
+
+    async def params_of(self, device: Device) -> dict[str, Any]:
+        return dict((await self.hub.twins.own_state(device)).reported)
+
+    async def store_params(self, device: Device, params: dict[str, Any]) -> dict[str, Any]:
+        """Merge params into the shadow (multi-channel arrays by outlet); returns the patch."""
+        patch = codec.merge_params(await self.params_of(device), params)
+        await self.hub.twins.report(device, patch)
+        return patch
+
+    async def owner_apikey(self, device: Device) -> str | None:
+        if device.owner_id is None:
+            return None
+        return await self.accounts.apikey_of(device.owner_id)
+
+    async def device_views(self, session: Session, ids: list[str] | None = None) -> list[Any]:
+        if ids is None:
+            devices = await self.hub.directory.list_devices(
+                session.principal, dialect=DIALECT, take=10_000
+            )
+        else:
+            devices = []
+            for device_id in ids:
+                device = await self.ewelink_device(device_id)
+                if device is not None and can_see_device(session.principal, device):
+                    devices.append(device)
+        online = await self.hub.online([d.id for d in devices]) if devices else set()
+        return [await self.view(d, d.id in online) for d in devices]
+
+    async def view(self, device: Device, online: bool) -> dict[str, Any]:
+        return codec.device_view(
+            device_id=device.id,
+            name=device.name,
+            owner_apikey=await self.owner_apikey(device) or "",
+            factory_apikey=str(device.attributes.get("apikey", "")),
+            attributes=device.attributes,
+            params=await self.params_of(device),
+            online=online,
+        )
+
+    # --- app -> device ----------------------------------------------------------------------
+
+    async def control(
+        self, session: Session, device_id: Any, params: Any, sequence: Any = None
+    ) -> int:
+        """Run an app ``update``; returns the eWeLink error code (0, 403, 503, 504, ...)."""
+        device = await self.ewelink_device(device_id)
+        if device is None:
+            return 404 if session.principal.sees_everything else 403
+        if not can_see_device(session.principal, device):
+            return 403
+        if not isinstance(params, dict | list):
+            return 400
+        if not await self.online(device.id):
+            return 503
+        timeout = self.settings.ack_timeout
+        try:
+            command = await self.hub.commands.create(
+                session.principal,
+                device.id,
+                "update",
+                params,
+                timeout=timeout,
+                lifetime=timeout,
+                ref=None if sequence is None else codec.sequence_key(sequence),
+            )
+        except TetherError as error:
+            return {403: 403, 404: 403, 400: 400}.get(error.status, 500)
+        done = await self.hub.commands.wait(command.id, timeout)
+        if done is None or done.state not in TERMINAL:
+            with contextlib.suppress(TetherError):
+                await self.hub.commands.cancel(session.principal, command.id)
+            return 504
+        if done.state is CommandState.SUCCEEDED:
+            return 0
+        if done.state is CommandState.FAILED and isinstance(done.result, dict):
+            code = done.result.get("error")
+            return code if isinstance(code, int) and code else 500
+        return 504
+
+    # --- device -> cloud ---------------------------------------------------------------------
+
+    async def acked(self, link: DeviceLink, message: dict[str, Any]) -> None:
+        """An action-less frame from a device: the ack of a command pushed to it."""
+        sequence = message.get("sequence")
+        command_id = link.awaiting.pop(codec.sequence_key(sequence), None)
+        if command_id is None and isinstance(sequence, str) and sequence.isdigit():
+            command_id = link.awaiting.pop(codec.sequence_key(sequence), None)
+        if command_id is None:
+            return  # an upgrade ack, or an ack that came after its 504
+        error = message.get("error", 0)
+        success = error == 0
+        command = self.hub.index.payload(command_id)
+        if success and command is not None and isinstance(command.parameters, dict):
+            await self.store_params(link.device, command.parameters)
+        with contextlib.suppress(TetherError):
+            await self.hub.commands.complete(
+                link.device,
+                command_id,
+                success=success,
+                result={"error": error},
+                error=None if success else f"device answered error {error}",
+            )
+
+    async def reported(self, link: DeviceLink, message: dict[str, Any]) -> None:
+        """A device ``update``: shadow, core notification, and a push to the owner's apps."""
+        params = message.get("params")
+        device = link.device
+        if isinstance(params, dict) and params:
+            await self.store_params(device, params)
+            await self.hub.notifications.post_as_device(device, "update", params)
+        push: dict[str, Any] = {
+            "action": "update",
+            "deviceid": device.id,
+            "apikey": link.owner_apikey,
+            "userAgent": "device",
+        }
+        d_seq = message.get("d_seq")
+        if d_seq is not None:
+            push["d_seq"] = d_seq
+        push.update({"ts": 0, "params": params if params is not None else {}, "from": "device"})
+        if d_seq is not None:
+            push["seq"] = str(d_seq)
+        self.to_apps(device.owner_id, push)
+
+    def sysmsg(self, link: DeviceLink, online: bool) -> None:
+        self.to_apps(
+            link.device.owner_id,
+            {
+                "action": "sysmsg",
+                "deviceid": link.device_id,
+                "apikey": link.owner_apikey,
+                "ts": 0,
+                "params": {"online": online},
+            },
+        )
+
+    async def offer_upgrade(self, link: DeviceLink, running: Any) -> None:
+        """Send ``upgrade`` when the core's firmware target differs from what runs."""
+        target = await self.hub.twins.current_firmware(link.device)
+        if target is None or not isinstance(running, str) or target.version == running:
+            return
+        if link.upgrade_offered == target.version:
+            return
+        link.upgrade_offered = target.version
+        link.send(
+            {
+                "action": "upgrade",
+                "deviceid": link.device_id,
+                "apikey": link.owner_apikey,
+                "userAgent": "app",
+                "sequence": str(int(time.time() * 1000)),
+                "ts": 0,
+                "params": {
+                    "model": link.model,
+                    "version": target.version,
+                    "binList": [
+                        {
+                            "downloadUrl": target.url,
+                            "digest": target.sha256 or "",
+                            "name": "user1.bin",
+                        }
+                    ],
+                },
+            }
+        )
