@@ -114,16 +114,6 @@ def mount_dialects(app: web.Application, settings: Settings) -> None:
             Listener(name, host, port, context)
         ),
     )
-    from tether.dialects import ewelink
-
-    ewelink.mount(
-        app,
-        settings,
-        lambda: app[STARTUP],
-        lambda name, host, port, context: app[LISTENERS].append(
-            Listener(name, host, port, context)
-        ),
-    )
     from tether.dialects import opengate
 
     opengate.mount(
