@@ -167,7 +167,7 @@ async def test_binary_body_and_string_body_per_device(tether: Running, tmp_path:
 
 async def test_prefixed_base_and_long_poll(tmp_path: Path) -> None:
     async with running(tmp_path, controlid={"path_prefix": "/controlid"}) as server:
-        await register(server, "42", long_poll=5, push_request_timeout=30000)
+        await register(server, "42", long_poll=2, push_request_timeout=30000)
         async with terminal(server, "42", base="/controlid/site-7", period=30.0) as device:
             # The terminal is parked in a held poll; the command wakes it.
             await asyncio.sleep(0.3)
