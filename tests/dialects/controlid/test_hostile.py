@@ -116,7 +116,8 @@ async def test_results_that_match_nothing_change_nothing(
         assert logged(caplog, "matches no outstanding command")
         made = await create(tether, "load_objects", {"object": "users"})
         status, body = await raw(tether, "GET", f"/push?deviceId={DEVICE}&uuid=u-1")
-        assert status == 200 and b"load_objects" in body
+        assert status == 200
+        assert b"load_objects" in body
         # Only one command is ever outstanding: a second poll gets nothing.
         await create(tether, "reboot")
         assert await raw(tether, "GET", f"/push?deviceId={DEVICE}&uuid=u-2") == (200, b"")
@@ -166,7 +167,8 @@ async def test_results_that_match_nothing_change_nothing(
 async def test_result_without_uuid_falls_back_to_the_outstanding_command(tether: Running) -> None:
     made = await create(tether, "system_information", {})
     status, body = await raw(tether, "GET", f"/push?deviceId={DEVICE}")
-    assert status == 200 and b"system_information" in body
+    assert status == 200
+    assert b"system_information" in body
     assert (await get(tether, made["id"]))["ref"] == f"tether-{made['id']}"
     await raw(
         tether,
@@ -343,10 +345,10 @@ async def test_lost_results_requeue_only_idempotent_commands(tmp_path: Path) -> 
             server, "execute_actions", {"actions": [{"action": "door", "parameters": "door=1"}]}
         )
         # The terminal takes the first command and never answers (its reply was lost).
-        status, body = await raw(server, "GET", f"/push?deviceId={DEVICE}&uuid=lost-1")
+        _, body = await raw(server, "GET", f"/push?deviceId={DEVICE}&uuid=lost-1")
         assert b"load_objects" in body
         assert (await finished(server, load["id"]))["state"] == "timed_out"
-        status, body = await raw(server, "GET", f"/push?deviceId={DEVICE}&uuid=lost-2")
+        _, body = await raw(server, "GET", f"/push?deviceId={DEVICE}&uuid=lost-2")
         assert b"execute_actions" in body
         assert (await finished(server, door["id"]))["state"] == "timed_out"
         # A late result for a timed-out command changes nothing.
@@ -365,7 +367,8 @@ async def test_lost_results_requeue_only_idempotent_commands(tmp_path: Path) -> 
         assert copy["parameters"]["requeued_from"] == load["id"]
         assert copy["parameters"]["attempt"] == 2
         # The copy runs normally; the link keys never reach the terminal.
-        status, body = await raw(server, "GET", f"/push?deviceId={DEVICE}&uuid=ok-1")
-        assert b"load_objects" in body and b"requeued_from" not in body
+        _status, body = await raw(server, "GET", f"/push?deviceId={DEVICE}&uuid=ok-1")
+        assert b"load_objects" in body
+        assert b"requeued_from" not in body
         await raw(server, "POST", f"/result?deviceId={DEVICE}&uuid=ok-1", json={"response": {}})
         assert (await finished(server, copy["id"]))["state"] == "succeeded"
