@@ -19,6 +19,7 @@ from __future__ import annotations
 import typer
 
 from tether.cli_commands.agent import agent_app
+from tether.cli_commands.agent_infiniteclouds import keepalive_app
 from tether.cli_commands.agent_opengate import opengate_agent_app
 from tether.cli_commands.catalog import devicetype_app, network_app
 from tether.cli_commands.commands import command_app
@@ -41,7 +42,10 @@ GROUPS: tuple[tuple[str, typer.Typer], ...] = (
 #: ``tether agent <dialect>``: each dialect's device agent, one line per dialect, defined in
 #: ``tether.cli_commands.agent_<dialect>`` (order: devicehive, ewelink, controlid, opengate,
 #: infiniteclouds).
-DIALECT_AGENTS: tuple[tuple[str, typer.Typer], ...] = (("opengate", opengate_agent_app),)
+DIALECT_AGENTS: tuple[tuple[str, typer.Typer], ...] = (
+    ("opengate", opengate_agent_app),
+    ("keepalive", keepalive_app),
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,8 @@ Verification is CPU only: no database round trip on the hot path.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any
@@ -75,6 +77,14 @@ class TokenService:
         self._secret = secret
         self.access_ttl = timedelta(seconds=access_ttl)
         self.refresh_ttl = timedelta(seconds=refresh_ttl)
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A signing key for ``purpose`` (a dialect's device tokens), derived from the secret.
+
+        HMAC-SHA256 of the purpose under the server secret: rotating the secret rotates
+        every derived key, and a token signed for one purpose never verifies as another.
+        """
+        return hmac.new(self._secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
     def encode(self, claims: TokenClaims) -> str:
         actions = (

@@ -1,0 +1,337 @@
+"""The cloud side of InfiniteClouds: registration, device tokens, keepalive triggers.
+
+Every device is a core device of dialect ``infiniteclouds`` with id ``ic-<mac digits>``;
+what it reports (MAC, machine id, model, firmware, config revision, interfaces) lives in
+``Device.attributes`` and is written only when it changes. "Unassigned" is a device with
+no ``owner_id``: it registers, but gets no token, and keepalives are refused.
+
+An idle keepalive (nothing pending, nothing changed) runs no SQL: the token is verified
+on the CPU, the device comes from the directory cache, presence is a dict write, pending
+commands are looked up in the hub's in-memory index, and the current config revision and
+firmware target are cached for ``revision_cache_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
+from tether.core.errors import (
+    BadRequest,
+    Conflict,
+    DeviceBlocked,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
+from tether.core.lifecycle import CommandState
+from tether.core.model import ConfigRevision, Device, FirmwareTarget, Role
+from tether.dialects.infiniteclouds import codec
+from tether.hub.commands import Shaped, validate_name
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+    from tether.settings.infiniteclouds import InfiniteCloudsSettings
+
+log = logging.getLogger("tether.infiniteclouds")
+
+DIALECT = "infiniteclouds"
+
+#: The dialect acting on its own devices (creating them at registration, recording what
+#: they report). Never handed to a caller: the device itself only ever acts as itself.
+SERVICE = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMIN)
+
+Data = dict[str, Any] | None
+
+
+def shape(name: str, parameters: Any) -> Shaped:
+    """Commands for these devices travel as ``{"command": name, "params": {...}}``."""
+    validate_name(name)
+    if parameters is not None and not isinstance(parameters, dict):
+        raise BadRequest("an InfiniteClouds command's parameters must be a JSON object")
+    return Shaped(parameters=parameters if parameters is not None else {})
+
+
+class Cloud:
+    def __init__(self, hub: Hub, settings: InfiniteCloudsSettings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self._key = hub.auth.tokens.derive_key(codec.TOKEN_PURPOSE)
+        self._configs: dict[tuple[str, int | None], tuple[float, ConfigRevision | None]] = {}
+        self._firmware: dict[tuple[str, int | None], tuple[float, FirmwareTarget | None]] = {}
+
+    @property
+    def presence_timeout(self) -> float:
+        return self.settings.keepalive_interval * self.settings.missed_keepalives
+
+    # --- registration -------------------------------------------------------------------------
+
+    async def register(self, body: dict[str, Any]) -> tuple[Data, str]:
+        mac = codec.normal_mac(codec.text(body, "macAddress", limit=32))
+        device_id = codec.device_id_for(mac)
+        facts = self._facts(body)
+        facts["macAddress"] = mac
+        interfaces = codec.field(body, "interfaces")
+        if isinstance(interfaces, list):
+            facts["interfaces"] = interfaces
+        device = await self.hub.directory.device(device_id)
+        created = False
+        if device is None:
+            kind = facts.get("deviceType") or "CE"
+            try:
+                device = await self.hub.directory.create_device(
+                    SERVICE,
+                    id=device_id,
+                    name=f"{kind} {mac}",
+                    dialect=DIALECT,
+                    attributes=facts,
+                )
+                created = True
+            except Conflict:  # registered concurrently
+                device = await self.hub.directory.device(device_id)
+                if device is None:
+                    raise
+        if device.dialect != DIALECT:
+            raise Conflict(f"device {device_id} exists and is not an InfiniteClouds device")
+        if not created:
+            device = await self._record(device, facts)
+        if device.blocked:
+            raise DeviceBlocked("Device is blocked")
+        if device.owner_id is None:
+            message = (
+                "Device registered, waiting for assignment"
+                if created
+                else "Device is not assigned yet"
+            )
+            return {"assigned": False, "deviceId": device_id}, message
+        ttl = self.settings.token_ttl
+        token = codec.issue_token(
+            self._key,
+            codec.DeviceToken(device_id, mac, device.owner_id),
+            now=int(self.hub.clock.now().timestamp()),
+            ttl=ttl,
+            audience=self.settings.token_audience,
+            issuer=self.settings.token_issuer,
+        )
+        data = {
+            "assigned": True,
+            "authToken": token,
+            "deviceId": device_id,
+            "tokenExpiry": str(ttl),
+            "type": "Bearer",
+        }
+        return data, "Device is already exists with same mac address"
+
+    @staticmethod
+    def _facts(body: dict[str, Any]) -> dict[str, Any]:
+        """What a message says about the device, by attribute name (absent ones left out)."""
+        current, upgrading = codec.reported_firmware(body)
+        found = {
+            "machineId": codec.text(body, "machineId"),
+            "deviceType": codec.text(body, "deviceType", limit=64),
+            "deviceModel": codec.text(codec.field(body, "deviceMetaInfo"), "deviceModel"),
+            "firmwareVersion": current,
+            "configRevision": codec.reported_revision(body),
+        }
+        facts = {k: v for k, v in found.items() if v is not None}
+        if codec.field(body, "firmware") is not None:
+            facts["firmwareUpgrading"] = upgrading or ""
+        return facts
+
+    async def _record(self, device: Device, facts: dict[str, Any]) -> Device:
+        """Store what changed in the device's attributes; nothing to write, no SQL."""
+        merged = {**device.attributes, **facts}
+        if merged == device.attributes:
+            return device
+        return await self.hub.directory.update_device(SERVICE, device.id, attributes=merged)
+
+    # --- authentication -----------------------------------------------------------------------
+
+    async def authenticate(self, authorization: str | None, body: dict[str, Any]) -> Device:
+        """The device a Bearer token stands for; it may act only as itself."""
+        token = codec.verify_token(
+            self._key,
+            codec.bearer(authorization),
+            now=int(self.hub.clock.now().timestamp()),
+            audience=self.settings.token_audience,
+            issuer=self.settings.token_issuer,
+        )
+        device = await self.hub.directory.device(token.device_id)
+        if device is None or device.dialect != DIALECT:
+            raise Unauthorized("Unknown device")
+        if device.owner_id is None:
+            raise Unauthorized("Device is not assigned")
+        if device.owner_id != token.owner_id:
+            raise Unauthorized("Device was re-assigned; register again")
+        if device.blocked:
+            raise DeviceBlocked("Device is blocked")
+        claimed = codec.text(body, "deviceId", limit=128)
+        if claimed is not None and claimed != device.id:
+            raise Forbidden("The token belongs to another device")
+        mac = codec.text(body, "macAddress", limit=32)
+        if mac is not None and codec.normal_mac(mac) != token.mac:
+            raise Forbidden("The token belongs to another device")
+        return device
+
+    # --- keepalive, statistics, status, results -------------------------------------------------
+
+    async def report(self, device: Device, kind: str, body: dict[str, Any]) -> Data:
+        """Handle one authenticated message and answer with a fresh ``triggerEvent``."""
+        outcomes = codec.command_results(body)
+        facts = self._facts(body)
+        if kind == codec.STATUS:
+            facts["statusWanted"] = False
+            facts["lastStatusAt"] = self.hub.clock.now().isoformat()
+        if kind == codec.FIRMWARE_STATUS:
+            state = codec.text(body, "state", limit=32)
+            if state is None:
+                raise BadRequest("firmwareStatus needs a state")
+            facts["firmwareStatus"] = {
+                "version": codec.text(body, "version", limit=128),
+                "state": state.upper(),
+                "message": codec.text(body, "message", limit=1000),
+            }
+        self.hub.presence.activity(device.id, timeout=self.presence_timeout)
+        await self._complete(device, outcomes)
+        device = await self._record(device, facts)
+        if kind == codec.STATISTICS:
+            await self.hub.notifications.post_as_device(device, "statistics", _payload(body))
+        elif kind == codec.STATUS:
+            await self.hub.twins.report(device, {"status": _payload(body)})
+        elif kind == codec.FIRMWARE_STATUS:
+            await self.hub.notifications.post_as_device(
+                device, "firmwareStatus", facts["firmwareStatus"]
+            )
+        return await self.triggers(device)
+
+    async def _complete(self, device: Device, outcomes: list[codec.CommandOutcome]) -> None:
+        for outcome in outcomes:
+            try:
+                if outcome.state == "in_progress":
+                    await self.hub.commands.progress(
+                        device, outcome.command_id, result=outcome.result
+                    )
+                else:
+                    await self.hub.commands.complete(
+                        device,
+                        outcome.command_id,
+                        success=outcome.state == "succeeded",
+                        result=outcome.result,
+                        error=outcome.error,
+                    )
+            except NotFound:
+                # Not this device's command (or deleted): nothing to complete, and the
+                # device must not be made to resend it forever.
+                log.warning("device %s reported unknown command %s", device.id, outcome.command_id)
+
+    async def triggers(self, device: Device) -> Data:
+        attributes = device.attributes
+        config = await self.current_config(device)
+        config_update = config is not None and attributes.get("configRevision") != str(config.id)
+        firmware_update = False
+        if self.settings.firmware:
+            target = await self.current_firmware(device)
+            firmware_update = (
+                target is not None and attributes.get("firmwareVersion") != target.version
+            )
+        send_status = bool(
+            attributes.get(
+                "statusWanted",
+                self.settings.status_on_assign and "lastStatusAt" not in attributes,
+            )
+        )
+        return codec.trigger_event(
+            config_update=config_update,
+            firmware_update=firmware_update,
+            send_status=send_status,
+            commands=await self._deliver(device),
+        )
+
+    async def _deliver(self, device: Device) -> list[dict[str, Any]]:
+        """Pending commands, re-sent (``sent`` again) on every keepalive until a result
+        arrives or they expire; no SQL when the index says nothing is due."""
+        hub = self.hub
+        limit = self.settings.max_commands
+        if not self.settings.commands or limit == 0 or not hub.index.has_deliverable(device.id):
+            return []
+        ids = hub.index.deliverable(device.id, hub.clock.now(), limit)
+        if not ids:
+            return []
+        handed = await hub.commands.hand_over(device.id, ids, CommandState.SENT)
+        return [codec.command_out(command) for command in handed]
+
+    # --- config and firmware ------------------------------------------------------------------
+
+    async def current_config(self, device: Device, fresh: bool = False) -> ConfigRevision | None:
+        key = (device.id, device.type_id)
+        now = time.monotonic()
+        cached = self._configs.get(key)
+        if cached is not None and cached[0] > now and not fresh:
+            return cached[1]
+        found = await self.hub.twins.current_config(device)
+        self._remember(self._configs, key, now, found)
+        return found
+
+    async def current_firmware(self, device: Device, fresh: bool = False) -> FirmwareTarget | None:
+        key = (device.id, device.type_id)
+        now = time.monotonic()
+        cached = self._firmware.get(key)
+        if cached is not None and cached[0] > now and not fresh:
+            return cached[1]
+        found = await self.hub.twins.current_firmware(device)
+        self._remember(self._firmware, key, now, found)
+        return found
+
+    def _remember(self, cache: dict[Any, Any], key: Any, now: float, value: Any) -> None:
+        ttl = self.settings.revision_cache_ttl
+        if ttl <= 0:
+            return
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key] = (now + ttl, value)
+
+    async def config(self, device: Device, known: str | None) -> tuple[Data, str]:
+        revision = await self.current_config(device, fresh=True)
+        if revision is None:
+            raise NotFound("No config for this device")
+        if known not in (None, "", "0") and known == str(revision.id):
+            return None, "config up to date"
+        document = revision.document
+        data: dict[str, Any] = dict(document) if isinstance(document, dict) else {}
+        if not isinstance(document, dict):
+            data["document"] = document
+        data.update(
+            {
+                "_id": device.id,
+                "macAddress": device.attributes.get("macAddress"),
+                "machineId": device.attributes.get("machineId"),
+                "revisionId": str(revision.id),
+                "updatedAt": revision.created_at.isoformat(),
+            }
+        )
+        return data, "success"
+
+    async def firmware(self, device: Device) -> tuple[Data, str]:
+        if not self.settings.firmware:
+            raise NotFound("Firmware updates are disabled")
+        target = await self.current_firmware(device, fresh=True)
+        if target is None:
+            raise NotFound("No firmware target for this device")
+        data = {
+            "firmwareId": str(target.id),
+            "version": target.version,
+            "url": target.url,
+            "size": target.size,
+            "sha256": target.sha256,
+        }
+        return data, "success"
+
+
+_IDENTITY = {"statustype", "deviceid", "machineid", "macaddress", "devicetype", "commands"}
+
+
+def _payload(body: dict[str, Any]) -> dict[str, Any]:
+    """A report without the identity fields every message repeats."""
+    return {k: v for k, v in body.items() if k.lower() not in _IDENTITY}

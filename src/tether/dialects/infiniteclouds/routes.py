@@ -1,0 +1,133 @@
+"""The InfiniteClouds HTTP endpoints: one multiplexed registration URL, config, firmware.
+
+Every answer, success or failure, is the documented envelope; core errors become its
+``status``/``httpCode``/``errorCode`` (401 makes the device register again for a fresh
+token). Bodies are size-limited and decoded leniently (see :mod:`.codec`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unavailable
+from tether.dialects.infiniteclouds import codec
+from tether.dialects.infiniteclouds.cloud import Cloud
+
+log = logging.getLogger("tether.infiniteclouds")
+
+
+class Slot:
+    """Where the :class:`Cloud` lands once the hub is up (the app is frozen by then)."""
+
+    def __init__(self) -> None:
+        self.cloud: Cloud | None = None
+
+
+CLOUD: web.AppKey[Slot] = web.AppKey("infiniteclouds", Slot)
+
+Handler = Callable[[web.Request], Awaitable[tuple[Any, str]]]
+
+
+def reply(data: Any, message: str = "success", status: int = 200) -> web.Response:
+    return web.Response(
+        body=codec.envelope(data, message, status),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def enveloped(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Run ``handler`` and wrap its ``(data, message)``, or its error, in the envelope."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            data, message = await handler(request)
+        except TetherError as error:
+            return reply(None, error.message, error.status)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return reply(None, "Internal server error", 500)
+        return reply(data, message)
+
+    return wrapped
+
+
+def startup_of(app: web.Application) -> Any:
+    """The application's start-up record (``tether.api.http.Startup``), found by shape.
+
+    Dialects may not import ``tether.api`` (import-linter keeps the two layers apart), so
+    the record is recognised by its ``hub`` and ``ready`` attributes instead of its key.
+    """
+    for value in app.values():
+        if hasattr(value, "hub") and isinstance(getattr(value, "ready", None), asyncio.Event):
+            return value
+    return None
+
+
+def cloud_of(request: web.Request) -> Cloud:
+    """The dialect's cloud; 503 in the envelope while the hub is still starting."""
+    slot = request.app.get(CLOUD)
+    if slot is None:
+        raise Unavailable("starting")
+    if slot.cloud is None:
+        startup = startup_of(request.app)
+        hub = getattr(startup, "hub", None)
+        if hub is None:
+            raise Unavailable("starting")
+        slot.cloud = Cloud(hub, hub.settings.infiniteclouds)
+    return slot.cloud
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    limit = cloud_of(request).hub.settings.max_message_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    return codec.decode_body(raw)
+
+
+async def registration(request: web.Request) -> tuple[Any, str]:
+    cloud = cloud_of(request)
+    body = await read_json(request)
+    kind = codec.status_type(body)
+    if kind is None:
+        return await cloud.register(body)
+    if kind not in codec.KNOWN_STATUS_TYPES:
+        if not cloud.settings.lenient_status_types:
+            raise BadRequest(f"unknown statusType {codec.field(body, 'statusType')!r}")
+        device = await cloud.authenticate(request.headers.get("Authorization"), body)
+        cloud.hub.presence.activity(device.id, timeout=cloud.presence_timeout)
+        return await cloud.triggers(device), "success"
+    device = await cloud.authenticate(request.headers.get("Authorization"), body)
+    return await cloud.report(device, kind, body), "success"
+
+
+async def config(request: web.Request) -> tuple[Any, str]:
+    cloud = cloud_of(request)
+    body = await read_json(request) if request.method == "POST" else {}
+    device = await cloud.authenticate(request.headers.get("Authorization"), body)
+    known = codec.field(dict(request.query), "revisionID")
+    if known is None:
+        known = codec.field(body, "revisionID")
+    return await cloud.config(device, None if known is None else str(known))
+
+
+async def firmware(request: web.Request) -> tuple[Any, str]:
+    cloud = cloud_of(request)
+    device = await cloud.authenticate(request.headers.get("Authorization"), {})
+    return await cloud.firmware(device)
+
+
+def add_routes(app: web.Application) -> None:
+    app[CLOUD] = Slot()
+    app.router.add_post("/v1/device/registration", enveloped(registration))
+    app.router.add_get("/v1/device/config", enveloped(config))
+    app.router.add_post("/v1/device/config", enveloped(config))
+    app.router.add_get("/v1/device/firmware", enveloped(firmware))
