@@ -77,6 +77,7 @@ class EmulatedSonoff:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._turn = asyncio.Lock()
+        self._pong = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- the golden sequence ----------------------------------------------------------------
@@ -112,7 +113,7 @@ class EmulatedSonoff:
             else:
                 ws_url = scheme + self.url[self.url.index(":") :] + "/api/ws"
             async with session.ws_connect(
-                ws_url, ssl=self._ssl(), autoping=True, heartbeat=None
+                ws_url, ssl=self._ssl(), autoping=False, heartbeat=None
             ) as ws:
                 self._ws = ws
                 reader = asyncio.create_task(self._read(ws))
@@ -179,10 +180,26 @@ class EmulatedSonoff:
     async def _ping(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
             await asyncio.sleep(max(1.0, self.hb_interval * 0.9))
-            await ws.ping()
+            await self.ping()
+
+    async def ping(self, timeout: float = 20.0) -> None:
+        """Send a WebSocket ping control frame and wait for the cloud's pong."""
+        if self._ws is None:
+            raise RuntimeError("not connected")
+        self._pong.clear()
+        self.transcript.append(("D>S", "<ping>"))
+        await self._ws.ping()
+        await asyncio.wait_for(self._pong.wait(), timeout)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for message in ws:
+            if message.type is aiohttp.WSMsgType.PING:
+                await ws.pong(message.data)
+                continue
+            if message.type is aiohttp.WSMsgType.PONG:
+                self.transcript.append(("S>D", "<pong>"))
+                self._pong.set()
+                continue
             if message.type is not aiohttp.WSMsgType.TEXT:
                 continue
             self.transcript.append(("S>D", message.data))
