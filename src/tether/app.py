@@ -104,6 +104,9 @@ def mount_dialects(app: web.Application, settings: Settings) -> None:
     """
     # One line per dialect, in this order: devicehive, ewelink, controlid, opengate,
     # infiniteclouds.
+    from tether.dialects import devicehive
+
+    devicehive.mount(app, settings, lambda: app[STARTUP])
     from tether.dialects import ewelink
 
     ewelink.mount(

@@ -270,6 +270,22 @@ class Directory:
             await store.users.remove_network(user_id, network_id)
         await self._hub.publish_directory(UserChanged(user_id=user_id))
 
+    async def grant_device_type(
+        self, principal: Principal, user_id: int, type_id: int, granted: bool = True
+    ) -> None:
+        """:meth:`grant_network` for device types (used while ``all_device_types`` is off)."""
+        require(principal, Action.MANAGE_USER)
+        store = self._hub.store
+        if await store.users.get(user_id) is None:
+            raise NotFound(f"user {user_id} not found")
+        if await store.device_types.get(type_id) is None:
+            raise NotFound(f"device type {type_id} not found")
+        if granted:
+            await store.users.add_device_type(user_id, type_id)
+        else:
+            await store.users.remove_device_type(user_id, type_id)
+        await self._hub.publish_directory(UserChanged(user_id=user_id))
+
     # --- API keys -------------------------------------------------------------------------------
 
     async def create_api_key(
