@@ -26,7 +26,7 @@ from tether.dialects.opengate.routes import SouthRoutes
 from tether.hub.service import Hub
 from tether.settings import Settings
 
-__all__ = ["DIALECT", "mount"]
+__all__ = ["DIALECT", "DISPATCHER", "mount"]
 
 log = logging.getLogger("tether.opengate")
 
@@ -42,7 +42,8 @@ class StartupState(Protocol):
 #: ``(name, host, port, ssl_context)``: opens one more listener serving the same routes.
 AddListener = Callable[[str, str, int, ssl.SSLContext], None]
 
-DISPATCHER = web.AppKey("opengate_dispatcher", Dispatcher)
+#: ``{"dispatcher": Dispatcher}`` once the hub is up (for operators' tooling and tests).
+DISPATCHER = web.AppKey("opengate_dispatcher", dict[str, Dispatcher])
 
 
 def mount(
@@ -67,6 +68,7 @@ def mount(
         add_listener("opengate-mtls", own.mtls_host, own.mtls_port, tls.server_context(own))
 
     holder: dict[str, Dispatcher] = {}
+    app[DISPATCHER] = holder
 
     async def start_when_ready() -> None:
         state = startup()
@@ -85,7 +87,7 @@ def mount(
             await task
 
     async def shutdown(app: web.Application) -> None:
-        dispatcher = holder.pop("dispatcher", None)
+        dispatcher = holder.get("dispatcher")
         if dispatcher is not None:
             await dispatcher.stop()
 

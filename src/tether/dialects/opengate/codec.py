@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -225,7 +225,8 @@ class OperationResponse:
     steps: tuple[Step, ...] = ()
     device_id: str | None = None
     version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The response's own ``timestamp``: the time of steps that carry none.
+    at: datetime | None = None
 
     @property
     def final(self) -> bool:
@@ -271,6 +272,7 @@ def parse_response(body: Any) -> OperationResponse:
         raise BadRequest("a partial response needs steps; a final one needs resultCode")
     name = response.get("name")
     version = root.get("version")
+    when = response.get("timestamp")
     device_id = response.get("deviceId")
     return OperationResponse(
         id=str(_string(response.get("id"), "operation.response.id")),
@@ -280,6 +282,7 @@ def parse_response(body: Any) -> OperationResponse:
         steps=tuple(_step(raw, i) for i, raw in enumerate(steps_raw)),
         device_id=device_id if isinstance(device_id, str) else None,
         version=version if isinstance(version, str) else None,
+        at=None if when is None else from_epoch(when, "operation.response.timestamp"),
     )
 
 

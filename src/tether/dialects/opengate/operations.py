@@ -34,12 +34,12 @@ async def find_operation(hub: Hub, device: Device, operation_id: str) -> Command
     return command
 
 
-def _core_step(hub: Hub, step: Step) -> CommandStep:
+def _core_step(hub: Hub, step: Step, response: OperationResponse) -> CommandStep:
     return CommandStep(
         name=step.name,
         state=step.result,
         description=step.description,
-        time=step.at or hub.clock.now(),
+        time=step.at or response.at or hub.clock.now(),
         data=step.response,
     )
 
@@ -72,7 +72,7 @@ async def apply_response(hub: Hub, device: Device, response: OperationResponse) 
             response.result_code or "(partial)",
         )
         return command
-    steps = [s for s in (_core_step(hub, raw) for raw in response.steps)]
+    steps = [_core_step(hub, raw, response) for raw in response.steps]
     steps = [s for s in steps if not _already_recorded(command, s)]
     final = response.final
     code = response.result_code

@@ -18,9 +18,18 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from tether.core.access import Action, PrincipalKind, require_device
-from tether.core.errors import Forbidden, NotFound, TetherError, Unauthorized
+from tether.core.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    TetherError,
+    Unauthorized,
+)
 from tether.core.model import Command, Device
 from tether.dialects.opengate import codec
 from tether.dialects.opengate.dispatcher import DIALECT, encoding_of
@@ -84,9 +93,17 @@ async def authenticate(hub: Hub, request: web.Request, action: Action) -> Device
 
 
 async def read_json(hub: Hub, request: web.Request) -> Any:
+    """The JSON body. aiohttp already undoes ``Content-Encoding: gzip``/``deflate``; a
+    gzip body sent without the header (some firmware) is recognised by its magic bytes."""
     limit = hub.settings.max_message_bytes
-    raw = await request.read()
-    raw = codec.inflate(raw, request.headers.get("Content-Encoding"), limit)
+    try:
+        raw = await request.read()
+    except (web.HTTPRequestEntityTooLarge, PayloadTooLarge):
+        raise PayloadTooLarge(f"body is larger than {limit} bytes") from None
+    except (RequestPayloadError, HttpProcessingError, ValueError) as error:
+        encoding = request.headers.get("Content-Encoding", "identity")
+        raise BadRequest(f"body could not be read as {encoding}: {error}") from None
+    raw = codec.inflate(raw, None, limit)
     return codec.decode_json(raw)
 
 
