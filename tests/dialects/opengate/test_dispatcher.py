@@ -15,7 +15,6 @@ from typing import Any
 
 import trustme
 from aiohttp import web
-
 from tests.dialects.opengate.conftest import free_port, og_device, wait_state
 from tests.support import Running, running
 

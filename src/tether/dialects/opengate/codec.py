@@ -257,6 +257,7 @@ def parse_response(body: Any) -> OperationResponse:
     root = _object(body, "body")
     operation = _object(root.get("operation"), "operation")
     response = _object(operation.get("response"), "operation.response")
+    op_id = str(_string(response.get("id"), "operation.response.id"))
     steps_raw = response.get("steps", [])
     if steps_raw is None:
         steps_raw = []
@@ -275,7 +276,7 @@ def parse_response(body: Any) -> OperationResponse:
     when = response.get("timestamp")
     device_id = response.get("deviceId")
     return OperationResponse(
-        id=str(_string(response.get("id"), "operation.response.id")),
+        id=op_id,
         name=name if isinstance(name, str) else None,
         result_code=code,
         description=description,
