@@ -19,6 +19,7 @@ from __future__ import annotations
 import typer
 
 from tether.cli_commands.agent import agent_app
+from tether.cli_commands.agent_controlid import controlid_agent_app, controlid_app
 from tether.cli_commands.agent_ewelink import ewelink_agent_app
 from tether.cli_commands.agent_infiniteclouds import keepalive_app
 from tether.cli_commands.agent_opengate import opengate_agent_app
@@ -37,6 +38,7 @@ GROUPS: tuple[tuple[str, typer.Typer], ...] = (
     ("command", command_app),
     ("notifications", notifications_app),
     ("agent", agent_app),
+    ("controlid", controlid_app),
 )
 
 
@@ -45,6 +47,7 @@ GROUPS: tuple[tuple[str, typer.Typer], ...] = (
 #: infiniteclouds).
 DIALECT_AGENTS: tuple[tuple[str, typer.Typer], ...] = (
     ("ewelink", ewelink_agent_app),
+    ("controlid", controlid_agent_app),
     ("opengate", opengate_agent_app),
     ("keepalive", keepalive_app),
 )
