@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 from datetime import UTC, datetime
 from typing import Any
@@ -188,10 +189,8 @@ def test_typed_array_round_trips(params: dict[str, Any]) -> None:
 @given(json_values)
 def test_parse_response_never_crashes_on_arbitrary_json(body: Any) -> None:
     for candidate in (body, {"operation": {"response": body}}):
-        try:
+        with contextlib.suppress(BadRequest):
             codec.parse_response(candidate)
-        except BadRequest:
-            pass
 
 
 @given(json_values)
@@ -201,10 +200,8 @@ def test_parse_iot_never_crashes_on_arbitrary_json(body: Any) -> None:
         {"datastreams": body},
         {"datastreams": [{"id": "x", "datapoints": body}]},
     ):
-        try:
+        with contextlib.suppress(BadRequest):
             codec.parse_iot(candidate)
-        except BadRequest:
-            pass
 
 
 @given(st.text(max_size=20), json_values)
@@ -223,9 +220,9 @@ def test_catalogue_examples() -> None:
         "SET_CLOCK_EQUIPMENT",
         {"datetime": {"date": "2024-01-05", "time": "16:40:00", "timezone": 0, "dst": 0}},
     )
-    with pytest.raises(BadRequest, match="datetime.time"):
+    with pytest.raises(BadRequest, match=r"datetime\.time"):
         catalog.validate("SET_CLOCK_EQUIPMENT", {"datetime": {"date": "2024-01-05"}})
-    with pytest.raises(BadRequest, match="deploymentElements\\[0\\].downloadUrl"):
+    with pytest.raises(BadRequest, match=r"deploymentElements\[0\]\.downloadUrl"):
         catalog.validate(
             "UPDATE",
             {

@@ -9,7 +9,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 import trustme
-
 from tests.dialects.opengate.conftest import og_device
 from tests.support import running
 
