@@ -29,7 +29,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument(
-        "--scenario", choices=("roundtrip", "polls", "cluster", "all"), default="all"
+        "--scenario",
+        choices=("roundtrip", "polls", "cluster", "controlid", "ewelink", "all"),
+        default="all",
     )
     parser.add_argument(
         "--duration",
@@ -43,6 +45,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--rate",
         type=float,
         help="round-trip commands per second (also in cluster) [default: 2000, 200 quick]",
+    )
+    parser.add_argument(
+        "--ewelink-devices",
+        type=int,
+        help="idle eWeLink devices in the ewelink fleet run [default: 10000, 300 quick]",
     )
     parser.add_argument(
         "--no-postgres",
@@ -92,6 +99,19 @@ async def main(args: argparse.Namespace) -> int:
             section = await cluster.run(load, seconds, warmup, machine, command)
             if section is not None:
                 emit("cluster", section)
+    if args.scenario in ("controlid", "all"):
+        from bench import controlid
+
+        terminals = 1000 if args.quick else 10_000
+        section = await controlid.run(terminals, seconds, max(seconds, 30), machine, command)
+        if section is not None:
+            emit("controlid", section)
+    if args.scenario in ("ewelink", "all"):
+        from bench import ewelink
+
+        devices = args.ewelink_devices or (300 if args.quick else 10_000)
+        rate = args.rate or (200.0 if args.quick else 1000.0)
+        emit("ewelink", await ewelink.run(rate, duration, devices, machine, command))
     return 0
 
 
