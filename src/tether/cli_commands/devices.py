@@ -208,6 +208,46 @@ def update_device(
     emit_record(client, row, DEVICE_FIELDS, title="device updated")
 
 
+@device_app.command("assign")
+@with_client()
+def assign_device(
+    client: Client,
+    device_id: DeviceId,
+    user: Annotated[
+        str | None, typer.Option(help="The user (id or login) the device is assigned to.")
+    ] = None,
+    unassign: Annotated[
+        bool, typer.Option("--unassign", help="Take the device away from its user.")
+    ] = False,
+) -> None:
+    """Assign a device to a user (its owner), or --unassign it.
+
+    An InfiniteClouds device gets its token only once assigned; re-assigning or
+    unassigning makes it register again.
+
+    Example: tether device assign ic-c44bd1a032c1 --user alice
+    """
+    if (user is None) == (not unassign):
+        raise typer.BadParameter("give either --user or --unassign")
+
+    async def assign(api: Api) -> Any:
+        owner: int | None = None
+        if user is not None and user.isdigit():
+            owner = int(user)
+        elif user is not None:
+            found = await api.call("GET", "/api/v1/users", params={"login": user})
+            if not found:
+                return None
+            owner = int(found[0]["id"])
+        return await api.call("PATCH", _path(device_id), body={"ownerId": owner})
+
+    row = client.run(assign)
+    if row is None:
+        raise typer.BadParameter(f"no user with login {user!r}", param_hint="--user")
+    title = "device unassigned" if unassign else "device assigned"
+    emit_record(client, row, DEVICE_FIELDS, title=title)
+
+
 @device_app.command("delete")
 @with_client()
 def delete_device(

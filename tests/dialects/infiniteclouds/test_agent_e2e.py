@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,7 +62,11 @@ def script(path: Path, body: str) -> str:
 
 
 def clean_env() -> dict[str, str]:
+    """The environment without TETHER_* settings; bytecode is cached under the temp dir
+    (not in the tree), since compiling every module again costs seconds per process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "tether-pycache")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
