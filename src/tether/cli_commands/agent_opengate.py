@@ -60,6 +60,12 @@ def opengate(
             "POST partial and final responses."
         ),
     ] = "sync",
+    sync_ops: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated operation names answered synchronously even with --mode async.",
+        ),
+    ] = "",
     driven_by: Annotated[
         Literal["platform", "device"],
         typer.Option(help="platform: serve operation/request; device: wake, fetch pending, sleep."),
@@ -104,6 +110,7 @@ def opengate(
         request_path=request_path,
         expect_key=expect_key,
         step_delay=step_delay,
+        sync_ops=frozenset(name.strip() for name in sync_ops.split(",") if name.strip()),
     )
     _run(run(config, driven_by, sleep, cycles or None))
 

@@ -57,7 +57,7 @@ async def agent_process(*args: str, ready: str | None = "serving") -> AsyncItera
     reader = asyncio.create_task(read())
     try:
         if ready is not None:
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(120):
                 while not any(ready in line for line in lines):
                     if process.returncode is not None:
                         raise AssertionError("agent exited:\n" + "".join(lines))
@@ -78,7 +78,7 @@ async def agent_process(*args: str, ready: str | None = "serving") -> AsyncItera
 
 
 async def next_frame(
-    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 20
+    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 90
 ) -> dict[str, Any]:
     while True:
         frame: dict[str, Any] = await asyncio.wait_for(ws.receive_json(), timeout)
@@ -121,7 +121,7 @@ async def updates_until(
 
 
 async def wait_state(
-    tether: Running, command_id: int, states: set[str], timeout: float = 30
+    tether: Running, command_id: int, states: set[str], timeout: float = 60
 ) -> dict[str, Any]:
     """Poll the native API until the command is in one of ``states``."""
     async with asyncio.timeout(timeout):

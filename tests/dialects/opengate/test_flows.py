@@ -23,31 +23,31 @@ from tests.support import running
 
 async def test_sync_reboot_and_async_simple_and_async_multistep_update(tmp_path: Path) -> None:
     async with running(tmp_path) as tether:
-        sync_port, async_port = free_port(), free_port()
-        sync_key = await og_device(tether, "og-sync", endpoint=f"http://127.0.0.1:{sync_port}")
-        async_key = await og_device(tether, "og-async", endpoint=f"http://127.0.0.1:{async_port}")
-        common = ["--url", tether.url, "--step-delay", "0.05"]
-        async with (
-            agent_process(
-                "--device-id", "og-sync", "--api-key", sync_key, "--port", str(sync_port), *common
-            ),
-            agent_process(
-                "--device-id",
-                "og-async",
-                "--api-key",
-                async_key,
-                "--port",
-                str(async_port),
-                "--mode",
-                "async",
-                *common,
-            ),
+        port = free_port()
+        key = await og_device(tether, "og-1", endpoint=f"http://127.0.0.1:{port}")
+        # One device process: REBOOT_EQUIPMENT (and unknown names) answered in the HTTP
+        # reply, everything else asynchronously.
+        async with agent_process(
+            "--device-id",
+            "og-1",
+            "--api-key",
+            key,
+            "--port",
+            str(port),
+            "--mode",
+            "async",
+            "--sync-ops",
+            "REBOOT_EQUIPMENT,FACTORY_RESET",
+            "--url",
+            tether.url,
+            "--step-delay",
+            "0.05",
         ):
             # 1. synchronous REBOOT_EQUIPMENT: the result is the HTTP reply.
-            async with watching(tether, "og-sync") as client:
+            async with watching(tether, "og-1") as client:
                 made = await tether.call(
                     "POST",
-                    "/api/v1/devices/og-sync/commands",
+                    "/api/v1/devices/og-1/commands",
                     json={"name": "REBOOT_EQUIPMENT", "parameters": {"type": "SOFTWARE"}},
                     expect=201,
                 )
@@ -67,10 +67,10 @@ async def test_sync_reboot_and_async_simple_and_async_multistep_update(tmp_path:
             assert rest["steps"] == done["steps"]
 
             # 2. asynchronous, simple response: 201 first, the result POSTed later.
-            async with watching(tether, "og-async") as client:
+            async with watching(tether, "og-1") as client:
                 made = await tether.call(
                     "POST",
-                    "/api/v1/devices/og-async/commands",
+                    "/api/v1/devices/og-1/commands",
                     json={"name": "SET_CLOCK_EQUIPMENT"},
                     expect=201,
                 )
@@ -96,10 +96,10 @@ async def test_sync_reboot_and_async_simple_and_async_multistep_update(tmp_path:
                     }
                 ],
             }
-            async with watching(tether, "og-async") as client:
+            async with watching(tether, "og-1") as client:
                 made = await tether.call(
                     "POST",
-                    "/api/v1/devices/og-async/commands",
+                    "/api/v1/devices/og-1/commands",
                     json={"name": "UPDATE", "parameters": update},
                     expect=201,
                 )
@@ -128,7 +128,7 @@ async def test_sync_reboot_and_async_simple_and_async_multistep_update(tmp_path:
             # An operation the device does not implement fails with its code.
             made = await tether.call(
                 "POST",
-                "/api/v1/devices/og-sync/commands",
+                "/api/v1/devices/og-1/commands",
                 json={"name": "FACTORY_RESET"},
                 expect=201,
             )

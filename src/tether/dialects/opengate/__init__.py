@@ -15,18 +15,20 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from tether.core.errors import Unavailable
-from tether.dialects.opengate import catalog, tls
-from tether.dialects.opengate.dispatcher import DIALECT, Dispatcher
-from tether.dialects.opengate.routes import SouthRoutes
-from tether.hub.service import Hub
 from tether.settings import Settings
 
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
+
 __all__ = ["DIALECT", "DISPATCHER", "mount"]
+
+#: The dialect name devices carry (``Device.dialect``).
+DIALECT = "opengate"
 
 log = logging.getLogger("tether.opengate")
 
@@ -43,7 +45,7 @@ class StartupState(Protocol):
 AddListener = Callable[[str, str, int, ssl.SSLContext], None]
 
 #: ``{"dispatcher": Dispatcher}`` once the hub is up (for operators' tooling and tests).
-DISPATCHER = web.AppKey("opengate_dispatcher", dict[str, Dispatcher])
+DISPATCHER = web.AppKey("opengate_dispatcher", dict[str, Any])
 
 
 def mount(
@@ -56,6 +58,11 @@ def mount(
     own = settings.opengate
     if not own.enabled:
         return
+    # Imported here: the device agent (``tether agent opengate``) imports this package
+    # and must not pay for the hub and the store.
+    from tether.dialects.opengate import catalog, tls
+    from tether.dialects.opengate.dispatcher import Dispatcher
+    from tether.dialects.opengate.routes import SouthRoutes
 
     def hub() -> Hub:
         state = startup()
@@ -67,7 +74,7 @@ def mount(
     if own.mtls_port is not None:
         add_listener("opengate-mtls", own.mtls_host, own.mtls_port, tls.server_context(own))
 
-    holder: dict[str, Dispatcher] = {}
+    holder: dict[str, Any] = {}
     app[DISPATCHER] = holder
 
     async def start_when_ready() -> None:

@@ -73,6 +73,8 @@ class AgentConfig:
     request_path: str = "/v80/devices/{device_id}/operation/request"
     #: X-ApiKey the platform must send on operation requests (None: not checked).
     expect_key: str | None = None
+    #: Operations answered synchronously even in async mode (a mixed device).
+    sync_ops: frozenset[str] = frozenset()
     #: Pause between partial responses (seconds), so progress is observable.
     step_delay: float = 0.1
     variables: dict[str, Any] = field(
@@ -217,7 +219,7 @@ class OpenGateAgent:
             request = codec.parse_request(await http.json())
         except (ValueError, BadRequest) as error:
             return web.json_response({"error": str(error)}, status=400)
-        if self.config.mode == "sync":
+        if self.config.mode == "sync" or request.name in self.config.sync_ops:
             final = await self.execute(request, None)
             return web.json_response(final, status=201)
         task = asyncio.create_task(self._run_async(request))

@@ -32,6 +32,7 @@ from tether.core.errors import BadRequest, TetherError
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import DELIVERABLE, CommandState
 from tether.core.model import Command, Device, Role
+from tether.dialects.opengate import DIALECT
 from tether.dialects.opengate.codec import ENCODINGS, Encoding, parse_response, request_envelope
 from tether.dialects.opengate.operations import apply_response
 from tether.hub.service import Hub
@@ -40,7 +41,6 @@ from tether.settings.opengate import OpenGateSettings
 
 log = logging.getLogger("tether.opengate")
 
-DIALECT = "opengate"
 #: The dispatcher acts for the platform itself, never for a user.
 SYSTEM = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMIN)
 #: Answers that mean "try again later" rather than "this operation is refused".

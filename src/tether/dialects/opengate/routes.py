@@ -31,8 +31,8 @@ from tether.core.errors import (
     Unauthorized,
 )
 from tether.core.model import Command, Device
-from tether.dialects.opengate import codec
-from tether.dialects.opengate.dispatcher import DIALECT, encoding_of
+from tether.dialects.opengate import DIALECT, codec
+from tether.dialects.opengate.dispatcher import encoding_of
 from tether.dialects.opengate.operations import apply_response
 from tether.dialects.opengate.tls import peer_identity
 from tether.hub import secrets
