@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.support import Running, running
+from tests.support import ADMIN_PASSWORD, Running, running
 
 from tether.dialects.controlid.agent import Terminal
 
@@ -206,3 +206,28 @@ async def test_transactions_batch_behind_the_switch(tether: Running) -> None:
         done = await finished(tether, made["id"])
     assert done["state"] == "failed"
     assert "transactions" in done["error"]
+
+
+async def test_devicehive_client_command_reaches_terminal(tether: Running) -> None:
+    """The official DeviceHive client (REST transport) inserts a command for a terminal."""
+    from devicehive import DeviceHiveApi
+
+    async with tether.session.post(
+        tether.url + "/api/rest/token", json={"login": "admin", "password": ADMIN_PASSWORD}
+    ) as response:
+        assert response.status == 201, await response.text()
+        refresh = (await response.json())["refreshToken"]
+
+    def insert() -> int:
+        api = DeviceHiveApi(tether.url + "/api/rest", refresh_token=refresh)
+        command = api.get_device(TERMINAL_ID).send_command(
+            "create_objects", parameters={"object": "cards", "values": [{"id": 9, "value": 77}]}
+        )
+        return int(command.id)
+
+    async with terminal(tether) as device:
+        command_id = await asyncio.to_thread(insert)
+        done = await finished(tether, command_id)
+    assert done["state"] == "succeeded"
+    assert done["result"] == {"ids": [9]}
+    assert device.api.tables["cards"] == [{"id": 9, "value": 77}]
