@@ -154,6 +154,8 @@ class Handlers:
         hub.presence.activity(
             device.id, timeout=max(hub.settings.presence_timeout, 3 * options.push_request_timeout)
         )
+        if not hold and not hub.index.has_deliverable(device.id):
+            return empty()  # the common case, answered from the in-memory index
         try:
             commands = await hub.delivery.poll(device.id, limit=1, max_in_flight=1, wait=hold)
         except TetherError as error:
