@@ -45,6 +45,12 @@ class OpenGateSettings(BaseModel):
     max_concurrency: int = Field(
         64, ge=1, description="Most operation requests in flight to devices at once."
     )
+    rescan_interval: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds between re-scans for pending operations no event announced "
+        "(an endpoint added later, a bus outage); 0 turns it off.",
+    )
     tls_verify: bool = Field(
         True, description="Verify device certificates on https endpoints (devices may override)."
     )

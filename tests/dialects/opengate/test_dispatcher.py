@@ -214,3 +214,20 @@ async def test_tls_to_devices_verify_on_with_ca_and_off(tmp_path: Path) -> None:
             done = await wait_state(tether, refused["id"], {"failed", "expired"})
             assert done["state"] == "failed"
             assert "certificate" in done["error"].lower()
+
+
+async def test_endpoint_set_after_creation_is_found_by_the_rescan(tmp_path: Path) -> None:
+    async def device(request: web.Request) -> web.Response:
+        return web.json_response(final_for(await request.json()), status=201)
+
+    async with (
+        fake_device(device) as url,
+        running(tmp_path, opengate={**FAST, "rescan_interval": 0.3}) as tether,
+    ):
+        await og_device(tether, "og-late")  # no endpoint yet
+        made = await create(tether, "og-late")
+        await tether.call(
+            "PATCH", "/api/v1/devices/og-late", json={"attributes": {"endpoint": url}}, expect=200
+        )
+        done = await wait_state(tether, made["id"], {"succeeded", "failed"})
+        assert done["state"] == "succeeded"

@@ -319,3 +319,28 @@ async def test_catalogue_validation_through_the_native_api(tether: Running) -> N
         expect=201,
     )
     assert made["parameters"] == {"admsts": "ACTIVE"}
+
+
+async def test_late_final_response_after_timeout_is_kept_for_audit(tether: Running) -> None:
+    key = await og_device(tether, "og-12")
+    made = await tether.call(
+        "POST",
+        "/api/v1/devices/og-12/commands",
+        json={"name": "REBOOT_EQUIPMENT", "timeout": 0.2},
+        expect=201,
+    )
+    async with tether.session.get(
+        south(tether, "og-12", "operation/pending"), headers={"X-ApiKey": key}
+    ) as r:
+        assert r.status == 200
+    timed_out = await wait_state(tether, made["id"], {"timed_out"})
+    body = response(made["ref"], resultCode="SUCCESSFUL", resultDescription="rebooted")
+    body["operation"]["response"]["steps"] = [{"name": "REBOOT_EQUIPMENT"}]
+    assert (await post(tether, south(tether, "og-12", "operation/response"), body, key))[0] == 201
+    now = await tether.call("GET", f"/api/v1/commands/{made['id']}", expect=200)
+    assert now == timed_out
+    listed = await tether.call("GET", "/api/v1/devices/og-12/notifications", expect=200)
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert [n["name"] for n in items] == ["opengate.late_response"]
+    assert items[0]["parameters"]["resultCode"] == "SUCCESSFUL"
+    assert items[0]["parameters"]["state"] == "timed_out"

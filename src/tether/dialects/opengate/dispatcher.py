@@ -99,10 +99,32 @@ class Dispatcher:
         )
         self._subscription = await self._hub.subscribe(SYSTEM, Topic.COMMAND, EventFilter(), self)
         # Commands left deliverable by a restart (or created before this node came up).
+        await self.rescan()
+        if self._settings.rescan_interval > 0:
+            task = asyncio.get_running_loop().create_task(self._rescan_forever())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def rescan(self) -> None:
+        """Consider every deliverable command not already queued or being dispatched.
+
+        Catches what no event announced: commands of a device whose ``endpoint`` was set
+        after they were created, and events missed while the bus was down.
+        """
         for command in await self._hub.commands.list_commands(
             SYSTEM, states=DELIVERABLE, take=10_000
         ):
-            self._consider(command)
+            queued = self._due.get(command.device_id, ())
+            if command.id not in self._claimed and command.id not in queued:
+                self._consider(command)
+
+    async def _rescan_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.rescan_interval)
+            try:
+                await self.rescan()
+            except Exception:
+                log.exception("re-scan for pending operations failed")
 
     async def stop(self) -> None:
         if self._subscription is not None:

@@ -14,12 +14,17 @@ import logging
 from typing import Any
 
 from tether.core.errors import BadRequest, NotFound
-from tether.core.lifecycle import TERMINAL
+from tether.core.lifecycle import TERMINAL, CommandState
 from tether.core.model import Command, CommandStep, Device
 from tether.dialects.opengate.codec import OperationResponse, Step, outcome
 from tether.hub.service import Hub
 
 log = logging.getLogger("tether.opengate")
+
+#: Terminal states the platform assigned, not the device's own result.
+PLATFORM_ENDED = frozenset({CommandState.TIMED_OUT, CommandState.EXPIRED, CommandState.CANCELLED})
+#: Notification recording a final response that came after the platform gave up.
+LATE_RESPONSE = "opengate.late_response"
 
 
 async def find_operation(hub: Hub, device: Device, operation_id: str) -> Command:
@@ -63,7 +68,21 @@ async def apply_response(hub: Hub, device: Device, response: OperationResponse) 
             operation_id=response.id,
         )
     if command.state in TERMINAL:
-        # A late or repeated response: kept out of the record (B.8), and idempotent.
+        # A late or repeated response: the command's record stays as it is (B.8). A final
+        # one arriving after the platform gave up (timed out, expired, cancelled) is kept
+        # for audit as an ``opengate.late_response`` notification.
+        if response.final and command.state in PLATFORM_ENDED:
+            await hub.notifications.post_as_device(
+                device,
+                LATE_RESPONSE,
+                {
+                    "operationId": response.id,
+                    "commandId": command.id,
+                    "state": command.state.value,
+                    "resultCode": response.result_code,
+                    "resultDescription": response.description,
+                },
+            )
         log.info(
             "operation %s of %s is already %s; response %s ignored",
             response.id,
