@@ -30,7 +30,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenario",
-        choices=("roundtrip", "polls", "cluster", "controlid", "ewelink", "all"),
+        choices=("roundtrip", "polls", "cluster", "controlid", "ewelink", "infiniteclouds", "all"),
         default="all",
     )
     parser.add_argument(
@@ -112,6 +112,12 @@ async def main(args: argparse.Namespace) -> int:
         devices = args.ewelink_devices or (300 if args.quick else 10_000)
         rate = args.rate or (200.0 if args.quick else 1000.0)
         emit("ewelink", await ewelink.run(rate, duration, devices, machine, command))
+    if args.scenario in ("infiniteclouds", "all"):
+        from bench import infiniteclouds
+
+        section = await infiniteclouds.run(seconds, warmup, machine, command)
+        if section is not None:
+            emit("infiniteclouds", section)
     return 0
 
 
