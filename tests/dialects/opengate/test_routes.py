@@ -289,6 +289,8 @@ async def test_collect_dmm(tether: Running) -> None:
     assert status == 201
     state = await tether.call("GET", "/api/v1/devices/og-10/state", expect=200)
     assert state["reported"]["dmm"] == body["event"]
+    device = await tether.call("GET", "/api/v1/devices/og-10", expect=200)
+    assert device["online"] is True  # any authenticated south call is a sign of life
 
 
 async def test_catalogue_validation_through_the_native_api(tether: Running) -> None:

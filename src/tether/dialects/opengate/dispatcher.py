@@ -315,6 +315,7 @@ class Dispatcher:
 
     async def _answered(self, device: Device, command: Command, status: int, raw: bytes) -> None:
         hub = self._hub
+        hub.presence.activity(device.id)  # it answered: online
         response = None
         if raw.strip():
             try:

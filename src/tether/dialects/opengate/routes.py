@@ -89,6 +89,7 @@ async def authenticate(hub: Hub, request: web.Request, action: Action) -> Device
             f"the client certificate belongs to {identity!r}, not to {device.id!r}",
             device_id=device.id,
         )
+    hub.presence.activity(device.id)  # every south call is a sign of life (last_seen, online)
     return device
 
 
