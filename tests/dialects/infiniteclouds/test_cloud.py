@@ -346,11 +346,21 @@ async def test_expired_token_is_refused(tmp_path: Path) -> None:
 
     async with running(tmp_path, infiniteclouds={"token_ttl": 60}) as app:
         token = await assigned(app)
+        other = {**REGISTER, "macAddress": "c4:4b:d1:a0:32:c9"}
+        await post(app, other)
+        # This token is verified once while fresh (then remembered); the other never was.
+        _, answer = await post(app, keepalive(), token)
+        ok(answer)
+        await app.call("PATCH", "/api/v1/devices/ic-c44bd1a032c9", json={"ownerId": 1}, expect=200)
+        unused = ok((await post(app, other))[1])["authToken"]
         clock = app.hub.clock
         real_now = clock.now
         clock.now = lambda: real_now() + timedelta(seconds=61)  # type: ignore[method-assign]
         try:
             status, answer = await post(app, keepalive(), token)
+            assert failed(status, answer, 401) == "Token expired"
+            body = keepalive(deviceId="ic-c44bd1a032c9", macAddress="c4:4b:d1:a0:32:c9")
+            status, answer = await post(app, body, unused)
             assert failed(status, answer, 401) == "Token expired"
         finally:
             clock.now = real_now  # type: ignore[method-assign]

@@ -44,6 +44,8 @@ DIALECT = "infiniteclouds"
 SERVICE = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMIN)
 
 Data = dict[str, Any] | None
+#: Most verified device tokens remembered (about one per live device).
+VERIFIED_CACHE = 200_000
 
 
 def shape(name: str, parameters: Any) -> Shaped:
@@ -61,6 +63,7 @@ class Cloud:
         self._key = hub.auth.tokens.derive_key(codec.TOKEN_PURPOSE)
         self._configs: dict[tuple[str, int | None], tuple[float, ConfigRevision | None]] = {}
         self._firmware: dict[tuple[str, int | None], tuple[float, FirmwareTarget | None]] = {}
+        self._verified: dict[str, codec.DeviceToken] = {}
 
     @property
     def presence_timeout(self) -> float:
@@ -151,13 +154,7 @@ class Cloud:
 
     async def authenticate(self, authorization: str | None, body: dict[str, Any]) -> Device:
         """The device a Bearer token stands for; it may act only as itself."""
-        token = codec.verify_token(
-            self._key,
-            codec.bearer(authorization),
-            now=int(self.hub.clock.now().timestamp()),
-            audience=self.settings.token_audience,
-            issuer=self.settings.token_issuer,
-        )
+        token = self._verify(codec.bearer(authorization))
         device = await self.hub.directory.device(token.device_id)
         if device is None or device.dialect != DIALECT:
             raise Unauthorized("Unknown device")
@@ -174,6 +171,28 @@ class Cloud:
         if mac is not None and codec.normal_mac(mac) != token.mac:
             raise Forbidden("The token belongs to another device")
         return device
+
+    def _verify(self, raw: str) -> codec.DeviceToken:
+        """Verify a token's signature once; later keepalives with the very same token
+        string only have their expiry checked (the HMAC is most of an idle keepalive's
+        cost, and identical bytes cannot verify differently under the same key)."""
+        now = int(self.hub.clock.now().timestamp())
+        token = self._verified.get(raw)
+        if token is None:
+            token = codec.verify_token(
+                self._key,
+                raw,
+                now=now,
+                audience=self.settings.token_audience,
+                issuer=self.settings.token_issuer,
+            )
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified[raw] = token
+        elif token.expires_at <= now:
+            del self._verified[raw]
+            raise Unauthorized("Token expired")
+        return token
 
     # --- keepalive, statistics, status, results -------------------------------------------------
 

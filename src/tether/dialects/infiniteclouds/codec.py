@@ -247,6 +247,8 @@ class DeviceToken:
     #: The owner the device was assigned to when the token was issued: re-assigning or
     #: un-assigning the device makes its old tokens invalid.
     owner_id: int
+    #: ``exp``, epoch seconds (0 when minting: the TTL decides).
+    expires_at: int = 0
 
 
 def issue_token(
@@ -294,7 +296,7 @@ def verify_token(key: bytes, raw: str, *, now: int, audience: str, issuer: str) 
         raise Unauthorized("Invalid token")
     if exp <= now:
         raise Unauthorized("Token expired")
-    return DeviceToken(data["deviceId"], data["macAddress"], claims["own"])
+    return DeviceToken(data["deviceId"], data["macAddress"], claims["own"], exp)
 
 
 def bearer(header: str | None) -> str:
