@@ -231,3 +231,30 @@ async def test_endpoint_set_after_creation_is_found_by_the_rescan(tmp_path: Path
         )
         done = await wait_state(tether, made["id"], {"succeeded", "failed"})
         assert done["state"] == "succeeded"
+
+
+async def test_odd_device_answers(tmp_path: Path) -> None:
+    answers: list[web.Response] = []
+
+    async def device(request: web.Request) -> web.Response:
+        await request.read()
+        return answers.pop(0)
+
+    async with fake_device(device) as url, running(tmp_path, opengate=FAST) as tether:
+        await og_device(tether, "og-odd", endpoint=url)
+        # 2xx with a body that is not a response: an acknowledgement (async device).
+        answers.append(web.Response(status=200, text="OK"))
+        made = await create(tether, "og-odd")
+        assert (await wait_state(tether, made["id"], {"delivered"}))["steps"] == []
+        # 2xx carrying another operation's response: acknowledged, the response ignored.
+        wrong = final_for({"operation": {"request": {"id": "not-this-one", "name": "X"}}})
+        answers.append(web.json_response(wrong, status=201))
+        made = await create(tether, "og-odd")
+        done = await wait_state(tether, made["id"], {"delivered"})
+        assert done["result"] is None
+        # 404: the device has no such service; failed at once with the reason.
+        answers.append(web.Response(status=404, text="no route"))
+        made = await create(tether, "og-odd")
+        done = await wait_state(tether, made["id"], {"failed"})
+        assert done["status"] == "ERROR_PROCESSING"
+        assert done["error"] == "device refused the operation: HTTP 404 no route"
