@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from tests.support import Running, running
+from devicehive import DeviceHiveApi
+from tests.support import ADMIN_PASSWORD, Running, running
 
 pytestmark = pytest.mark.slow
 
@@ -300,6 +301,23 @@ async def run_flow(app: Running, state: Path, evidence: Path, firmware_url: str)
     done = await eventually(lambda: finished(bad["id"]), "the fail command to finish")
     assert done["state"] == "failed"
     assert done["result"]["exitCode"] == 1
+
+    # ... and so does one sent by the official DeviceHive client (its REST transport).
+    async with app.session.post(
+        app.url + "/api/rest/token", json={"login": "admin", "password": ADMIN_PASSWORD}
+    ) as response:
+        assert response.status == 201, await response.text()
+        refresh = (await response.json())["refreshToken"]
+
+    def send_through_devicehive() -> int:
+        hive = DeviceHiveApi(app.url + "/api/rest", refresh_token=refresh)
+        command = hive.send_command(DEVICE_ID, "hive-ping", parameters={"via": "devicehive"})
+        return int(command.id)
+
+    hive_id = await asyncio.to_thread(send_through_devicehive)
+    done = await eventually(lambda: finished(hive_id), "the DeviceHive command to finish")
+    assert done["state"] == "succeeded"
+    assert done["result"]["output"] == f'ran hive-ping {{"via": "devicehive"}} as {DEVICE_ID}'
 
     # 6. Re-assigned to another user: the old token gets 401, the agent registers again.
     old_token = read(state / "last_register_response.json")["data"]["authToken"]
