@@ -258,3 +258,42 @@ async def test_odd_device_answers(tmp_path: Path) -> None:
         done = await wait_state(tether, made["id"], {"failed"})
         assert done["status"] == "ERROR_PROCESSING"
         assert done["error"] == "device refused the operation: HTTP 404 no route"
+
+
+async def test_client_certificate_towards_devices(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # the device insists on a client certificate
+    client = ca.issue_cert(common_name="tether-platform")
+    files = {n: tmp_path / f"{n}.pem" for n in ("ca", "cert", "key")}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    client.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    client.private_key_pem.write_to_path(str(files["key"]))
+    peers: list[Any] = []
+
+    async def device(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peercert"))
+        return web.json_response(final_for(await request.json()), status=201)
+
+    tls = {
+        "tls_ca": str(files["ca"]),
+        "client_cert": str(files["cert"]),
+        "client_key": str(files["key"]),
+    }
+    async with (
+        fake_device(device, ssl_context=server_ctx) as url,
+        running(tmp_path / "s", opengate={**FAST, **tls}) as tether,
+    ):
+        await og_device(tether, "og-cc", endpoint=url)
+        await og_device(tether, "og-bad-url", endpoint="ftp://example")
+        done = await wait_state(
+            tether, (await create(tether, "og-cc"))["id"], {"succeeded", "failed"}
+        )
+        assert done["state"] == "succeeded"
+        bad = await wait_state(tether, (await create(tether, "og-bad-url"))["id"], {"failed"})
+        assert "is not an http:// or https:// URL" in bad["error"]
+    subject = dict(item for rdn in peers[0]["subject"] for item in rdn)
+    assert subject["commonName"] == "tether-platform"

@@ -220,6 +220,15 @@ class Dispatcher:
                     continue  # someone else moved it: re-read
                 command = handed[0]
             attempt = self.attempts[command_id] = self.attempts.get(command_id, 0) + 1
+            endpoint = endpoint_of(device) or ""
+            if not endpoint.startswith(("http://", "https://")):
+                await self._fail(
+                    device,
+                    command,
+                    "ERROR_PROCESSING",
+                    f"device endpoint {endpoint!r} is not an http:// or https:// URL",
+                )
+                return
             try:
                 await self._send(device, command)
                 return
