@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import pytest
 from tests.support import Running, running
 
 from tether.core.lifecycle import CommandState
@@ -364,3 +365,37 @@ async def test_expired_token_is_refused(tmp_path: Path) -> None:
             assert failed(status, answer, 401) == "Token expired"
         finally:
             clock.now = real_now  # type: ignore[method-assign]
+
+
+@pytest.mark.postgres
+async def test_register_assign_config_and_commands_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The same stored flow on PostgreSQL: device upsert, attributes, revisions, commands."""
+    async with running(
+        tmp_path, database_url=postgres_url, infiniteclouds={"revision_cache_ttl": 0}
+    ) as app:
+        token = await assigned(app)
+        revision = await app.call(
+            "POST",
+            "/api/v1/config-revisions",
+            json={"deviceId": DEVICE_ID, "document": {"a": 1}},
+            expect=201,
+        )
+        created = await app.call(
+            "POST", f"/api/v1/devices/{DEVICE_ID}/commands", json={"name": "ping"}, expect=201
+        )
+        _, answer = await post(app, keepalive(), token)
+        trigger = ok(answer)["triggerEvent"]
+        assert trigger["configUpdate"] is True
+        assert [c["commandId"] for c in trigger["commands"]] == [str(created["id"])]
+        result = {"commandId": str(created["id"]), "status": "SUCCEEDED", "exitCode": 0}
+        body = keepalive(config={"revisionId": str(revision["id"])}, commands=[result])
+        _, answer = await post(app, body, token)
+        trigger = ok(answer)["triggerEvent"]
+        assert trigger["configUpdate"] is False
+        assert trigger["commands"] == []
+        stored = await app.call("GET", f"/api/v1/commands/{created['id']}", expect=200)
+        assert stored["state"] == "succeeded"
+        device = await app.call("GET", f"/api/v1/devices/{DEVICE_ID}", expect=200)
+        assert device["attributes"]["configRevision"] == str(revision["id"])
