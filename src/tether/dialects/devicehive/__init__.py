@@ -101,8 +101,17 @@ def mount(app: web.Application, settings: Settings, startup_of: Callable[[], Sta
         hub = hub_now()
         if hub is None:
             return web.json_response({"error": 503, "message": "starting"}, status=503)
-        return await serve(request, hub, *await parts.ensure(hub))
+        return await serve(request, hub, *await parts.ensure(hub), live)
 
+    live: set[web.WebSocketResponse] = set()
+
+    async def close_sockets(app: web.Application) -> None:
+        # DeviceHive clients often leave sockets open for good; do not let them hold
+        # the server's shutdown.
+        for ws in list(live):
+            await ws.close(code=1001, message=b"server shutting down")
+
+    app.on_shutdown.append(close_sockets)
     app.router.add_get("/api/websocket", websocket)
     rest.add_routes(app, hub_now, parts.ensure)
 

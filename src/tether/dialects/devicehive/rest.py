@@ -9,6 +9,7 @@ which is what drives the official client's refresh-and-retry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,11 +87,12 @@ def _wrap(
                 raise DhError(503, "The server is starting")
             call = Call(request, hub, *await parts(hub))
             header = request.headers.get("Authorization", "")
-            if header:
-                scheme, _, token = header.partition(" ")
-                if scheme.lower() != "bearer" or not token.strip():
-                    raise DhError(401, "Unauthorized")
-                call.principal = await hub.auth.principal(token.strip())
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                # A bad or expired token leaves the caller anonymous: open resources
+                # (info, tokens) still answer, everything else is 401.
+                with contextlib.suppress(TetherError):
+                    call.principal = await hub.auth.principal(token.strip())
             return await handler(call)
         except Exception as exc:
             if not isinstance(exc, (DhError, TetherError)):

@@ -19,17 +19,20 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
 from tether.core.access import Action, Principal
+from tether.core.errors import TetherError
 from tether.core.model import Command, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.codec import DhError
 from tether.dialects.devicehive.messages import MessageOps, Selection
 from tether.dialects.devicehive.ops import DirectoryOps, device_id_of, id_of, need, object_of
 from tether.hub.subscriptions import Subscription
+from tether.hub.tokens import TokenType
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -67,6 +70,9 @@ class DhConnection:
         self.msgs = msgs
         self.rest_url = rest_url
         self.principal: Principal | None = None
+        #: When the access token behind ``principal`` expires: later requests get 401
+        #: (DeviceHive clients then refresh and authenticate again).
+        self.expires_at: datetime | None = None
         self.subs: dict[int, SubState] = {}
         self.events: asyncio.Queue[tuple[SubState, Any]] = asyncio.Queue(
             hub.settings.send_queue_size
@@ -141,6 +147,8 @@ class DhConnection:
             echo_action, echo_id = codec.echo_of(raw)
             await self.send(codec.failure(echo_action, echo_id, bad.code, bad.message))
             return
+        if self.expires_at is not None and self.hub.clock.now() >= self.expires_at:
+            self.principal = self.expires_at = None
         try:
             handler = self.handlers.get(action)
             if handler is None:
@@ -245,6 +253,13 @@ class DhConnection:
 
     async def authenticate(self, m: dict[str, Any]) -> None:
         self.principal = await self.ops.authenticate(m)
+        try:
+            claims = self.hub.auth.tokens.decode(
+                str(m.get("token")), self.hub.clock.now(), TokenType.ACCESS
+            )
+            self.expires_at = claims.expires_at
+        except TetherError:
+            self.expires_at = None  # an API key: no expiry of its own
         return None
 
     async def token(self, m: dict[str, Any]) -> dict[str, Any]:
@@ -520,10 +535,15 @@ def _keys(kind: str) -> tuple[str, str]:
 
 
 async def serve(
-    request: web.Request, hub: Hub, ops: DirectoryOps, msgs: MessageOps
+    request: web.Request,
+    hub: Hub,
+    ops: DirectoryOps,
+    msgs: MessageOps,
+    live: set[web.WebSocketResponse],
 ) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes)
     await ws.prepare(request)
+    live.add(ws)
     scheme = "https" if request.secure else "http"
     rest_url = f"{scheme}://{request.host}/api/rest"
     conn = DhConnection(ws, hub, ops, msgs, rest_url)
@@ -553,6 +573,7 @@ async def serve(
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
+        live.discard(ws)
         await conn.close()
         for task in list(running):
             task.cancel()
