@@ -346,3 +346,30 @@ async def test_late_final_response_after_timeout_is_kept_for_audit(tether: Runni
     assert [n["name"] for n in items] == ["opengate.late_response"]
     assert items[0]["parameters"]["resultCode"] == "SUCCESSFUL"
     assert items[0]["parameters"]["state"] == "timed_out"
+
+
+@pytest.mark.postgres
+async def test_steps_and_results_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    async with running(tmp_path, database_url=postgres_url) as tether:
+        key = await og_device(tether, "og-pg")
+        made = await command(tether, "og-pg", "GET_DEVICE_PARAMETERS", variableList=["a"])
+        url = south(tether, "og-pg", "operation/response")
+        for name in ("BEGIN", "MIDDLE"):
+            partial = response(made["ref"], steps=[{"name": name, "timestamp": 1704472804000}])
+            assert (await post(tether, url, partial, key))[0] == 201
+        rows = [{"variableName": "a", "variableValue": 1, "resultCode": "SUCCESS"}]
+        final = response(
+            made["ref"],
+            resultCode="SUCCESSFUL",
+            resultDescription="ok",
+            steps=[{"name": "GET_DEVICE_PARAMETERS", "response": rows}],
+        )
+        assert (await post(tether, url, final, key))[0] == 201
+        done = await wait_state(tether, made["id"], {"succeeded"})
+        assert [s["name"] for s in done["steps"]] == ["BEGIN", "MIDDLE", "GET_DEVICE_PARAMETERS"]
+        assert done["steps"][-1]["data"] == rows
+        assert done["result"] == {
+            "resultCode": "SUCCESSFUL",
+            "resultDescription": "ok",
+            "response": rows,
+        }
