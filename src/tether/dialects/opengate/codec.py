@@ -9,7 +9,6 @@ reference's B.3, B.4, B.6 and B.9.
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,10 +82,6 @@ def inflate(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
     if len(out) > limit:
         raise PayloadTooLarge(f"decompressed body is larger than {limit} bytes")
     return out
-
-
-def gzip_bytes(raw: bytes) -> bytes:
-    return gzip.compress(raw)
 
 
 def decode_json(raw: bytes) -> Any:

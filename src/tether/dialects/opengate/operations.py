@@ -16,7 +16,7 @@ from typing import Any
 from tether.core.errors import BadRequest, NotFound
 from tether.core.lifecycle import TERMINAL, CommandState
 from tether.core.model import Command, CommandStep, Device
-from tether.dialects.opengate.codec import OperationResponse, Step, outcome
+from tether.dialects.opengate.codec import KNOWN_CODES, OperationResponse, Step, outcome
 from tether.hub.service import Hub
 
 log = logging.getLogger("tether.opengate")
@@ -105,6 +105,13 @@ async def apply_response(hub: Hub, device: Device, response: OperationResponse) 
             command = await hub.commands.progress(device, command.id, status=code)
         return command
     assert code is not None
+    if code not in KNOWN_CODES:
+        log.warning(
+            "operation %s of %s: unknown resultCode %r, taken as a failure",
+            response.id,
+            device.id,
+            code,
+        )
     result: dict[str, Any] = {"resultCode": code, "resultDescription": response.description}
     responses = [s.response for s in response.steps if s.response is not None]
     if responses:
