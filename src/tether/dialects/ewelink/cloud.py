@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tether.ewelink")
 
 DIALECT = "ewelink"
+_MISSING = object()
 #: The command names an eWeLink device understands (forwarded as that action).
 COMMAND_NAMES = ("update",)
 
@@ -126,9 +127,12 @@ class DeviceLink:
         self.max_in_flight = max_in_flight
         self.model = model
         self.pushed: set[int] = set()
-        #: sequence (JSON text) -> command id, for the device's action-less acks.
-        self.awaiting: dict[str, int] = {}
+        #: sequence (JSON text) -> (command id, params), for the device's action-less acks.
+        self.awaiting: dict[str, tuple[int, Any]] = {}
         self.upgrade_offered: str | None = None
+        #: The reported params as stored, while this link is the device's live session
+        #: (reports only arrive through it); None until loaded.
+        self.shadow: dict[str, Any] | None = None
 
     def send(self, message: Any) -> bool:
         return self.peer.send(message)
@@ -139,10 +143,10 @@ class DeviceLink:
     def push(self, command: Command) -> bool:
         sequence: Any = codec.decode(command.ref) if command.ref else str(command.id)
         key = codec.sequence_key(sequence)
-        if self.awaiting.get(key, command.id) != command.id:
+        if self.awaiting.get(key, (command.id,))[0] != command.id:
             sequence = str(command.id)  # two commands in flight with one app sequence
             key = codec.sequence_key(sequence)
-        self.awaiting[key] = command.id
+        self.awaiting[key] = (command.id, command.parameters)
         return self.send(
             {
                 "action": command.name,
@@ -172,6 +176,9 @@ class Cloud:
         self.accounts = Accounts(hub)
         self.apps: dict[int, set[AppSession]] = {}
         self.links: dict[str, DeviceLink] = {}
+        #: Command id -> the app request waiting for its ack on this node (the device's
+        #: link is here); commands acked elsewhere are awaited through the core instead.
+        self.waiting: dict[int, asyncio.Future[int]] = {}
 
     # --- fan-out to apps ----------------------------------------------------------------
 
@@ -208,11 +215,16 @@ class Cloud:
     async def params_of(self, device: Device) -> dict[str, Any]:
         return dict((await self.hub.twins.own_state(device)).reported)
 
-    async def store_params(self, device: Device, params: dict[str, Any]) -> dict[str, Any]:
-        """Merge params into the shadow (multi-channel arrays by outlet); returns the patch."""
-        patch = codec.merge_params(await self.params_of(device), params)
-        await self.hub.twins.report(device, patch)
-        return patch
+    async def store_params(self, link: DeviceLink, params: dict[str, Any]) -> None:
+        """Merge params into the shadow (multi-channel arrays by outlet), writing only
+        when something changes."""
+        if link.shadow is None:
+            link.shadow = await self.params_of(link.device)
+        patch = codec.merge_params(link.shadow, params)
+        changed = {k: v for k, v in patch.items() if link.shadow.get(k, _MISSING) != v}
+        if changed:
+            state = await self.hub.twins.report(link.device, changed)
+            link.shadow = dict(state.reported)
 
     async def owner_apikey(self, device: Device) -> str | None:
         if device.owner_id is None:
@@ -272,6 +284,8 @@ class Cloud:
             )
         except TetherError as error:
             return {403: 403, 404: 403, 400: 400}.get(error.status, 500)
+        if device.id in self.links:
+            return await self._local_outcome(session, command.id, timeout)
         done = await self.hub.commands.wait(command.id, timeout)
         if done is None or done.state not in TERMINAL:
             with contextlib.suppress(TetherError):
@@ -284,21 +298,37 @@ class Cloud:
             return code if isinstance(code, int) and code else 500
         return 504
 
+    async def _local_outcome(self, session: Session, command_id: int, timeout: float) -> int:
+        """Wait for the ack of a command whose device is connected here.
+
+        Registered right after creation, before this task yields: the push (and so the
+        ack) can only happen after that.
+        """
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.waiting[command_id] = waiter
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            with contextlib.suppress(TetherError):
+                await self.hub.commands.cancel(session.principal, command_id)
+            return 504
+        finally:
+            self.waiting.pop(command_id, None)
+
     # --- device -> cloud ---------------------------------------------------------------------
 
     async def acked(self, link: DeviceLink, message: dict[str, Any]) -> None:
         """An action-less frame from a device: the ack of a command pushed to it."""
         sequence = message.get("sequence")
-        command_id = link.awaiting.pop(codec.sequence_key(sequence), None)
-        if command_id is None and isinstance(sequence, str) and sequence.isdigit():
-            command_id = link.awaiting.pop(codec.sequence_key(sequence), None)
-        if command_id is None:
+        pending = link.awaiting.pop(codec.sequence_key(sequence), None)
+        if pending is None:
             return  # an upgrade ack, or an ack that came after its 504
+        command_id, params = pending
         error = message.get("error", 0)
         success = error == 0
-        command = self.hub.index.payload(command_id)
-        if success and command is not None and isinstance(command.parameters, dict):
-            await self.store_params(link.device, command.parameters)
+        if success and isinstance(params, dict):
+            await self.store_params(link, params)
         with contextlib.suppress(TetherError):
             await self.hub.commands.complete(
                 link.device,
@@ -307,13 +337,18 @@ class Cloud:
                 result={"error": error},
                 error=None if success else f"device answered error {error}",
             )
+        waiter = self.waiting.get(command_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(
+                error if isinstance(error, int) and error else (0 if success else 500)
+            )
 
     async def reported(self, link: DeviceLink, message: dict[str, Any]) -> None:
         """A device ``update``: shadow, core notification, and a push to the owner's apps."""
         params = message.get("params")
         device = link.device
         if isinstance(params, dict) and params:
-            await self.store_params(device, params)
+            await self.store_params(link, params)
             await self.hub.notifications.post_as_device(device, "update", params)
         push: dict[str, Any] = {
             "action": "update",

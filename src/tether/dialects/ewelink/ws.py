@@ -25,8 +25,11 @@ from tether.dialects.ewelink.cloud import AppSession, Cloud, DeviceLink, Peer, e
 
 log = logging.getLogger("tether.ewelink.ws")
 
-#: Frames of one connection handled at once (app updates wait up to ack_timeout each).
-IN_FLIGHT = 64
+#: Frames of one connection handled at once. An app ``update`` holds its slot until the
+#: device acks (up to ``ack_timeout``), so this bounds a connection's outstanding updates:
+#: at 1,000 updates/s and a few ms per round trip a few dozen are in flight; past the
+#: bound, reading pauses and TCP pushes back on the app.
+IN_FLIGHT = 1024
 
 
 async def socket(request: web.Request, cloud: Cloud) -> web.StreamResponse:
