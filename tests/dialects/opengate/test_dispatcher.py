@@ -75,7 +75,7 @@ FAST = {"retry_initial": 0.1, "retry_max": 0.3, "request_timeout": 2.0}
 async def test_unreachable_device_is_retried_then_failed_at_expiry(tmp_path: Path) -> None:
     async with running(tmp_path, opengate=FAST) as tether:
         await og_device(tether, "og-dead", endpoint=f"http://127.0.0.1:{free_port()}")
-        made = await create(tether, "og-dead", lifetime=2)
+        made = await create(tether, "og-dead", lifetime=3)
         done = await wait_state(tether, made["id"], {"failed", "expired"})
         assert done["state"] == "failed"
         assert done["status"] == "UNREACHABLE"
@@ -211,7 +211,7 @@ async def test_tls_to_devices_verify_on_with_ca_and_off(tmp_path: Path) -> None:
         async with running(tmp_path / "b", opengate=FAST) as tether:
             await og_device(tether, "og-tls", endpoint=url)
             await og_device(tether, "og-tls-off", endpoint=url, tls_verify=False)
-            refused = await create(tether, "og-tls", lifetime=1.5)
+            refused = await create(tether, "og-tls", lifetime=3)
             accepted = await create(tether, "og-tls-off")
             done = await wait_state(tether, accepted["id"], {"succeeded", "failed"})
             assert done["state"] == "succeeded"
@@ -301,3 +301,38 @@ async def test_client_certificate_towards_devices(tmp_path: Path) -> None:
         assert "is not an http:// or https:// URL" in bad["error"]
     subject = dict(item for rdn in peers[0]["subject"] for item in rdn)
     assert subject["commonName"] == "tether-platform"
+
+
+async def test_abandoned_claims_are_taken_over_live_ones_are_not(tmp_path: Path) -> None:
+    posted: list[str] = []
+
+    async def device(request: web.Request) -> web.Response:
+        body = await request.json()
+        posted.append(body["operation"]["request"]["id"])
+        return web.json_response(final_for(body), status=201)
+
+    async with (
+        fake_device(device) as url,
+        running(tmp_path, opengate={**FAST, "rescan_interval": 0.3}) as tether,
+    ):
+        await og_device(tether, "og-claims")  # no endpoint yet: nothing is dispatched
+        abandoned = await create(tether, "og-claims")
+        held = await create(tether, "og-claims")
+        state = tether.hub.dialect_state
+        # A node that died mid-retry (lease over), and a live node still working on one.
+        await state.put("opengate", f"dispatch:{abandoned['id']}", "dead-node|1.0")
+        await state.put("opengate", f"dispatch:{held['id']}", "busy-node|99999999999.0")
+        await tether.call(
+            "PATCH",
+            "/api/v1/devices/og-claims",
+            json={"attributes": {"endpoint": url}},
+            expect=200,
+        )
+        done = await wait_state(tether, abandoned["id"], {"succeeded", "failed"})
+        assert done["state"] == "succeeded"
+        await asyncio.sleep(1.0)  # several re-scans
+        still = await tether.call("GET", f"/api/v1/commands/{held['id']}", expect=200)
+        assert still["state"] == "pending"
+        assert posted == [abandoned["ref"]]
+        # the claim of a finished dispatch is released
+        assert await state.get("opengate", f"dispatch:{abandoned['id']}") is None

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +46,8 @@ log = logging.getLogger("tether.opengate")
 SYSTEM = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMIN)
 #: Answers that mean "try again later" rather than "this operation is refused".
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Seconds before ``expires_at`` by which the last attempt ends and its failure is stored.
+EXPIRY_MARGIN = 1.0
 
 
 class Unreachable(Exception):
@@ -183,11 +186,47 @@ class Dispatcher:
 
     # --- one operation -----------------------------------------------------------------
 
+    @property
+    def lease(self) -> float:
+        """Seconds a claim holds without renewal; each attempt renews it."""
+        settings = self._settings
+        return max(60.0, 4 * settings.retry_max, 4 * settings.request_timeout)
+
+    def _claim_value(self) -> str:
+        return f"{self._hub.node_id}|{time.time() + self.lease:.3f}"
+
+    async def _claim(self, command_id: int) -> bool:
+        """Claim the command for this node: free, ours already, or abandoned (lease over).
+
+        Taking over an abandoned claim is not atomic: two nodes may both take the same one
+        over, and then both send it. That is harmless (the device deduplicates by
+        operation id, and every state change is conditional), and rare: it needs a node to
+        die mid-retry.
+        """
+        state = self._hub.dialect_state
+        key = f"dispatch:{command_id}"
+        mine = self._claim_value()
+        held = await state.put_if_absent(DIALECT, key, mine)
+        if held == mine:
+            return True
+        owner, _, until = held.rpartition("|")
+        try:
+            expired = float(until) < time.time()
+        except ValueError:
+            owner, expired = held, True  # a claim without a lease: an older format
+        if owner != self._hub.node_id and not expired:
+            return False
+        await state.put(DIALECT, key, mine)
+        log.info("command %s: claim of %s taken over", command_id, owner)
+        return True
+
+    async def renew(self, command_id: int) -> None:
+        await self._hub.dialect_state.put(DIALECT, f"dispatch:{command_id}", self._claim_value())
+
     async def _dispatch_claimed(self, device_id: str, command_id: int) -> None:
         key = f"dispatch:{command_id}"
         hub = self._hub
-        owner = await hub.dialect_state.put_if_absent(DIALECT, key, hub.node_id)
-        if owner != hub.node_id:
+        if not await self._claim(command_id):
             return  # another node dispatches it
         self._claimed.add(command_id)
         try:
@@ -220,6 +259,8 @@ class Dispatcher:
                     continue  # someone else moved it: re-read
                 command = handed[0]
             attempt = self.attempts[command_id] = self.attempts.get(command_id, 0) + 1
+            if attempt > 1:
+                await self.renew(command_id)
             endpoint = endpoint_of(device) or ""
             if not endpoint.startswith(("http://", "https://")):
                 await self._fail(
@@ -243,9 +284,11 @@ class Dispatcher:
                 reason,
                 delay,
             )
-            if command.expires_at is not None and now + timedelta(seconds=delay) >= (
-                command.expires_at
-            ):
+            # The failure (with its reason) must land before the sweeper's plain "expired":
+            # give up when the next attempt could not finish a margin before expiry.
+            if command.expires_at is not None and now + timedelta(
+                seconds=delay + EXPIRY_MARGIN
+            ) >= (command.expires_at):
                 await self._fail(
                     device,
                     command,
@@ -306,6 +349,10 @@ class Dispatcher:
         api_key = device.attributes.get("api_key") or settings.outbound_api_key
         if api_key:
             headers["X-ApiKey"] = str(api_key)
+        timeout = settings.request_timeout
+        if command.expires_at is not None:
+            left = (command.expires_at - self._hub.clock.now()).total_seconds() - EXPIRY_MARGIN
+            timeout = max(0.1, min(timeout, left))
         async with self._limit:
             try:
                 async with self._session.post(
@@ -313,6 +360,7 @@ class Dispatcher:
                     data=msgspec.json.encode(body),
                     headers=headers,
                     ssl=self._ssl(device, url),  # type: ignore[arg-type]
+                    timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as reply:
                     status = reply.status
                     raw = await reply.read()
