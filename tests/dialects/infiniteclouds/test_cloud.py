@@ -6,6 +6,7 @@ format as a device would, checking both the envelope and what the core stored.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -399,3 +400,35 @@ async def test_register_assign_config_and_commands_on_postgresql(
         assert stored["state"] == "succeeded"
         device = await app.call("GET", f"/api/v1/devices/{DEVICE_ID}", expect=200)
         assert device["attributes"]["configRevision"] == str(revision["id"])
+
+
+async def sql_count(app: Running) -> float:
+    async with app.session.get(app.url + "/metrics") as response:
+        text = await response.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tether_sql_statements_total")
+    )
+
+
+async def test_idle_keepalives_run_no_sql(tmp_path: Path) -> None:
+    """Design 6: nothing pending, nothing changed, no SQL; and a cache expiry under
+    concurrent load costs one query per cached value, not one per request."""
+    settings = {"revision_cache_ttl": 0.5}
+    async with running(tmp_path, write_behind_interval=600, infiniteclouds=settings) as app:
+        token = await assigned(app)
+        _, answer = await post(app, keepalive(statusType="status"), token)
+        ok(answer)
+        _, answer = await post(app, keepalive(), token)  # loads device and revisions
+        ok(answer)
+        before = await sql_count(app)
+        for _ in range(100):
+            _, answer = await post(app, keepalive(), token)
+            assert ok(answer)["triggerEvent"]["commands"] == []
+        assert await sql_count(app) == before
+        await asyncio.sleep(0.6)  # let the revision cache expire (a TTL, not a sync)
+        before = await sql_count(app)
+        answers = await asyncio.gather(*(post(app, keepalive(), token) for _ in range(64)))
+        assert all(ok(answer)["triggerEvent"]["configUpdate"] is False for _, answer in answers)
+        assert await sql_count(app) - before <= 4

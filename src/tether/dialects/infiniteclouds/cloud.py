@@ -13,8 +13,10 @@ firmware target are cached for ``revision_cache_ttl`` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
@@ -61,9 +63,10 @@ class Cloud:
         self.hub = hub
         self.settings = settings
         self._key = hub.auth.tokens.derive_key(codec.TOKEN_PURPOSE)
-        self._configs: dict[tuple[str, int | None], tuple[float, ConfigRevision | None]] = {}
-        self._firmware: dict[tuple[str, int | None], tuple[float, FirmwareTarget | None]] = {}
+        self._configs: dict[Any, tuple[float, ConfigRevision | None]] = {}
+        self._firmware: dict[Any, tuple[float, FirmwareTarget | None]] = {}
         self._verified: dict[str, codec.DeviceToken] = {}
+        self._loading: dict[Any, asyncio.Future[Any]] = {}
 
     @property
     def presence_timeout(self) -> float:
@@ -284,24 +287,41 @@ class Cloud:
     # --- config and firmware ------------------------------------------------------------------
 
     async def current_config(self, device: Device, fresh: bool = False) -> ConfigRevision | None:
-        key = (device.id, device.type_id)
-        now = time.monotonic()
-        cached = self._configs.get(key)
-        if cached is not None and cached[0] > now and not fresh:
-            return cached[1]
-        found = await self.hub.twins.current_config(device)
-        self._remember(self._configs, key, now, found)
+        found: ConfigRevision | None = await self._cached(
+            self._configs, device, fresh, self.hub.twins.current_config
+        )
         return found
 
     async def current_firmware(self, device: Device, fresh: bool = False) -> FirmwareTarget | None:
-        key = (device.id, device.type_id)
-        now = time.monotonic()
-        cached = self._firmware.get(key)
-        if cached is not None and cached[0] > now and not fresh:
-            return cached[1]
-        found = await self.hub.twins.current_firmware(device)
-        self._remember(self._firmware, key, now, found)
+        found: FirmwareTarget | None = await self._cached(
+            self._firmware, device, fresh, self.hub.twins.current_firmware
+        )
         return found
+
+    async def _cached(
+        self,
+        cache: dict[Any, Any],
+        device: Device,
+        fresh: bool,
+        load: Callable[[Device], Awaitable[Any]],
+    ) -> Any:
+        """``load(device)`` through the TTL cache. Concurrent misses for one key share a
+        single query, so a cache expiry under load costs one statement, not one per
+        request in flight."""
+        key = (id(cache), device.id, device.type_id)
+        now = time.monotonic()
+        hit = cache.get(key)
+        if hit is not None and hit[0] > now and not fresh:
+            return hit[1]
+        task = self._loading.get(key)
+        if task is None or fresh:
+            task = asyncio.ensure_future(load(device))
+            if not fresh:
+                self._loading[key] = task
+                task.add_done_callback(lambda _: self._loading.pop(key, None))
+        value = await asyncio.shield(task)
+        self._remember(cache, key, now, value)
+        return value
 
     def _remember(self, cache: dict[Any, Any], key: Any, now: float, value: Any) -> None:
         ttl = self.settings.revision_cache_ttl
