@@ -27,7 +27,7 @@ from tether.core.lifecycle import TERMINAL, CommandState
 from tether.core.model import Command, Device
 from tether.dialects.controlid import codec
 from tether.dialects.controlid.shaper import LINK_KEYS
-from tether.dialects.controlid.terminals import Handed, Terminals, hold_for
+from tether.dialects.controlid.terminals import Handed, Terminals
 from tether.hub.service import Hub
 from tether.settings.controlid import ControlIdSettings
 
@@ -150,10 +150,8 @@ class Handlers:
         if device.blocked:
             return empty()
         options = terminals.options(device)
-        hold = hold_for(options, terminals.settings.long_poll_margin)
-        hub.presence.activity(
-            device.id, timeout=max(hub.settings.presence_timeout, 3 * options.push_request_timeout)
-        )
+        hold = options.hold
+        hub.presence.activity(device.id, timeout=terminals.presence_timeout(options))
         if not hold and not hub.index.has_deliverable(device.id):
             return empty()  # the common case, answered from the in-memory index
         try:

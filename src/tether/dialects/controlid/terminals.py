@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
@@ -55,6 +55,8 @@ class Options:
     body_as_string: bool
     transactions: bool
     result_timeout: float
+    #: Seconds an empty poll may be held (see :func:`hold_for`).
+    hold: float = 0.0
 
 
 def options_of(device: Device, settings: ControlIdSettings) -> Options:
@@ -76,7 +78,7 @@ def options_of(device: Device, settings: ControlIdSettings) -> Options:
             return value.strip().lower() in ("1", "true", "yes", "on")
         return bool(value)
 
-    return Options(
+    options = Options(
         push_request_timeout=number("push_request_timeout", settings.default_push_request_timeout)
         / 1000,
         long_poll=number("long_poll", settings.default_long_poll),
@@ -84,6 +86,7 @@ def options_of(device: Device, settings: ControlIdSettings) -> Options:
         transactions=flag("transactions", settings.default_transactions),
         result_timeout=number("result_timeout", settings.result_timeout) or settings.result_timeout,
     )
+    return replace(options, hold=hold_for(options, settings.long_poll_margin))
 
 
 def hold_for(options: Options, margin: float) -> float:
@@ -109,12 +112,17 @@ class Terminals:
         self._options[device.id] = (device, options)
         return options
 
+    def presence_timeout(self, options: Options) -> float:
+        """Silence after which a polling terminal is offline: at least three of its
+        request timeouts, never less than the server's presence timeout."""
+        return max(self.hub.settings.presence_timeout, 3 * options.push_request_timeout)
+
     async def lookup(self, device_id: str, what: str, source: str) -> Device | None:
         """The registered Control iD device, or None (logged, rate-limited per id)."""
-        now = time.monotonic()
-        seen = self._unknown.get(device_id)
-        if seen is not None and now - seen < UNKNOWN_TTL:
-            return None
+        if self._unknown:
+            seen = self._unknown.get(device_id)
+            if seen is not None and time.monotonic() - seen < UNKNOWN_TTL:
+                return None
         device = await self.hub.directory.device(device_id)
         if device is not None and device.dialect == DIALECT:
             self._unknown.pop(device_id, None)
@@ -125,7 +133,7 @@ class Terminals:
                 return registered
         reason = "unknown deviceId" if device is None else f"device of dialect {device.dialect}"
         log.warning("controlid %s from %s: %s %s ignored", what, source, reason, device_id)
-        self._unknown[device_id] = now
+        self._unknown[device_id] = time.monotonic()
         self._unknown.move_to_end(device_id)
         while len(self._unknown) > UNKNOWN_CAP:
             self._unknown.popitem(last=False)
