@@ -20,6 +20,7 @@ import typer
 
 from tether.cli_commands.agent import agent_app
 from tether.cli_commands.agent_controlid import controlid_agent_app, controlid_app
+from tether.cli_commands.agent_devicehive import devicehive_agent_app
 from tether.cli_commands.agent_ewelink import ewelink_agent_app
 from tether.cli_commands.agent_infiniteclouds import keepalive_app
 from tether.cli_commands.agent_opengate import opengate_agent_app
@@ -46,6 +47,7 @@ GROUPS: tuple[tuple[str, typer.Typer], ...] = (
 #: ``tether.cli_commands.agent_<dialect>`` (order: devicehive, ewelink, controlid, opengate,
 #: infiniteclouds).
 DIALECT_AGENTS: tuple[tuple[str, typer.Typer], ...] = (
+    ("devicehive", devicehive_agent_app),
     ("ewelink", ewelink_agent_app),
     ("controlid", controlid_agent_app),
     ("opengate", opengate_agent_app),

@@ -1,0 +1,82 @@
+"""``tether agent devicehive``: a DeviceHive device in the foreground.
+
+Subscribes to its own commands over ``/api/websocket`` (falling back to REST long polling)
+and answers each with ``command/update``: the parameters are echoed with status
+``done``; ``fail`` answers ``failed`` and ``sleep`` waits ``seconds`` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Annotated, Literal
+
+import typer
+
+from tether.cli_commands.common import DEFAULT_URL, tidy_help
+from tether.dialects.devicehive.agent import DeviceHiveAgent
+
+devicehive_agent_app = typer.Typer(
+    help="Act as a DeviceHive device: run commands sent to it and report their results.",
+    no_args_is_help=False,
+)
+
+
+@devicehive_agent_app.callback(invoke_without_command=True)
+@tidy_help
+def devicehive(
+    device_id: Annotated[
+        str, typer.Option("--device-id", help="The device to act as.", show_default=False)
+    ],
+    url: Annotated[
+        str, typer.Option(envvar="TETHER_URL", help="Base URL of the Tether server.")
+    ] = DEFAULT_URL,
+    refresh_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TETHER_DEVICEHIVE_REFRESH_TOKEN",
+            help="DeviceHive refresh token (prefer the environment variable).",
+            show_default=False,
+        ),
+    ] = None,
+    login: Annotated[
+        str | None, typer.Option(envvar="TETHER_LOGIN", help="Login, if no refresh token.")
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="TETHER_PASSWORD", help="Password (prefer the environment variable)."),
+    ] = None,
+    transport: Annotated[
+        Literal["ws", "http"], typer.Option(help="ws (falls back to http) or http polling.")
+    ] = "ws",
+    register: Annotated[
+        bool, typer.Option(help="Create the device (PUT device/{id}) if it does not exist.")
+    ] = True,
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], typer.Option(help="Log level.")
+    ] = "info",
+) -> None:
+    """Run until interrupted."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if refresh_token is None and (login is None or password is None):
+        raise typer.BadParameter("give --refresh-token, or --login and --password")
+    agent = DeviceHiveAgent(
+        url,
+        device_id,
+        refresh_token=refresh_token,
+        login=login,
+        password=password,
+        transport=transport,
+        register=register,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, lambda: loop.create_task(agent.stop()))
+        await agent.run()
+
+    asyncio.run(main())

@@ -1,0 +1,59 @@
+"""``tether agent devicehive``: the device side over WebSocket and over HTTP polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+import typer
+from tests.dialects.devicehive.helpers import Server
+from typer.testing import CliRunner
+
+from tether.cli_client import register
+from tether.dialects.devicehive.agent import DeviceHiveAgent
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("transport", ["ws", "http"])
+async def test_agent_runs_commands_and_reports_results(server: Server, transport: str) -> None:
+    device_id = f"agent-{transport}"
+    agent = DeviceHiveAgent(
+        server.run.url, device_id, refresh_token=server.refresh, transport=transport, poll_wait=5
+    )
+    runner = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 20)
+        ids = []
+        for name, params in (("echo", {"n": 1}), ("fail", {"error": "no"})):
+            status, body = await server.rest(
+                "POST", f"/device/{device_id}/command", json={"command": name, "parameters": params}
+            )
+            assert status == 201
+            ids.append(body["id"])
+        results = []
+        for command_id in ids:
+            status, body = await server.rest(
+                "GET", f"/device/{device_id}/command/{command_id}/poll?waitTimeout=20"
+            )
+            assert status == 200
+            results.append((body["status"], body["result"]))
+        assert results == [("done", {"n": 1}), ("failed", {"error": "no"})]
+        states = [(await server.run.call("GET", f"/api/v1/commands/{i}"))["state"] for i in ids]
+        assert states == ["succeeded", "failed"]
+        note_id = await agent.notify("temp", {"v": 3})
+        status, notes = await server.rest("GET", f"/device/{device_id}/notification")
+        assert [n["id"] for n in notes] == [note_id]
+    finally:
+        await agent.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(runner, 40)
+
+
+def test_cli_offers_the_agent() -> None:
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["agent", "devicehive", "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "--device-id" in result.output
+    assert "--refresh-token" in result.output
