@@ -29,6 +29,7 @@ import logging
 import os
 import shlex
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,9 @@ class KeepaliveAgent:
                 except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
                     log.warning("cannot reach the cloud: %s", error)
                     await self._sleep(min(self.config.interval, self.config.register_interval))
+                except Exception:  # a service keeps running; say what went wrong
+                    log.exception("unexpected error; retrying after the interval")
+                    await self._sleep(self.config.interval)
         self._session = None
 
     async def _call(
@@ -294,16 +298,28 @@ class KeepaliveAgent:
         raw_trigger = _lower(data).get("triggerevent") if isinstance(data, dict) else None
         trigger = _lower(raw_trigger) if isinstance(raw_trigger, dict) else {}
         busy = False
+        # Each trigger on its own: a failing config fetch must not hold commands back.
         if trigger.get("configupdate"):
-            busy |= await self.update_config()
+            busy |= await self._attempt("config update", self.update_config)
         if trigger.get("firmwareupdate"):
-            busy |= await self.update_firmware()
+            busy |= await self._attempt("firmware update", self.update_firmware)
         if trigger.get("sendstatus"):
-            await self.send_status()
+            await self._attempt("status", self.send_status)
         commands = trigger.get("commands") or []
-        if commands:
+        if isinstance(commands, list) and commands:
             busy |= await self.run_commands(commands)
         return busy
+
+    async def _attempt(self, what: str, action: Callable[[], Awaitable[bool | None]]) -> bool:
+        """Run one trigger's work; a refusal or network error is logged, not fatal (401
+        still propagates so the loop registers again)."""
+        try:
+            return bool(await action())
+        except Refused as error:
+            log.warning("%s refused: %s", what, error)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+            log.warning("%s failed: %s", what, error)
+        return False
 
     # --- triggers -------------------------------------------------------------------------------
 
@@ -422,7 +438,7 @@ class KeepaliveAgent:
                 },
             )
 
-    async def send_status(self) -> None:
+    async def send_status(self) -> bool:
         body = {
             "statusType": "status",
             **self._identity(),
@@ -434,6 +450,7 @@ class KeepaliveAgent:
         write_json(self.dir / STATUS_REQUEST, body)
         answer = await self._call("POST", "/v1/device/registration", body)
         write_json(self.dir / STATUS_RESPONSE, answer)
+        return False
 
     async def run_commands(self, commands: list[Any]) -> bool:
         ran = False
