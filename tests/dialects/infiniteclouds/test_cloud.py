@@ -194,6 +194,9 @@ async def test_config_revision_flag_and_fetch(tmp_path: Path) -> None:
         # Without a config in the keepalive, the last reported revision counts.
         status, answer = await post(app, keepalive(), token)
         assert ok(answer)["triggerEvent"]["configUpdate"] is False
+        # A reset device reports no revision: it needs the config again.
+        _, answer = await post(app, keepalive(config={"revisionId": ""}), token)
+        assert ok(answer)["triggerEvent"]["configUpdate"] is True
 
 
 async def test_firmware_flag_clears_on_the_target_version(tmp_path: Path) -> None:

@@ -64,6 +64,12 @@ def test_fields_are_found_in_any_case() -> None:
     assert codec.field(body, "triggerEvent") == {"configupdate": True}
     assert codec.reported_revision(body) == "r1"
     assert codec.field(body, "missing") is None
+    assert codec.reported_revision({}) is None
+    assert codec.reported_revision({"config": {}}) is None
+    assert codec.reported_revision({"config": {"revisionId": ""}}) == ""
+    assert codec.reported_revision({"config": {"revisionId": 7}}) == "7"
+    with pytest.raises(BadRequest):
+        codec.reported_revision({"config": {"revisionId": {"x": 1}}})
     assert codec.field("not a dict", "x") is None
 
 

@@ -146,11 +146,17 @@ def device_id_for(mac: str) -> str:
 
 
 def reported_revision(body: dict[str, Any]) -> str | None:
-    """``config.revisionId`` as the device reports it."""
-    revision = field(field(body, "config"), "revisionId")
-    if revision is None or revision == "":
+    """``config.revisionId`` as the device reports it: None when it says nothing, ``""``
+    when it says it has no revision (a reset device), so a stale one is not kept."""
+    config = field(body, "config")
+    if not isinstance(config, dict):
         return None
-    return str(revision)
+    revision = field(config, "revisionId")
+    if revision is None:
+        return None
+    if isinstance(revision, (dict, list, bool)):
+        raise BadRequest("config.revisionId must be a string")
+    return str(revision)[:128]
 
 
 def reported_firmware(body: dict[str, Any]) -> tuple[str | None, str | None]:
