@@ -30,7 +30,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenario",
-        choices=("roundtrip", "polls", "cluster", "controlid", "ewelink", "infiniteclouds", "all"),
+        choices=(
+            "roundtrip",
+            "polls",
+            "cluster",
+            "controlid",
+            "ewelink",
+            "infiniteclouds",
+            "devicehive",
+            "all",
+        ),
         default="all",
     )
     parser.add_argument(
@@ -103,7 +112,7 @@ async def main(args: argparse.Namespace) -> int:
         from bench import controlid
 
         terminals = 1000 if args.quick else 10_000
-        section = await controlid.run(terminals, seconds, max(seconds, 30), machine, command)
+        section = await controlid.run(terminals, seconds, max(seconds, 60), machine, command)
         if section is not None:
             emit("controlid", section)
     if args.scenario in ("ewelink", "all"):
@@ -118,6 +127,10 @@ async def main(args: argparse.Namespace) -> int:
         section = await infiniteclouds.run(seconds, warmup, machine, command)
         if section is not None:
             emit("infiniteclouds", section)
+    if args.scenario in ("devicehive", "all"):
+        from bench import devicehive
+
+        emit("devicehive", await devicehive.run(load, machine, command))
     return 0
 
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tether.core.access import Action, Principal
+from tether.core.errors import NotFound
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import TERMINAL, CommandState
 from tether.core.model import Command, Device, Notification
@@ -188,11 +189,16 @@ class MessageOps:
         device = await self.directory.visible_device(
             principal, Action.UPDATE_DEVICE_COMMAND, device_id
         )
-        await self._command(ADMIN, device_id, command_id)
         status, result = body.get("status"), body.get("result")
         if status is None and result is None:
+            await self._command(ADMIN, device_id, command_id)  # still 404 if unknown
             return
-        await self._apply_update(device, command_id, status, result)
+        try:
+            # The core's transition is conditional on the device: another device's
+            # command (or an unknown id) is NotFound, with no extra read first.
+            await self._apply_update(device, command_id, status, result)
+        except NotFound:
+            raise DhError(404, f"Command with id = {command_id} not found") from None
 
     async def command_get(
         self, p: Principal | None, device_id: str, command_id: int

@@ -140,9 +140,9 @@ class DhConnection:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(codec.encode(frame))
 
-    async def handle(self, raw: str) -> None:
+    async def handle(self, raw: str, parsed: tuple[str, Any, dict[str, Any]] | None = None) -> None:
         try:
-            action, request_id, message = codec.parse_request(raw)
+            action, request_id, message = parsed or codec.parse_request(raw)
         except DhError as bad:
             echo_action, echo_id = codec.echo_of(raw)
             await self.send(codec.failure(echo_action, echo_id, bad.code, bad.message))
@@ -551,21 +551,24 @@ async def serve(
     running: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_CONCURRENT)
 
-    async def run(raw: str) -> None:
+    async def run(raw: str, parsed: tuple[str, Any, dict[str, Any]] | None) -> None:
         try:
-            await conn.handle(raw)
+            await conn.handle(raw, parsed)
         finally:
             slots.release()
 
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                action, _ = codec.echo_of(msg.data)
+                try:
+                    parsed: tuple[str, Any, dict[str, Any]] | None = codec.parse_request(msg.data)
+                except DhError:
+                    parsed = None  # handle() answers with the error frame
                 await slots.acquire()
-                if action in SEQUENTIAL:
-                    await run(msg.data)
+                if parsed is None or parsed[0] in SEQUENTIAL:
+                    await run(msg.data, parsed)
                 else:
-                    task = asyncio.create_task(run(msg.data))
+                    task = asyncio.create_task(run(msg.data, parsed))
                     running.add(task)
                     task.add_done_callback(running.discard)
             elif msg.type == WSMsgType.BINARY:
