@@ -197,7 +197,7 @@ def test_every_group_and_command_has_help(app: typer.Typer, runner: CliRunner) -
     assert {p[0] for p in paths} == {name for name, _ in GROUPS}
     assert ["device", "credential"] in paths
     assert ["agent", "native"] in paths
-    assert ["device", "assign"] not in paths  # a later issue
+    assert ["device", "assign"] in paths  # issue 8: assign a device to a user
     for path in paths:
         result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
         assert result.exit_code == 0, (path, result.output)
