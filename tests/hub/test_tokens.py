@@ -71,3 +71,14 @@ def test_expired_refresh_as_access_and_forged_tokens_are_refused() -> None:
         SERVICE.decode(forged.access_token, NOW, TokenType.ACCESS)
     with pytest.raises(Unauthorized):
         SERVICE.decode("not.a.token", NOW, TokenType.ACCESS)
+
+
+def test_derived_keys_differ_by_purpose_and_secret() -> None:
+    """A dialect's device tokens are signed with a key derived from the secret."""
+    one = SERVICE.derive_key("infiniteclouds-device-token")
+    assert one == SERVICE.derive_key("infiniteclouds-device-token")
+    assert len(one) == 32
+    assert one != SERVICE.derive_key("another-purpose")
+    assert one != KEY.encode()
+    other = TokenService(KEY + "x", access_ttl=60, refresh_ttl=3600)
+    assert other.derive_key("infiniteclouds-device-token") != one
