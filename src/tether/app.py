@@ -132,7 +132,7 @@ def mount_dialects(app: web.Application, settings: Settings) -> None:
     controlid.mount(app, settings)
     from tether.dialects import infiniteclouds
 
-    infiniteclouds.mount(app, settings)
+    infiniteclouds.mount(app, settings, lambda: app[STARTUP])
 
 
 async def start_listeners(

@@ -435,3 +435,20 @@ async def test_idle_keepalives_run_no_sql(tmp_path: Path) -> None:
         answers = await asyncio.gather(*(post(app, keepalive(), token) for _ in range(64)))
         assert all(ok(answer)["triggerEvent"]["configUpdate"] is False for _, answer in answers)
         assert await sql_count(app) - before <= 4
+
+
+async def test_disabled_dialect_serves_nothing(tmp_path: Path) -> None:
+    async with running(tmp_path, infiniteclouds={"enabled": False}) as app:
+        async with app.session.post(app.url + "/v1/device/registration", json=REGISTER) as r:
+            assert r.status == 404
+        assert await app.call("GET", "/api/v1/devices?dialect=infiniteclouds", expect=200) == []
+
+
+async def test_lenient_status_types(tmp_path: Path) -> None:
+    settings = {"lenient_status_types": True}
+    async with running(tmp_path, infiniteclouds=settings) as app:
+        token = await assigned(app)
+        _, answer = await post(app, keepalive(statusType="somethingNew"), token)
+        assert "triggerEvent" in ok(answer)
+        status, answer = await post(app, keepalive(statusType="somethingNew"))
+        failed(status, answer, 401)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -19,24 +20,25 @@ from tether.settings import Settings
 __all__ = ["mount"]
 
 
-def mount(app: web.Application, settings: Settings) -> None:
-    """Add the routes (if enabled) and, once the hub is up, the command shaper."""
+def mount(app: web.Application, settings: Settings, startup: Callable[[], Any]) -> None:
+    """Add the routes (if enabled) and, once the hub is up, the command shaper.
+
+    ``startup`` returns the application's start-up record (``hub``, ``ready``).
+    """
     if not settings.infiniteclouds.enabled:
         return
     from tether.dialects.infiniteclouds.cloud import DIALECT, Cloud, shape
-    from tether.dialects.infiniteclouds.routes import CLOUD, add_routes, startup_of
+    from tether.dialects.infiniteclouds.routes import CLOUD, add_routes
 
-    add_routes(app)
+    add_routes(app, startup)
 
     async def attach(app: web.Application) -> AsyncIterator[None]:
-        startup = startup_of(app)
+        record = startup()
         slot = app[CLOUD]
 
         async def when_ready() -> None:
-            if startup is None:
-                return
-            await startup.ready.wait()
-            hub = startup.hub
+            await record.ready.wait()
+            hub = record.hub
             if hub is not None and slot.cloud is None:
                 slot.cloud = Cloud(hub, settings.infiniteclouds)
             if hub is not None:

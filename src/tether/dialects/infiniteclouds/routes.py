@@ -7,7 +7,6 @@ token). Bodies are size-limited and decoded leniently (see :mod:`.codec`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,9 +21,15 @@ log = logging.getLogger("tether.infiniteclouds")
 
 
 class Slot:
-    """Where the :class:`Cloud` lands once the hub is up (the app is frozen by then)."""
+    """Where the :class:`Cloud` lands once the hub is up (the app is frozen by then).
 
-    def __init__(self) -> None:
+    ``startup`` returns the application's start-up record (``tether.api.http.Startup``,
+    with ``hub`` and ``ready``), passed in by ``tether.app``: dialects may not import
+    ``tether.api``.
+    """
+
+    def __init__(self, startup: Callable[[], Any]) -> None:
+        self.startup = startup
         self.cloud: Cloud | None = None
 
 
@@ -57,26 +62,13 @@ def enveloped(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
     return wrapped
 
 
-def startup_of(app: web.Application) -> Any:
-    """The application's start-up record (``tether.api.http.Startup``), found by shape.
-
-    Dialects may not import ``tether.api`` (import-linter keeps the two layers apart), so
-    the record is recognised by its ``hub`` and ``ready`` attributes instead of its key.
-    """
-    for value in app.values():
-        if hasattr(value, "hub") and isinstance(getattr(value, "ready", None), asyncio.Event):
-            return value
-    return None
-
-
 def cloud_of(request: web.Request) -> Cloud:
     """The dialect's cloud; 503 in the envelope while the hub is still starting."""
     slot = request.app.get(CLOUD)
     if slot is None:
         raise Unavailable("starting")
     if slot.cloud is None:
-        startup = startup_of(request.app)
-        hub = getattr(startup, "hub", None)
+        hub = getattr(slot.startup(), "hub", None)
         if hub is None:
             raise Unavailable("starting")
         slot.cloud = Cloud(hub, hub.settings.infiniteclouds)
@@ -125,8 +117,8 @@ async def firmware(request: web.Request) -> tuple[Any, str]:
     return await cloud.firmware(device)
 
 
-def add_routes(app: web.Application) -> None:
-    app[CLOUD] = Slot()
+def add_routes(app: web.Application, startup: Callable[[], Any]) -> None:
+    app[CLOUD] = Slot(startup)
     app.router.add_post("/v1/device/registration", enveloped(registration))
     app.router.add_get("/v1/device/config", enveloped(config))
     app.router.add_post("/v1/device/config", enveloped(config))
