@@ -82,6 +82,8 @@ class DhConnection:
             "server/info": self.server_info,
             "server/cacheInfo": self.cache_info,
             "cluster/info": self.cluster_info,
+            # Not in DeviceHive 3.5.0's WebSocket; the REST /info/config/cluster twin.
+            "server/config": self.cluster_info,
             "authenticate": self.authenticate,
             "token": self.token,
             "token/refresh": self.token_refresh,
