@@ -189,7 +189,11 @@ async def run_flow(app: Running, state: Path, evidence: Path, firmware_url: str)
     answer = await eventually(keeping_alive, "a keepalive answer")
     assert answer["status"] == 200
     assert read(state / "last_register_response.json")["data"]["assigned"] is True
-    assert (await device(app))["online"] is True
+
+    async def online() -> bool:
+        return (await device(app))["online"] is True
+
+    await eventually(online, "the device to be online")
     request = read(state / "last_keepAlive_request.json")
     assert request["statusType"] == "keepAlive"
     assert request["deviceId"] == DEVICE_ID
