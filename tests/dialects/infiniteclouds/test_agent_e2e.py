@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from devicehive import DeviceHiveApi
 from tests.support import ADMIN_PASSWORD, Running, running
+
+from devicehive import DeviceHiveApi
 
 pytestmark = pytest.mark.slow
 
