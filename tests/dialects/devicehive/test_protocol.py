@@ -258,3 +258,41 @@ async def test_malformed_frames_get_error_frames_and_the_server_stays(server: Se
             while not c.frames.empty():
                 c.frames.get_nowait()
         assert (await c.call("server/info"))["status"] == "success"
+
+
+async def test_subscription_filters_follow_the_callers_scope(server: Server) -> None:
+    async with connect(server) as admin:
+        net = await admin.call("network/insert", network={"name": "scope-net"})
+        other = await admin.call("network/insert", network={"name": "scope-other"})
+        net_id, other_id = net["network"]["id"], other["network"]["id"]
+        user = await admin.call(
+            "user/insert", user={"login": "scope-dave", "role": 1, "password": "davepass"}
+        )
+        user_id = user["user"]["id"]
+        assigned = await admin.call("user/assignNetwork", userId=user_id, networkId=net_id)
+        assert assigned["status"] == "success"
+        await admin.call("device/save", deviceId="scope-in", device={"networkId": net_id})
+        await admin.call("device/save", deviceId="scope-out", device={"networkId": other_id})
+        missing = await admin.call("notification/subscribe", networkIds=[987654])
+        assert missing["code"] == 404
+    access, _ = await server.tokens("scope-dave", "davepass")
+    async with connect(server, token=access) as dave:
+        assert (await dave.call("command/subscribe", networkIds=[other_id]))["code"] == 403
+        assert (await dave.call("command/subscribe", deviceId="scope-out"))["code"] == 403
+        assert (await dave.call("command/subscribe", networkIds=[987654]))["code"] == 403
+        sub = await dave.call("notification/subscribe")  # everything dave may see
+        assert sub["status"] == "success"
+        async with connect(server) as admin:
+            await admin.call(
+                "notification/insert", deviceId="scope-out", notification={"notification": "x"}
+            )
+            await admin.call(
+                "notification/insert", deviceId="scope-in", notification={"notification": "y"}
+            )
+        event = await dave.next()
+        assert (event["notification"]["deviceId"], event["notification"]["notification"]) == (
+            "scope-in",
+            "y",
+        )
+        listed = await dave.call("device/list")
+        assert [d["id"] for d in listed["devices"]] == ["scope-in"]
