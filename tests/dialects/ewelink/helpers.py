@@ -63,8 +63,8 @@ class World:
             assert response.status == 200
             return dict(await response.json(content_type=None))
 
-    async def device_online(self, device_id: str = DEVICE) -> None:
-        for _ in range(400):
+    async def device_online(self, device_id: str = DEVICE, seconds: float = 10) -> None:
+        for _ in range(int(seconds / 0.025)):
             if device_id in self.hub.delivery.sessions:
                 return
             await asyncio.sleep(0.025)
@@ -72,9 +72,12 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def world(tmp_path: Path, **ewelink: Any) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, database_url: str | None = None, **ewelink: Any
+) -> AsyncIterator[World]:
     options: dict[str, Any] = {"apps": {APPID: SECRET}, **ewelink}
-    async with running(tmp_path, ewelink=options) as r:
+    extra: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    async with running(tmp_path, ewelink=options, **extra) as r:
         user = await r.hub.directory.create_user(None, login=EMAIL, password=PASSWORD)
         yield World(r, int(user.id))
 
