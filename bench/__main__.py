@@ -112,7 +112,7 @@ async def main(args: argparse.Namespace) -> int:
         from bench import controlid
 
         terminals = 1000 if args.quick else 10_000
-        section = await controlid.run(terminals, seconds, max(seconds, 60), machine, command)
+        section = await controlid.run(terminals, seconds, max(seconds, 40), machine, command)
         if section is not None:
             emit("controlid", section)
     if args.scenario in ("ewelink", "all"):

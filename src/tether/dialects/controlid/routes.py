@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -28,12 +29,10 @@ from tether.core.model import Command, Device
 from tether.dialects.controlid import codec
 from tether.dialects.controlid.shaper import LINK_KEYS
 from tether.dialects.controlid.terminals import Handed, Terminals
-from tether.hub.service import Hub
 from tether.settings.controlid import ControlIdSettings
 
 log = logging.getLogger("tether.controlid")
 
-EMPTY_HEADERS = {"Content-Length": "0"}
 #: Most ``dao`` insert keys remembered for de-duplication.
 DAO_SEEN_CAP = 100_000
 
@@ -48,10 +47,6 @@ class State:
 
     settings: ControlIdSettings
     terminals: Terminals | None = None
-
-    @property
-    def hub(self) -> Hub | None:
-        return self.terminals.hub if self.terminals is not None else None
 
 
 STATE = web.AppKey("controlid", State)
@@ -329,8 +324,6 @@ class Handlers:
             return empty()
         timestamp = None
         if event.time is not None:
-            from datetime import UTC, datetime
-
             timestamp = datetime.fromtimestamp(event.time, UTC)
         try:
             await hub.notifications.post_as_device(device, topic, event.payload, timestamp)

@@ -18,7 +18,6 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any
 
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
 from tether.core.errors import TetherError
@@ -154,9 +153,3 @@ class Terminals:
             return await self.hub.directory.device(device_id)
         log.info("controlid terminal %s auto-registered", device_id)
         return device
-
-    def forget_unknown(self, device_id: str) -> None:
-        self._unknown.pop(device_id, None)
-
-    def describe(self) -> dict[str, Any]:
-        return {"outstanding": len(self.outstanding), "unknown_cached": len(self._unknown)}
