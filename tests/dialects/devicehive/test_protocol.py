@@ -135,6 +135,14 @@ async def test_subscribe_answer_first_then_replay_then_live(server: Server) -> N
             second["command"]["id"],
         )
         assert live["command"]["timestamp"] > replayed["command"]["timestamp"]
+        # Pushed to a DeviceHive device's subscription = delivered, in the core too.
+        command_id = second["command"]["id"]
+        for _ in range(100):
+            native = await server.run.call("GET", f"/api/v1/commands/{command_id}")
+            if native["state"] == "delivered":
+                break
+            await asyncio.sleep(0.1)
+        assert native["state"] == "delivered"
         listed = await c.call("subscription/list")
         assert [s["deviceId"] for s in listed["subscriptions"]] == ["pr-1"]
         unsub = await c.call("command/unsubscribe", subscriptionId=answer["subscriptionId"])

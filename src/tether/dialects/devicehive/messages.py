@@ -20,14 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from tether.core.access import Action, Principal
 from tether.core.errors import NotFound
 from tether.core.filters import EventFilter
-from tether.core.lifecycle import TERMINAL, CommandState
+from tether.core.lifecycle import TERMINAL, CommandState, stamp
 from tether.core.model import Command, Device, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.codec import DhError
 from tether.dialects.devicehive.ops import ADMIN, DIALECT, MANY, DirectoryOps, need
+from tether.hub import metrics
 from tether.hub.commands import DEFAULT
 from tether.hub.subscriptions import Subscription, Topic
 
@@ -91,11 +94,38 @@ class Handover:
             batch, self.pending = self.pending, {}
             for device_id, ids in batch.items():
                 try:
-                    await self.hub.commands.hand_over(
-                        device_id, sorted(ids), CommandState.DELIVERED
-                    )
+                    await self._deliver(device_id, sorted(ids))
                 except Exception:
                     log.exception("marking commands of %s delivered failed", device_id)
+
+    async def _deliver(self, device_id: str, ids: list[int]) -> None:
+        """``pending -> delivered``: written behind when the index holds the command.
+
+        As the hub does for pushes to live sessions: the mark is queued with the group
+        commit instead of costing a round trip of its own. If it is lost, the command is
+        still pending in the store and goes out again (DeviceHive devices see it once more
+        on their next replay): at least once. The store's transition is conditional, so a
+        result that lands first is never undone. Commands the index does not hold take
+        the hub's hand-over.
+        """
+        hub = self.hub
+        ref = await hub.device_ref(device_id)
+        rest = []
+        for command_id in ids:
+            if hub.index.state(command_id) not in DELIVERABLE:
+                continue
+            command = hub.index.payload(command_id)
+            if command is None:
+                rest.append(command_id)
+                continue
+            delivered = msgspec.structs.replace(
+                command, **stamp(CommandState.DELIVERED, hub.clock.now())
+            )
+            hub.writer.transition_later(delivered, CommandState.DELIVERED, device_id=device_id)
+            await hub.command_changed(delivered, ref=ref)
+            metrics.COMMANDS_DELIVERED.inc()
+        if rest:
+            await hub.commands.hand_over(device_id, rest, CommandState.DELIVERED)
 
 
 class MessageOps:
