@@ -90,6 +90,10 @@ def keepalive(
     register_interval: Annotated[
         float, typer.Option(help="Seconds between registers while unassigned.", min=0.05)
     ] = 30.0,
+    statistics_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between statistics messages (0: never).", min=0),
+    ] = 0.0,
     mac: Annotated[
         str | None, typer.Option(help="MAC address to register with (default: the host's).")
     ] = None,
@@ -179,6 +183,7 @@ def keepalive(
         command_hook=command_hook,
         hook_timeout=hook_timeout,
         insecure=insecure,
+        statistics_interval=statistics_interval,
     )
     try:
         agent = KeepaliveAgent(config)

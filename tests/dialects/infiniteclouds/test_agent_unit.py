@@ -37,6 +37,7 @@ class FakeCloud:
         self.registers = 0
         self.keepalives: list[dict[str, Any]] = []
         self.refuse_next_keepalive = False
+        self.statistics = 0
         self.got_result = asyncio.Event()
 
     async def registration(self, request: web.Request) -> web.Response:
@@ -51,6 +52,8 @@ class FakeCloud:
             self.refuse_next_keepalive = False
             return envelope(None, 401, "Token expired")
         self.keepalives.append(body)
+        if body["statusType"] == "statistics":
+            self.statistics += 1
         if body.get("commands"):
             self.got_result.set()
         command = {"commandId": "1", "command": "echo", "params": {"a": 1}}
@@ -119,3 +122,31 @@ async def test_unsent_results_survive_a_restart(tmp_path: Path) -> None:
     other = KeepaliveAgent(AgentConfig(url=config.url, state_dir=tmp_path, mac="02:00:00:00:00:09"))
     assert other.state.results == []
     assert other.token is None
+
+
+async def test_statistics_replace_a_keepalive_every_interval(
+    cloud: tuple[FakeCloud, str], tmp_path: Path
+) -> None:
+    fake, url = cloud
+    config = AgentConfig(
+        url=url,
+        state_dir=tmp_path,
+        interval=0.05,
+        mac="02:00:00:00:00:0a",
+        statistics_interval=3600,
+    )
+    agent = KeepaliveAgent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        while len(fake.keepalives) < 5:
+            await asyncio.sleep(0.02)
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 10)
+    kinds = [body["statusType"] for body in fake.keepalives]
+    assert kinds[0] == "statistics"
+    assert set(kinds[1:]) == {"keepAlive"}  # the next one is an hour away
+    sent = json.loads((tmp_path / "last_statistics_request.json").read_text())
+    assert "system" in sent
+    assert sent["nicCount"] == len(sent["interfaces"])
+    assert (tmp_path / "last_statistics_response.json").exists()

@@ -47,6 +47,8 @@ CONFIG_REQUEST = "last_config_request.json"
 CONFIG_RESPONSE = "last_config_response.json"
 STATUS_REQUEST = "last_status_request.json"
 STATUS_RESPONSE = "last_status_response.json"
+STATISTICS_REQUEST = "last_statistics_request.json"
+STATISTICS_RESPONSE = "last_statistics_response.json"
 FIRMWARE_RESPONSE = "last_firmware_response.json"
 STATE = "keepalive_state.json"
 #: Finished command ids remembered to drop re-sent copies.
@@ -72,6 +74,8 @@ class AgentConfig:
     hook_timeout: float = 300.0
     insecure: bool = False
     request_timeout: float = 30.0
+    #: Seconds between ``statistics`` messages (sent instead of a keepalive); 0: never.
+    statistics_interval: float = 0.0
 
 
 class Unauthorized(Exception):
@@ -133,6 +137,7 @@ class KeepaliveAgent:
         self.state = self._load_state()
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        self._next_statistics = 0.0
 
     # --- persistent state ------------------------------------------------------------------
 
@@ -287,9 +292,23 @@ class KeepaliveAgent:
             "firmware": self._firmware(),
             "commands": results,
         }
-        write_json(self.dir / KEEPALIVE_REQUEST, body)
+        files = (KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE)
+        every = self.config.statistics_interval
+        if every > 0 and time.monotonic() >= self._next_statistics:
+            # A statistics message does a keepalive's work and carries telemetry too.
+            interfaces = host.interfaces()
+            body.update(
+                statusType="statistics",
+                system=host.system(),
+                nicCount=len(interfaces),
+                interfaces=interfaces,
+            )
+            files = (STATISTICS_REQUEST, STATISTICS_RESPONSE)
+        write_json(self.dir / files[0], body)
         answer = await self._call("POST", "/v1/device/registration", body)
-        write_json(self.dir / KEEPALIVE_RESPONSE, answer)
+        write_json(self.dir / files[1], answer)
+        if body["statusType"] == "statistics":
+            self._next_statistics = time.monotonic() + every
         if results:
             sent = {r["commandId"] for r in results}
             self.state.results = [r for r in self.state.results if r["commandId"] not in sent]
