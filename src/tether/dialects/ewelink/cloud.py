@@ -310,6 +310,9 @@ class Cloud:
             async with asyncio.timeout(timeout):
                 return await waiter
         except TimeoutError:
+            current = await self.hub.commands.wait(command_id, 0)
+            if current is not None and current.state is CommandState.SUCCEEDED:
+                return 0  # completed without passing through this node's waiter
             with contextlib.suppress(TetherError):
                 await self.hub.commands.cancel(session.principal, command_id)
             return 504
