@@ -177,6 +177,20 @@ async def test_unknown_factory_apikey_is_refused_and_the_socket_survives(tmp_pat
             assert ok["error"] == 0
             assert ok["d_seq"] == 5
             assert ok["apikey"] == (await w.login())["user"]["apikey"]
+            # An update without params is acked (seen in the wild), d_seq echoed.
+            await ws.send_json(
+                {"action": "update", "deviceid": DEVICE, "apikey": ok["apikey"], "d_seq": 6}
+            )
+            assert json.loads((await ws.receive(timeout=20)).data) == {
+                "error": 0,
+                "deviceid": DEVICE,
+                "apikey": ok["apikey"],
+                "d_seq": 6,
+            }
+            await ws.send_json({"action": "bogus", "deviceid": DEVICE, "sequence": 9})
+            bogus = json.loads((await ws.receive(timeout=20)).data)
+            assert bogus["error"] == 400
+            assert bogus["sequence"] == 9
 
 
 async def test_app_cannot_update_a_device_it_does_not_own(tmp_path: Path) -> None:

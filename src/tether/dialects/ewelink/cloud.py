@@ -350,9 +350,10 @@ class Cloud:
         """A device ``update``: shadow, core notification, and a push to the owner's apps."""
         params = message.get("params")
         device = link.device
-        if isinstance(params, dict) and params:
-            await self.store_params(link, params)
-            await self.hub.notifications.post_as_device(device, "update", params)
+        if not isinstance(params, dict) or not params:
+            return  # an update without params has been seen in the wild: acked, no more
+        await self.store_params(link, params)
+        await self.hub.notifications.post_as_device(device, "update", params)
         push: dict[str, Any] = {
             "action": "update",
             "deviceid": device.id,
@@ -362,7 +363,7 @@ class Cloud:
         d_seq = message.get("d_seq")
         if d_seq is not None:
             push["d_seq"] = d_seq
-        push.update({"ts": 0, "params": params if params is not None else {}, "from": "device"})
+        push.update({"ts": 0, "params": params, "from": "device"})
         if d_seq is not None:
             push["seq"] = str(d_seq)
         self.to_apps(device.owner_id, push)
