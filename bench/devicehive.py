@@ -238,5 +238,8 @@ async def run(load: Load, machine: Machine, command: str) -> str:
         "commands) answers each with `command/update {status: done, result}`. Native: as "
         "in the P2 round trip. Ratio = DeviceHive / native, measured in the same run.\n\n"
         + table(["", native.label, dh.label, "ratio"], rows)
+        + "\nWhen commands are left unfinished, the server saturated below the offered rate "
+        "(on a shared machine, other work counts too); completed per second and server CPU "
+        "per completed command are then the comparable rows.\n"
         + ("\nErrors seen:\n\n" + errors if errors else "")
     )
