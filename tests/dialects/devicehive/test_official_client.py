@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devicehive import ApiResponseError, DeviceHiveApi
 from tests.dialects.devicehive.helpers import TRANSPORTS, Server, api, run_handler, start
 from tests.support import ADMIN_PASSWORD
+
+from devicehive import ApiResponseError, DeviceHiveApi
 
 pytestmark = [
     pytest.mark.parametrize("transport", TRANSPORTS),
@@ -147,8 +148,14 @@ async def test_users_and_client_scoping(server: Server, transport: str) -> None:
         assert user.all_device_types_available is True
         user.assign_network(net.id)
         assert [n.id for n in user.list_networks()] == [net.id]
-        assert [u.login for u in hive.list_users(login_pattern=f"{p}-%")] == [f"{p}-carol"]
+        assert [u.login for u in hive.list_users(login_pattern=f"{p}-c%")] == [f"{p}-carol"]
         assert [u.login for u in hive.list_users(role=1, login=f"{p}-carol")] == [f"{p}-carol"]
+        hive.create_user(f"{p}-zed", "zedpass1", 1, None)
+        ordered = hive.list_users(login_pattern=f"{p}-%", sort_field="login", sort_order="DESC")
+        assert [u.login for u in ordered] == [f"{p}-zed", f"{p}-carol"]
+        page = hive.list_users(login_pattern=f"{p}-%", sort_field="login", take=1, skip=1)
+        assert [u.login for u in page] == [f"{p}-zed"]
+        assert hive.list_users(status=0, login=f"{p}-zed")[0].status == 0
         fetched = hive.get_user(user.id)
         fetched.data = {"y": 2}
         fetched.save()
@@ -315,8 +322,10 @@ async def test_access_token_expiry_refresh_and_retry(tmp_path: Path, transport: 
             import time
 
             r.api.get_device(f"{transport}-r")
+            first = r.api.token.access_token
             time.sleep(2.5)  # the access token from connect has now expired
             r.subs["ok"] = r.api.get_device(f"{transport}-r").id  # 401 -> refresh -> retry
+            r.subs["refreshed"] = r.api.token.access_token != first
 
         r = await run_handler(
             server.url(transport),
@@ -325,3 +334,4 @@ async def test_access_token_expiry_refresh_and_retry(tmp_path: Path, transport: 
             done=lambda r: "ok" in r.subs,
         )
         assert r.subs["ok"] == f"{transport}-r"
+        assert r.subs["refreshed"] is True  # the call failed with 401 and was retried
