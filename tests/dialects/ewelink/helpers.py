@@ -125,6 +125,8 @@ class AppSocket:
         """The reply with ``sequence``; pushes read meanwhile are kept in ``pushed``."""
         while True:
             frame = await self.recv(timeout)
+            if frame == "pong":
+                continue
             if (
                 isinstance(frame, dict)
                 and "action" not in frame
