@@ -283,6 +283,7 @@ async def test_subscription_filters_follow_the_callers_scope(server: Server) -> 
         await admin.call("device/save", deviceId="scope-out", device={"networkId": other_id})
         missing = await admin.call("notification/subscribe", networkIds=[987654])
         assert missing["code"] == 404
+        since = (await admin.call("server/info"))["info"]["serverTimestamp"]
     access, _ = await server.tokens("scope-dave", "davepass")
     async with connect(server, token=access) as dave:
         assert (await dave.call("command/subscribe", networkIds=[other_id]))["code"] == 403
@@ -304,3 +305,20 @@ async def test_subscription_filters_follow_the_callers_scope(server: Server) -> 
         )
         listed = await dave.call("device/list")
         assert [d["id"] for d in listed["devices"]] == ["scope-in"]
+    async with connect(server) as admin:
+        replay = await admin.call(
+            "notification/subscribe", networkIds=[net_id], timestamp="2000-01-01T00:00:00.000"
+        )
+        assert replay["status"] == "success"
+        event = await admin.next()  # the replay holds only the filtered network's items
+        assert event["notification"]["deviceId"] == "scope-in"
+        types = await admin.call(
+            "command/subscribe", deviceTypeIds=[1], networkIds=[other_id], timestamp=since
+        )
+        assert types["status"] == "success"
+        await admin.call("command/insert", deviceId="scope-in", command={"command": "no"})
+        await admin.call("command/insert", deviceId="scope-out", command={"command": "yes"})
+        event = await admin.next()
+        while event.get("subscriptionId") != types["subscriptionId"]:
+            event = await admin.next()
+        assert (event["command"]["deviceId"], event["command"]["command"]) == ("scope-out", "yes")

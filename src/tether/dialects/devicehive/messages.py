@@ -50,13 +50,16 @@ class Selection:
 
     kind: str  # "command" or "notification"
     filter: EventFilter
-    #: Devices to replay from (None: every device the caller sees).
+    #: Devices to replay from (None: every device ``scope`` sees).
     device_ids: frozenset[str] | None
     names: list[str] | None
     return_updated: bool = False
     device_id: str | None = None
     network_ids: list[int] | None = None
     type_ids: list[int] | None = None
+    #: The caller narrowed to the requested networks and device types: replay queries
+    #: run as this principal, so the store filters by network and type in SQL.
+    scope: Principal | None = None
 
     @property
     def topic(self) -> Topic:
@@ -400,14 +403,14 @@ class MessageOps:
             and not network_ids
         ):
             raise DhError(403, "No access to any device type or network")
-        device_ids: frozenset[str] | None = None
+        scope = None
         if network_ids or type_ids:
-            devices = await self.hub.directory.list_devices(principal, take=MANY)
-            device_ids = frozenset(
-                d.id
-                for d in devices
-                if (not network_ids or d.network_id in network_ids)
-                and (not type_ids or d.type_id in type_ids)
+            scope = Principal(
+                kind=principal.kind,
+                actions=principal.actions,
+                role=principal.role,
+                network_ids=frozenset(network_ids) if network_ids else principal.network_ids,
+                device_type_ids=frozenset(type_ids) if type_ids else principal.device_type_ids,
             )
         return Selection(
             kind,
@@ -416,11 +419,12 @@ class MessageOps:
                 device_type_ids=frozenset(type_ids) if type_ids else None,
                 names=frozenset(names) if names else None,
             ),
-            device_ids,
+            None,
             names,
             return_updated,
             network_ids=network_ids,
             type_ids=type_ids,
+            scope=scope,
         )
 
     async def replay(
@@ -429,6 +433,7 @@ class MessageOps:
         """Stored items newer than ``after``, oldest first, at most ``limit`` (0 = all)."""
         if sel.device_ids is not None and not sel.device_ids:
             return []
+        principal = sel.scope or principal
         take = limit or MANY
         scope: dict[str, Any] = {}
         if sel.device_ids is not None:
