@@ -13,6 +13,7 @@ protocol adds is kept in ``hub.dialect_state`` so every node agrees and restarts
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,6 +51,8 @@ class Accounts:
         self._hub = hub
         self._apikeys: dict[int, str] = {}
         self._users: dict[str, int] = {}
+        #: Logins of one account and app take turns on this node (read, revoke, write).
+        self._turns: dict[str, asyncio.Lock] = {}
 
     async def apikey_of(self, user_id: int) -> str:
         """The user's apikey, created on first use (a UUID, as IoTgo validates)."""
@@ -81,8 +84,13 @@ class Accounts:
         return Login(user=user, at=at, rt=rt, apikey=await self.apikey_of(user.id))
 
     async def _issue(self, user_id: int, appid: str) -> tuple[str, str]:
-        state = self._hub.dialect_state
         slot = f"at:{user_id}:{appid}"
+        # One small lock per account and app that logged in here: a handful per user.
+        async with self._turns.setdefault(slot, asyncio.Lock()):
+            return await self._replace(slot, user_id, appid)
+
+    async def _replace(self, slot: str, user_id: int, appid: str) -> tuple[str, str]:
+        state = self._hub.dialect_state
         previous = await state.get(DIALECT, slot)
         if previous is not None:
             at_hash, _, rt_hash = previous.partition("|")

@@ -216,7 +216,7 @@ class _Conn:
             old.close(4001, "replaced by a newer connection of the same device")
         hub.delivery.attach(link)
         cloud.sysmsg(link, True)
-        params = await cloud.params_of(device)
+        link.shadow = params = await cloud.params_of(device)
         await cloud.offer_upgrade(link, params.get("fwVersion", message.get("romVersion")))
 
     # --- requests ------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ class _Conn:
             now = cloud.hub.clock.now()
             link.send(_echo_device({**base, "date": codec.iso_millis(now)}, message))
         elif action == "query":
-            stored = await cloud.params_of(link.device)
+            stored = link.shadow if link.shadow is not None else await cloud.params_of(link.device)
             selected = codec.select_params(stored, message.get("params"))
             link.send(_echo_device({**base, "params": codec.to_device(selected)}, message))
         elif action == "register":
