@@ -372,3 +372,34 @@ async def test_lost_results_requeue_only_idempotent_commands(tmp_path: Path) -> 
         assert b"requeued_from" not in body
         await raw(server, "POST", f"/result?deviceId={DEVICE}&uuid=ok-1", json={"response": {}})
         assert (await finished(server, copy["id"]))["state"] == "succeeded"
+
+
+async def test_round_trip_and_requeue_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """The stored parts (ref, results, the idempotent re-queue) on PostgreSQL."""
+    async with running(
+        tmp_path, database_url=postgres_url, controlid={"result_timeout": 0.3}
+    ) as server:
+        await register(server, DEVICE)
+        lost = await create(server, "set_configuration", {"general": {"language": "en_US"}})
+        _, body = await raw(server, "GET", f"/push?deviceId={DEVICE}&uuid=pg-lost")
+        assert b"set_configuration" in body
+        assert (await finished(server, lost["id"]))["state"] == "timed_out"
+        copy: Any = None
+        for _ in range(100):
+            listed = await server.call("GET", f"/api/v1/devices/{DEVICE}/commands", expect=200)
+            copy = next((c for c in listed if c["id"] != lost["id"]), None)
+            if copy is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert copy is not None
+        assert copy["parameters"]["requeued_from"] == lost["id"]
+        async with terminal(server, DEVICE) as device:
+            done = await finished(server, copy["id"])
+        assert done["state"] == "succeeded"
+        assert done["ref"]
+        assert device.api.configuration["general"]["language"] == "en_US"
+        # A repeated result under the same uuid is found by its stored ref and ignored.
+        await raw(
+            server, "POST", f"/result?deviceId={DEVICE}&uuid={done['ref']}", json={"error": "x"}
+        )
+        assert (await get(server, copy["id"]))["state"] == "succeeded"
