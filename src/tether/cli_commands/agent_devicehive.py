@@ -19,7 +19,8 @@ from tether.cli_commands.common import DEFAULT_URL, tidy_help
 from tether.dialects.devicehive.agent import DeviceHiveAgent
 
 devicehive_agent_app = typer.Typer(
-    help="Act as a DeviceHive device: run commands sent to it and report their results.",
+    help="Act as a DeviceHive device: run commands sent to it and report their results.\n\n"
+    "Example: TETHER_DEVICEHIVE_REFRESH_TOKEN=... tether agent devicehive --device-id dh-1",
     no_args_is_help=False,
 )
 
@@ -58,7 +59,11 @@ def devicehive(
         Literal["debug", "info", "warning", "error"], typer.Option(help="Log level.")
     ] = "info",
 ) -> None:
-    """Run until interrupted."""
+    """Act as a DeviceHive device until interrupted: subscribe to its commands (WebSocket,
+    or REST long polls), echo their parameters with status done, and report each result.
+
+    Example: TETHER_DEVICEHIVE_REFRESH_TOKEN=... tether agent devicehive --device-id dh-1
+    """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if refresh_token is None and (login is None or password is None):
         raise typer.BadParameter("give --refresh-token, or --login and --password")
