@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tether.core.clock import ManualClock
 from tether.hub.presence import Presence
 
@@ -56,3 +59,36 @@ def test_last_seen_is_written_behind_in_one_batch() -> None:
     dirty = presence.take_dirty()
     assert set(dirty) == {"a", "b"}
     assert presence.take_dirty() == {}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["open", "close", "poll", "sweep", "wait"]),
+            st.sampled_from(["a", "b", "c"]),
+        ),
+        max_size=60,
+    )
+)
+def test_online_count_follows_every_transition(steps: list[tuple[str, str]]) -> None:
+    """The count is kept incrementally; it must always equal a recount."""
+    presence, clock, changes = make()
+    sessions: dict[str, int] = {}
+    for op, device in steps:
+        if op == "open":
+            presence.session_opened(device)
+            sessions[device] = sessions.get(device, 0) + 1
+        elif op == "close" and sessions.get(device):
+            presence.session_closed(device)
+            sessions[device] -= 1
+        elif op == "poll":
+            presence.activity(device)
+        elif op == "sweep":
+            presence.sweep()
+        else:
+            clock.advance(6)
+        assert presence.online_count() == len(presence.online_ids())
+        online_now: set[str] = set()
+        for changed, online in changes:  # replaying the announced transitions ...
+            (online_now.add if online else online_now.discard)(changed)
+        assert online_now == presence.online_ids()  # ... gives who is online

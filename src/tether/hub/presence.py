@@ -25,6 +25,9 @@ class Presence:
         # device id -> (monotonic time of last activity, inactivity timeout)
         self._polling: dict[str, tuple[float, float]] = {}
         self._dirty: dict[str, datetime] = {}
+        # Kept in step with every transition, so a fleet coming online costs O(1) per
+        # device rather than a recount of everyone online.
+        self._online = 0
 
     def is_online(self, device_id: str) -> bool:
         return device_id in self._sessions or device_id in self._polling
@@ -33,7 +36,11 @@ class Presence:
         return self._sessions.keys() | self._polling.keys()
 
     def online_count(self) -> int:
-        return len(self._sessions.keys() | self._polling.keys())
+        return self._online
+
+    def _changed(self, device_id: str, online: bool, at: datetime) -> None:
+        self._online += 1 if online else -1
+        self._on_change(device_id, online, at)
 
     def session_opened(self, device_id: str) -> None:
         was_online = self.is_online(device_id)
@@ -49,7 +56,7 @@ class Presence:
         now = self._clock.now()
         self._dirty[device_id] = now
         if device_id not in self._polling:
-            self._on_change(device_id, False, now)
+            self._changed(device_id, False, now)
 
     def activity(self, device_id: str, timeout: float | None = None) -> None:
         """The device did something (poll, message, keepalive)."""
@@ -62,7 +69,7 @@ class Presence:
         now = self._clock.now()
         self._dirty[device_id] = now
         if not was_online:
-            self._on_change(device_id, True, now)
+            self._changed(device_id, True, now)
 
     def sweep(self) -> list[str]:
         """Mark silent polling devices offline; returns their ids."""
@@ -72,7 +79,7 @@ class Presence:
         for device_id in gone:
             del self._polling[device_id]
             if device_id not in self._sessions:
-                self._on_change(device_id, False, now)
+                self._changed(device_id, False, now)
         return gone
 
     def take_dirty(self) -> dict[str, datetime]:
