@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from devicehive import DeviceHive, DeviceHiveApi, Handler
 from tests.support import ADMIN_PASSWORD, Running, running
+
+from devicehive import DeviceHive, DeviceHiveApi, Handler
 
 TRANSPORTS = ["ws", "http"]
 
@@ -29,7 +30,9 @@ class Server:
 
     async def rest(self, method: str, path: str, *, token: str | None = None, **kw: Any) -> Any:
         bearer = token or self.access
-        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        headers = dict(kw.pop("headers", {}))
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
         async with self.run.session.request(
             method, self.run.url + "/api/rest" + path, headers=headers, **kw
         ) as response:

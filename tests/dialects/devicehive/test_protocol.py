@@ -188,6 +188,15 @@ async def test_rest_long_polls(server: Server) -> None:
     # Polled by the device = delivered, then completed by its result.
     native = await server.run.call("GET", f"/api/v1/commands/{command_id}")
     assert native["state"] == "succeeded"
+    status, _ = await server.rest(
+        "POST",
+        "/device/poll-1",
+        json={"name": "renamed"},
+        headers={"X-HTTP-Method-Override": "PUT"},
+    )
+    assert status == 204
+    status, body = await server.rest("GET", "/device/poll-1")
+    assert body["name"] == "renamed"
     status, body = await server.rest("GET", "/device/poll-1/notification/poll?waitTimeout=0")
     assert (status, body) == (200, [])
 

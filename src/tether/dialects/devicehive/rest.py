@@ -342,8 +342,29 @@ def add_routes(app: web.Application, hub_now: Callable[[], Hub | None], get_part
         )
         return no_content()
 
+    by_path: dict[str, dict[str, Handler]] = {}
     for method, path, handler in table:
-        app.router.add_route(method, path, _wrap(handler, hub_now, get_parts))
+        by_path.setdefault(path, {})[method] = handler
+    for path, methods in by_path.items():
+        for method, handler in methods.items():
+            if method != "POST":
+                app.router.add_route(method, path, _wrap(handler, hub_now, get_parts))
+        if "POST" in methods or "PUT" in methods or "DELETE" in methods:
+            post = _overridable(methods)
+            app.router.add_route("POST", path, _wrap(post, hub_now, get_parts))
+
+
+def _overridable(methods: dict[str, Handler]) -> Handler:
+    """POST, honouring ``X-HTTP-Method-Override: PUT|DELETE`` as DeviceHive does."""
+
+    async def post(c: Call) -> web.StreamResponse:
+        wanted = c.request.headers.get("X-HTTP-Method-Override", "POST").strip().upper()
+        handler = methods.get(wanted)
+        if handler is None:
+            raise DhError(405, f"Method {wanted} is not allowed here")
+        return await handler(c)
+
+    return post
 
 
 def _scope_routes(route: Callable[[str, str], Callable[[Handler], Handler]], kind: str) -> None:
