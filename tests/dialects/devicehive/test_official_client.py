@@ -63,6 +63,29 @@ async def test_info_and_login_password(server: Server, transport: str) -> None:
     assert me.role == 0
 
 
+async def test_tokens_and_configuration(server: Server, transport: str) -> None:
+    name = f"{transport}-prop"
+
+    def flow(hive: Any) -> dict[str, Any]:
+        assert hive.set_property(name, "one")["entity_version"] == 0
+        assert hive.set_property(name, "two")["entity_version"] == 1
+        got = hive.get_property(name)
+        assert (got["name"], got["value"], got["entity_version"]) == (name, "two", 1)
+        hive.delete_property(name)
+        expect(404, lambda: hive.get_property(name), "deleted property still there")
+        minted = hive.create_token(1, actions=["GetDevice", "GetNetwork"], network_ids=["*"])
+        assert set(minted) == {"refresh_token", "access_token"}
+        return minted
+
+    minted = await within(server, transport, flow)
+
+    def limited(hive: Any) -> None:
+        assert isinstance(hive.list_devices(), list)  # GetDevice was granted
+        expect(403, lambda: hive.send_command("x", "y"), "command without CreateDeviceCommand")
+
+    await within(server, transport, limited, access_token=minted["access_token"])
+
+
 async def test_wrong_password_is_refused(server: Server, transport: str) -> None:
     hive = api(server, transport, login="admin", password="wrong-password")
     with pytest.raises(ApiResponseError) as caught:
