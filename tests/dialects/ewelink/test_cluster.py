@@ -36,10 +36,7 @@ async def test_app_on_one_node_commands_a_device_on_another(
         node_b = World(b, int(user.id))
         await node_a.add_device()
         login = await node_b.login()
-        async with (
-            device_running(node_a) as device,
-            b.session.ws_connect(b.ws_url + "/api/ws") as ws,
-        ):
+        async with b.session.ws_connect(b.ws_url + "/api/ws") as ws:
             app = AppSocket(ws)
             await app.send(
                 {
@@ -51,18 +48,35 @@ async def test_app_on_one_node_commands_a_device_on_another(
                 }
             )
             assert (await app.recv())["error"] == 0
-            await app.send(
-                {
-                    "action": "update",
-                    "deviceid": DEVICE,
-                    "apikey": login["user"]["apikey"],
-                    "sequence": "across",
-                    "params": {"switch": "on"},
-                }
-            )
-            reply = await app.reply_to("across", timeout=30)
-            assert reply["error"] == 0, reply
-            assert device.params["switch"] == "on"
+            async with device_running(node_a) as device:
+                # Presence and reports cross nodes: the app on B hears of the device on A.
+                online = await app.push("sysmsg", timeout=30)
+                assert online["params"] == {"online": True}
+                assert online["apikey"] == login["user"]["apikey"]
+                await app.send(
+                    {
+                        "action": "update",
+                        "deviceid": DEVICE,
+                        "apikey": login["user"]["apikey"],
+                        "sequence": "across",
+                        "params": {"switch": "on"},
+                    }
+                )
+                reply = await app.reply_to("across", timeout=30)
+                assert reply["error"] == 0, reply
+                assert device.params["switch"] == "on"
+                while True:
+                    report = await app.push("update", timeout=30)
+                    if report["params"] == {"switch": "on"}:
+                        break
+                assert report["from"] == "device"
+                await device.change({"rssi": -70})
+                while True:
+                    report = await app.push("update", timeout=30)
+                    if report["params"] == {"rssi": -70}:
+                        break
+            offline = await app.push("sysmsg", timeout=30)
+            assert offline["params"] == {"online": False}
         # Gone from node A: node B answers 503 (once the cluster registry says so).
         async with b.session.ws_connect(b.ws_url + "/api/ws") as ws:
             app = AppSocket(ws)

@@ -64,7 +64,9 @@ def mount(
             yield
         finally:
             task.cancel()
-            holder.cloud = None
+            cloud, holder.cloud = holder.cloud, None
+            if cloud is not None:
+                await cloud.stop()
 
     app.cleanup_ctx.append(hook_up)
 
@@ -74,4 +76,6 @@ async def _attach(startup: _Startup, holder: Holder, settings: Settings) -> None
     hub = startup.hub
     assert hub is not None
     hub.commands.shapers[DIALECT] = shape
-    holder.cloud = Cloud(hub, settings.ewelink)
+    cloud = Cloud(hub, settings.ewelink)
+    await cloud.start()
+    holder.cloud = cloud

@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from tether.core.access import can_see_device
+from tether.core.access import Action, Principal, PrincipalKind, can_see_device
 from tether.core.errors import BadRequest, TetherError
+from tether.core.filters import EventFilter
 from tether.core.lifecycle import TERMINAL, CommandState
-from tether.core.model import Command, Device
+from tether.core.model import Command, Device, Notification
 from tether.dialects.ewelink import codec
 from tether.dialects.ewelink.accounts import Accounts, Session
 from tether.hub.commands import Shaped
+from tether.hub.events import PresenceChanged
+from tether.hub.subscriptions import Subscription, Topic
 from tether.settings.ewelink import EWeLinkSettings
 
 if TYPE_CHECKING:
@@ -31,6 +34,8 @@ log = logging.getLogger("tether.ewelink")
 
 DIALECT = "ewelink"
 _MISSING = object()
+#: Events waiting for the app fan-out task (reports and presence of every device).
+FANOUT_QUEUE = 100_000
 #: The command names an eWeLink device understands (forwarded as that action).
 COMMAND_NAMES = ("update",)
 
@@ -179,6 +184,90 @@ class Cloud:
         #: Command id -> the app request waiting for its ack on this node (the device's
         #: link is here); commands acked elsewhere are awaited through the core instead.
         self.waiting: dict[int, asyncio.Future[int]] = {}
+        self._events: asyncio.Queue[Any] = asyncio.Queue(FANOUT_QUEUE)
+        self._subscriptions: list[Subscription] = []
+        self._fanout: asyncio.Task[None] | None = None
+
+    # --- fan-out to apps, through the core's events (so it crosses nodes) -------------------
+
+    async def start(self) -> None:
+        """Follow device reports (notifications ``update``) and presence, cluster-wide.
+
+        Apps learn of a device's reports and of its coming and going from the core's
+        events, whichever node the device is connected to; events are handled in order
+        by one task, so an app sees a device's reports in the order they were stored.
+        """
+        watcher = Principal(
+            kind=PrincipalKind.USER,
+            actions=frozenset({Action.GET_DEVICE, Action.GET_DEVICE_NOTIFICATION}),
+        )
+        self._fanout = asyncio.create_task(self._fan_out(), name="ewelink-fanout")
+        self._subscriptions = [
+            await self.hub.subscribe(
+                watcher, Topic.NOTIFICATION, EventFilter(names=frozenset({"update"})), self
+            ),
+            await self.hub.subscribe(watcher, Topic.PRESENCE, EventFilter(), self),
+        ]
+
+    async def stop(self) -> None:
+        for sub in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await self.hub.unsubscribe(sub.id)
+        self._subscriptions = []
+        if self._fanout is not None:
+            self._fanout.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fanout
+
+    def offer(self, subscription: Subscription, item: Any) -> bool:
+        """The hub's Sink: queue the event without blocking."""
+        try:
+            self._events.put_nowait(item)
+        except asyncio.QueueFull:
+            log.warning("eWeLink app fan-out is behind: an event was dropped")
+        return True  # never let the hub close this internal subscription
+
+    async def _fan_out(self) -> None:
+        while True:
+            item = await self._events.get()
+            try:
+                if isinstance(item, Notification):
+                    await self._push_report(item)
+                elif isinstance(item, PresenceChanged):
+                    await self._push_presence(item)
+            except Exception:
+                log.exception("eWeLink app fan-out failed for one event")
+
+    async def _push_report(self, notification: Notification) -> None:
+        device = await self.ewelink_device(notification.device_id)
+        params = notification.parameters
+        if device is None or device.owner_id is None or not isinstance(params, dict):
+            return
+        push: dict[str, Any] = {
+            "action": "update",
+            "deviceid": device.id,
+            "apikey": await self.accounts.apikey_of(device.owner_id),
+            "userAgent": "device",
+            "ts": 0,
+            "params": params,
+            "from": "device",
+        }
+        self.to_apps(device.owner_id, push)
+
+    async def _push_presence(self, event: PresenceChanged) -> None:
+        ref = event.device
+        if ref.dialect != DIALECT or ref.owner_id is None:
+            return
+        self.to_apps(
+            ref.owner_id,
+            {
+                "action": "sysmsg",
+                "deviceid": ref.id,
+                "apikey": await self.accounts.apikey_of(ref.owner_id),
+                "ts": 0,
+                "params": {"online": event.online},
+            },
+        )
 
     # --- fan-out to apps ----------------------------------------------------------------
 
@@ -353,32 +442,8 @@ class Cloud:
         if not isinstance(params, dict) or not params:
             return  # an update without params has been seen in the wild: acked, no more
         await self.store_params(link, params)
+        # Stored and published; the fan-out (see start) pushes it to the owner's apps.
         await self.hub.notifications.post_as_device(device, "update", params)
-        push: dict[str, Any] = {
-            "action": "update",
-            "deviceid": device.id,
-            "apikey": link.owner_apikey,
-            "userAgent": "device",
-        }
-        d_seq = message.get("d_seq")
-        if d_seq is not None:
-            push["d_seq"] = d_seq
-        push.update({"ts": 0, "params": params, "from": "device"})
-        if d_seq is not None:
-            push["seq"] = str(d_seq)
-        self.to_apps(device.owner_id, push)
-
-    def sysmsg(self, link: DeviceLink, online: bool) -> None:
-        self.to_apps(
-            link.device.owner_id,
-            {
-                "action": "sysmsg",
-                "deviceid": link.device_id,
-                "apikey": link.owner_apikey,
-                "ts": 0,
-                "params": {"online": online},
-            },
-        )
 
     async def offer_upgrade(self, link: DeviceLink, running: Any) -> None:
         """Send ``upgrade`` when the core's firmware target differs from what runs."""

@@ -127,7 +127,6 @@ class _Conn:
             cloud.hub.delivery.detach(link)
             if cloud.links.get(link.device_id) is link:
                 del cloud.links[link.device_id]
-                cloud.sysmsg(link, False)
         self.peer.close(1000, "")
         await self.peer.finish()
 
@@ -214,8 +213,7 @@ class _Conn:
         cloud.links[device.id] = link
         if old is not None:
             old.close(4001, "replaced by a newer connection of the same device")
-        hub.delivery.attach(link)
-        cloud.sysmsg(link, True)
+        hub.delivery.attach(link)  # presence online -> sysmsg to the owner's apps
         link.shadow = params = await cloud.params_of(device)
         await cloud.offer_upgrade(link, params.get("fwVersion", message.get("romVersion")))
 
