@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -42,6 +42,7 @@ log = logging.getLogger("tether.devicehive")
 #: Commands a device has touched: replay of ``returnUpdatedCommands`` looks at these.
 UPDATED_STATES = frozenset({CommandState.IN_PROGRESS, *TERMINAL})
 DELIVERABLE = frozenset({CommandState.PENDING, CommandState.SENT})
+_US = timedelta(microseconds=1)
 
 
 @dataclass
@@ -566,8 +567,3 @@ def _wait_timeout(raw: Any) -> float:
     if not 0 <= value <= 60:
         raise DhError(400, "Invalid request parameters: waitTimeout must be 0..60")
     return float(value)
-
-
-from datetime import timedelta  # noqa: E402
-
-_US = timedelta(microseconds=1)

@@ -226,7 +226,9 @@ class DhConnection:
                     self.principal, state.sel, codec.cursor(state.timestamp), limit
                 )
                 for item in found:
-                    self.events.put_nowait((state, item))
+                    # Waits for the sender when the queue is full: a long replay (limit 0)
+                    # is paced by the socket instead of being cut short.
+                    await self.events.put((state, item))
         except Exception:
             log.exception("replay of subscription %s failed", subscription_id)
         finally:
