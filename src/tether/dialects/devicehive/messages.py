@@ -29,7 +29,8 @@ from tether.core.lifecycle import TERMINAL, CommandState, stamp
 from tether.core.model import Command, Device, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.codec import DhError
-from tether.dialects.devicehive.ops import ADMIN, DIALECT, MANY, DirectoryOps, need
+from tether.dialects.devicehive.common import ADMIN, DIALECT, MANY, need
+from tether.dialects.devicehive.ops import DirectoryOps
 from tether.hub import metrics
 from tether.hub.commands import DEFAULT
 from tether.hub.subscriptions import Subscription, Topic

@@ -1,5 +1,5 @@
 """DeviceHive operations on the directory: tokens, info, configuration, devices,
-networks, device types and users.
+networks and device types (users are in ``users.py``).
 
 Both transports call these: a WebSocket action and its REST resource take the same
 parameters (as one dict of top-level keys) and give the same payload, so the rules are
@@ -12,94 +12,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tether.core.access import (
-    ALL_ACTIONS,
-    Action,
-    Principal,
-    PrincipalKind,
-    can_see_device,
-)
-from tether.core.errors import TetherError
-from tether.core.model import Device, DeviceType, Network, Role, User
+from tether.core.access import ALL_ACTIONS, Action, Principal, PrincipalKind, can_see_device
+from tether.core.model import Device
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.codec import DhError
+from tether.dialects.devicehive.common import ADMIN, DIALECT, MANY, drop_none, need
+from tether.dialects.devicehive.users import UserOps
 
-if TYPE_CHECKING:
-    from tether.hub.service import Hub
-
-DIALECT = "devicehive"
 WS_DEVICE_ID = re.compile(r"^[a-zA-Z0-9-]+$")
-ADMIN = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMIN)
-MANY = 10**9
 
 
-def need(principal: Principal | None, action: Action | None = None) -> Principal:
-    """The caller, or 401 before authentication; 403 without the permission."""
-    if principal is None:
-        raise DhError(401, "Unauthorized")
-    if action is not None and action not in principal.actions:
-        raise DhError(403, "Access is denied")
-    return principal
-
-
-def object_of(message: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
-    value = message.get(key)
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise DhError(400, f"Invalid request parameters: {key} must be an object")
-    return value
-
-
-def id_of(message: dict[str, Any], key: str) -> int:
-    value = codec.opt_int(message.get(key), key)
-    if value is None:
-        raise DhError(400, f"Invalid request parameters: {key} is required")
-    return value
-
-
-def device_id_of(message: dict[str, Any]) -> str:
-    value = message.get("deviceId")
-    if not isinstance(value, str) or not value:
-        raise DhError(400, "Invalid request parameters: deviceId is required")
-    return value
-
-
-class DirectoryOps:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-
-    # --- helpers -----------------------------------------------------------------------
-
-    async def visible_device(self, p: Principal | None, action: Action, device_id: str) -> Device:
-        """The device, or DeviceHive's split: 404 for an admin, 403 for a client."""
-        principal = need(p, action)
-        device = await self.hub.directory.device(device_id)
-        if device is None or not can_see_device(principal, device):
-            if principal.sees_everything:
-                raise DhError(404, f"Device with such deviceId = {device_id} not found")
-            raise DhError(403, "Access is denied")
-        return device
-
-    def _scopes(self, kind: str) -> Any:
-        d = self.hub.directory
-        return d.networks if kind == "network" else d.device_types
-
-    @staticmethod
-    def _label(kind: str) -> str:
-        return "Network" if kind == "network" else "Device type"
-
-    async def get_scope(self, p: Principal, kind: str, scope_id: int) -> Network | DeviceType:
-        try:
-            found: Network | DeviceType = await self._scopes(kind).get(p, scope_id)
-        except TetherError as error:
-            if error.status == 404:
-                raise DhError(404, f"{self._label(kind)} with id = {scope_id} not found") from None
-            raise DhError(403, "Access is denied") from None
-        return found
-
+class DirectoryOps(UserOps):
     # --- info, tokens, configuration ---------------------------------------------------
 
     async def token(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +239,7 @@ class DirectoryOps:
         take, skip = codec.paging(m, default_take)
         found = await self._scopes(kind).list(
             principal,
-            **_drop_none(
+            **drop_none(
                 name=codec.opt_str(m.get("name"), "name"),
                 name_pattern=codec.opt_str(m.get("namePattern"), "namePattern"),
             ),
@@ -358,7 +283,7 @@ class DirectoryOps:
     ) -> None:
         manage = Action.MANAGE_NETWORK if kind == "network" else Action.MANAGE_DEVICE_TYPE
         principal = need(p, manage)
-        fields = _drop_none(
+        fields = drop_none(
             name=codec.opt_str(body.get("name"), "name"),
             description=codec.opt_str(body.get("description"), "description"),
         )
@@ -382,199 +307,6 @@ class DirectoryOps:
                     f"{ids}. Please review and delete them first.",
                 )
         await self._scopes(kind).delete(principal, scope_id, force=forced)
-
-    # --- users -------------------------------------------------------------------------
-
-    async def _user(self, p: Principal, user_id: int, *, manage: bool = True) -> User:
-        try:
-            return await self.hub.directory.get_user(ADMIN if manage else p, user_id)
-        except TetherError as error:
-            if error.status == 404:
-                raise DhError(404, f"User with id = {user_id} not found") from None
-            raise
-
-    async def _user_networks(self, user: User) -> list[Network]:
-        if not user.network_ids:
-            return []
-        found: list[Network] = await self.hub.directory.networks.list(
-            ADMIN, ids=list(user.network_ids), take=MANY
-        )
-        return found
-
-    async def user_list(
-        self, p: Principal | None, m: dict[str, Any], default_take: int | None
-    ) -> list[dict[str, Any]]:
-        principal = need(p, Action.MANAGE_USER)
-        sort_field = m.get("sortField") or "id"
-        if sort_field not in ("id", "login"):
-            raise DhError(400, f"Invalid request parameters: sortField {sort_field!r}")
-        take, skip = codec.paging(m, default_take)
-        users = await self.hub.directory.list_users(
-            principal,
-            **_user_filters(m),
-            sort=sort_field,
-            desc=codec.sort_order(m.get("sortOrder"), default_desc=False),
-            take=take,
-            skip=skip,
-        )
-        return [codec.user_view(u) for u in users]
-
-    async def user_count(self, p: Principal | None, m: dict[str, Any]) -> int:
-        principal = need(p, Action.MANAGE_USER)
-        users = await self.hub.directory.list_users(principal, **_user_filters(m), take=MANY)
-        return len(users)
-
-    async def user_get(self, p: Principal | None, user_id: int) -> dict[str, Any]:
-        principal = need(p, Action.MANAGE_USER)
-        user = await self._user(principal, user_id)
-        return codec.user_published(user, await self._user_networks(user))
-
-    async def user_current(self, p: Principal | None) -> dict[str, Any]:
-        principal = need(p, Action.GET_CURRENT_USER)
-        if principal.user_id is None:
-            raise DhError(403, "Access is denied")
-        user = await self._user(principal, principal.user_id)
-        return codec.user_published(user, await self._user_networks(user))
-
-    async def user_insert(self, p: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
-        principal = need(p, Action.MANAGE_USER)
-        login = codec.opt_str(body.get("login"), "login")
-        role = codec.opt_int(body.get("role"), "role")
-        if login is None or role not in codec.ROLE_OF:
-            raise DhError(400, "Invalid request parameters: login and role are required")
-        password = body.get("password")
-        if not isinstance(password, str) or not 6 <= len(password) <= 128:
-            raise DhError(400, "Password can contain only from 6 to 128 symbols!")
-        status = codec.opt_int(body.get("status"), "status")
-        if status is not None and status not in codec.STATUS_OF:
-            raise DhError(400, "Invalid request parameters: status")
-        existing = await self.hub.directory.list_users(principal, login=login, take=1)
-        if existing:
-            raise DhError(403, "User with such login already exists. Please, select another one")
-        all_types = codec.opt_bool(body.get("allDeviceTypesAvailable"), "allDeviceTypesAvailable")
-        user = await self.hub.directory.create_user(
-            principal,
-            login=login,
-            password=password,
-            role=codec.ROLE_OF[role],
-            data=body.get("data"),
-            all_device_types=True if all_types is None else all_types,
-        )
-        extra = _drop_none(
-            status=codec.STATUS_OF[status] if status is not None else None,
-            intro_reviewed=codec.opt_bool(body.get("introReviewed"), "introReviewed"),
-        )
-        if extra:
-            user = await self.hub.directory.update_user(principal, user.id, **extra)
-        return codec.user_submitted(user)
-
-    async def user_update(
-        self, p: Principal | None, user_id: int | None, body: dict[str, Any]
-    ) -> None:
-        """``user/update`` (``user_id`` given) or ``user/updateCurrent`` (None)."""
-        principal = need(p, Action.MANAGE_USER if user_id is not None else None)
-        if user_id is None:
-            need(principal, Action.UPDATE_CURRENT_USER)
-            if principal.user_id is None:
-                raise DhError(403, "Access is denied")
-            user_id = principal.user_id
-        await self._user(principal, user_id)
-        role = codec.opt_int(body.get("role"), "role")
-        status = codec.opt_int(body.get("status"), "status")
-        if role is not None and role not in codec.ROLE_OF:
-            raise DhError(400, "Invalid request parameters: role")
-        if status is not None and status not in codec.STATUS_OF:
-            raise DhError(400, "Invalid request parameters: status")
-        password = body.get("password")
-        if password is not None and (
-            not isinstance(password, str) or not 6 <= len(password) <= 128
-        ):
-            raise DhError(400, "Password can contain only from 6 to 128 symbols!")
-        fields = _drop_none(
-            login=codec.opt_str(body.get("login"), "login"),
-            role=codec.ROLE_OF[role] if role is not None else None,
-            status=codec.STATUS_OF[status] if status is not None else None,
-            intro_reviewed=codec.opt_bool(body.get("introReviewed"), "introReviewed"),
-            all_device_types=codec.opt_bool(
-                body.get("allDeviceTypesAvailable"), "allDeviceTypesAvailable"
-            ),
-        )
-        if not principal.is_admin and {"login", "role", "status"} & fields.keys():
-            raise DhError(403, "Access is denied")
-        fields["data"] = body.get("data")  # DeviceHive always overwrites data
-        await self.hub.directory.update_user(principal, user_id, password=password, **fields)
-
-    async def user_delete(self, p: Principal | None, user_id: int) -> None:
-        principal = need(p, Action.MANAGE_USER)
-        if principal.user_id == user_id:
-            raise DhError(403, "Access is denied")
-        await self._user(principal, user_id)
-        await self.hub.directory.delete_user(principal, user_id)
-
-    async def user_scope(
-        self, p: Principal | None, kind: str, user_id: int, scope_id: int
-    ) -> dict[str, Any]:
-        """``user/getNetwork`` / ``user/getDeviceType``."""
-        read = Action.GET_NETWORK if kind == "network" else Action.GET_DEVICE_TYPE
-        principal = need(p, read)
-        if principal.user_id != user_id:
-            need(principal, Action.MANAGE_USER)
-        user = await self._user(principal, user_id)
-        owned = user.network_ids if kind == "network" else user.device_type_ids
-        scope = await self.get_scope(ADMIN, kind, scope_id)
-        if kind == "devicetype" and user.all_device_types:
-            owned = (*owned, scope_id)
-        if scope_id not in owned:
-            raise DhError(404, f"{self._label(kind)} with id = {scope_id} not found")
-        return codec.scope_view(scope)
-
-    async def user_assign(
-        self, p: Principal | None, kind: str, user_id: int, scope_id: int, granted: bool
-    ) -> None:
-        manage = Action.MANAGE_NETWORK if kind == "network" else Action.MANAGE_DEVICE_TYPE
-        principal = need(p, manage)
-        user = await self._user(principal, user_id)
-        await self.get_scope(ADMIN, kind, scope_id)
-        if kind == "network":
-            await self.hub.directory.grant_network(principal, user_id, scope_id, granted)
-            return
-        if user.all_device_types:
-            raise DhError(403, "Cannot assign device type to user with all device types allowed")
-        await self.hub.directory.grant_device_type(principal, user_id, scope_id, granted)
-
-    async def user_device_types(self, p: Principal | None, user_id: int) -> list[dict[str, Any]]:
-        need(p, Action.MANAGE_DEVICE_TYPE)
-        user = await self._user(ADMIN, user_id)
-        types: list[DeviceType] = await self.hub.directory.device_types.list(
-            ADMIN,
-            **({} if user.all_device_types else {"ids": list(user.device_type_ids)}),
-            take=MANY,
-        )
-        return [codec.scope_view(t) for t in types]
-
-    async def user_all_types(self, p: Principal | None, user_id: int, allowed: bool) -> None:
-        principal = need(p, Action.MANAGE_DEVICE_TYPE)
-        await self._user(principal, user_id)
-        await self.hub.directory.update_user(principal, user_id, all_device_types=allowed)
-
-
-def _drop_none(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _user_filters(m: dict[str, Any]) -> dict[str, Any]:
-    role = codec.opt_int(m.get("role"), "role")
-    status = codec.opt_int(m.get("status"), "status")
-    if role is not None and role not in codec.ROLE_OF:
-        raise DhError(400, "Invalid request parameters: role")
-    if status is not None and status not in codec.STATUS_OF:
-        raise DhError(400, "Invalid request parameters: status")
-    return _drop_none(
-        login=codec.opt_str(m.get("login"), "login"),
-        login_pattern=codec.opt_str(m.get("loginPattern"), "loginPattern"),
-        role=codec.ROLE_OF[role] if role is not None else None,
-        status=codec.STATUS_OF[status] if status is not None else None,
-    )
 
 
 def _config_name(name: Any) -> str:
