@@ -13,15 +13,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
-
 from tether.core.access import Action, Principal, PrincipalKind, can_see_device
 from tether.core.errors import BadRequest, TetherError
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import TERMINAL, CommandState
-from tether.core.model import Command, Device, Notification
+from tether.core.model import Device, Notification
 from tether.dialects.ewelink import codec
 from tether.dialects.ewelink.accounts import Accounts, Session
+from tether.dialects.ewelink.links import AppSession, DeviceLink
 from tether.hub.commands import Shaped
 from tether.hub.events import PresenceChanged
 from tether.hub.subscriptions import Subscription, Topic
@@ -50,128 +49,6 @@ def shape(name: str, parameters: Any) -> Shaped:
     elif not isinstance(parameters, dict):
         raise BadRequest("update params must be a JSON object (the eWeLink params)")
     return Shaped(parameters=parameters)
-
-
-class Peer:
-    """One WebSocket with a bounded queue of ready-encoded text frames and its writer."""
-
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
-        self.ws = ws
-        self._limit = queue_size
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_size + 1)
-        self._closing: tuple[int, str] | None = None
-        self._writer = asyncio.create_task(self._write())
-
-    def send_text(self, text: str) -> bool:
-        if self._closing is not None:
-            return False
-        if self._queue.qsize() >= self._limit:
-            log.warning("closing a slow eWeLink peer: its send queue is full")
-            self.close(1008, "slow consumer: send queue full")
-            return False
-        self._queue.put_nowait(text)
-        return True
-
-    def send(self, message: Any) -> bool:
-        return self.send_text(codec.encode(message))
-
-    def close(self, code: int, reason: str) -> None:
-        if self._closing is None:
-            self._closing = (code, reason)
-            self._queue.put_nowait(None)
-
-    @property
-    def closing(self) -> bool:
-        return self._closing is not None
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is None:
-                    break
-                await self.ws.send_frame(item.encode(), WSMsgType.TEXT)
-        except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
-            return
-        code, reason = self._closing or (1000, "")
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=reason.encode()[:120])
-
-    async def finish(self) -> None:
-        if not self._writer.done():
-            self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._writer
-
-
-class AppSession:
-    """An app after a successful ``userOnline``."""
-
-    def __init__(self, peer: Peer, session: Session, apikey: str) -> None:
-        self.peer = peer
-        self.session = session
-        self.apikey = apikey
-
-    def send(self, message: Any) -> bool:
-        return self.peer.send(message)
-
-    def send_text(self, text: str) -> bool:
-        return self.peer.send_text(text)
-
-
-class DeviceLink:
-    """A registered device's WebSocket, as the hub's delivery sees it (DeviceSession)."""
-
-    def __init__(
-        self, peer: Peer, device: Device, owner_apikey: str, max_in_flight: int, model: str
-    ) -> None:
-        self.peer = peer
-        self.device = device
-        self.device_id = device.id
-        self.owner_apikey = owner_apikey
-        self.max_in_flight = max_in_flight
-        self.model = model
-        self.pushed: set[int] = set()
-        #: sequence (JSON text) -> (command id, params), for the device's action-less acks.
-        self.awaiting: dict[str, tuple[int, Any]] = {}
-        self.upgrade_offered: str | None = None
-        #: The reported params as stored, while this link is the device's live session
-        #: (reports only arrive through it); None until loaded.
-        self.shadow: dict[str, Any] | None = None
-
-    def send(self, message: Any) -> bool:
-        return self.peer.send(message)
-
-    def close(self, code: int, reason: str) -> None:
-        self.peer.close(code, reason)
-
-    def push(self, command: Command) -> bool:
-        sequence: Any = codec.decode(command.ref) if command.ref else str(command.id)
-        key = codec.sequence_key(sequence)
-        if self.awaiting.get(key, (command.id,))[0] != command.id:
-            sequence = str(command.id)  # two commands in flight with one app sequence
-            key = codec.sequence_key(sequence)
-        self.awaiting[key] = (command.id, command.parameters)
-        return self.send(
-            {
-                "action": command.name,
-                "deviceid": self.device_id,
-                "apikey": self.owner_apikey,
-                "userAgent": "app",
-                "sequence": sequence,
-                "ts": 0,
-                "params": codec.to_device(command.parameters),
-                "from": "app",
-            }
-        )
-
-
-def error_reply(code: int, **echo: Any) -> dict[str, Any]:
-    reply: dict[str, Any] = {"error": code}
-    if code:
-        reply["reason"] = codec.REASONS.get(code, "Error")
-    reply.update({k: v for k, v in echo.items() if v is not None})
-    return reply
 
 
 class Cloud:

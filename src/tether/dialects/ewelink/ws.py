@@ -21,7 +21,8 @@ from aiohttp import WSMsgType, web
 from tether.core.access import can_see_device
 from tether.core.errors import TetherError
 from tether.dialects.ewelink import codec
-from tether.dialects.ewelink.cloud import AppSession, Cloud, DeviceLink, Peer, error_reply
+from tether.dialects.ewelink.cloud import Cloud
+from tether.dialects.ewelink.links import AppSession, DeviceLink, Peer, error_reply
 
 log = logging.getLogger("tether.ewelink.ws")
 
