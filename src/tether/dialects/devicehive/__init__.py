@@ -21,8 +21,8 @@ from tether.core.errors import TetherError
 from tether.dialects.devicehive import rest
 from tether.dialects.devicehive.clock import MillisecondClock
 from tether.dialects.devicehive.common import ADMIN
-from tether.dialects.devicehive.messages import MessageOps
 from tether.dialects.devicehive.ops import DirectoryOps
+from tether.dialects.devicehive.streams import MessageOps
 from tether.dialects.devicehive.ws import serve
 from tether.hub.service import Hub
 from tether.settings import Settings

@@ -17,14 +17,13 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from tether.core.access import Action, Principal
 from tether.core.errors import NotFound
-from tether.core.filters import EventFilter
 from tether.core.lifecycle import TERMINAL, CommandState, stamp
 from tether.core.model import Command, Device, Notification
 from tether.dialects.devicehive import codec
@@ -33,7 +32,6 @@ from tether.dialects.devicehive.common import ADMIN, DIALECT, MANY, need
 from tether.dialects.devicehive.ops import DirectoryOps
 from tether.hub import metrics
 from tether.hub.commands import DEFAULT
-from tether.hub.subscriptions import Subscription, Topic
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -44,36 +42,6 @@ log = logging.getLogger("tether.devicehive")
 UPDATED_STATES = frozenset({CommandState.IN_PROGRESS, *TERMINAL})
 DELIVERABLE = frozenset({CommandState.PENDING, CommandState.SENT})
 _US = timedelta(microseconds=1)
-
-
-@dataclass
-class Selection:
-    """What a subscription or a poll asks for, checked against the caller's rights."""
-
-    kind: str  # "command" or "notification"
-    filter: EventFilter
-    #: Devices to replay from (None: every device ``scope`` sees).
-    device_ids: frozenset[str] | None
-    names: list[str] | None
-    return_updated: bool = False
-    device_id: str | None = None
-    network_ids: list[int] | None = None
-    type_ids: list[int] | None = None
-    #: The caller narrowed to the requested networks and device types: replay queries
-    #: run as this principal, so the store filters by network and type in SQL.
-    scope: Principal | None = None
-
-    @property
-    def topic(self) -> Topic:
-        if self.kind == "notification":
-            return Topic.NOTIFICATION
-        return Topic.COMMAND_UPDATE if self.return_updated else Topic.COMMAND
-
-    def wants(self, item: Command | Notification) -> bool:
-        """The per-item check the hub's filter cannot make (updated commands only)."""
-        if self.return_updated and isinstance(item, Command):
-            return codec.is_updated(item)
-        return True
 
 
 @dataclass
@@ -133,7 +101,7 @@ class Handover:
             await hub.commands.hand_over(device_id, rest, CommandState.DELIVERED)
 
 
-class MessageOps:
+class CommandOps:
     def __init__(self, hub: Hub, directory: DirectoryOps) -> None:
         self.hub = hub
         self.directory = directory
@@ -353,205 +321,6 @@ class MessageOps:
         )
         return await self.render_all(found)
 
-    # --- subscriptions and polls -------------------------------------------------------
-
-    async def select(self, p: Principal | None, kind: str, m: dict[str, Any]) -> Selection:
-        """Check a subscription's filters (DeviceHive's 404 admin / 403 client rules)."""
-        action = (
-            Action.GET_DEVICE_NOTIFICATION if kind == "notification" else Action.GET_DEVICE_COMMAND
-        )
-        principal = need(p, action)
-        names = codec.str_list(m.get("names"), "names")
-        return_updated = bool(
-            kind == "command"
-            and codec.opt_bool(m.get("returnUpdatedCommands"), "returnUpdatedCommands")
-        )
-        device_id = m.get("deviceId") or None
-        if device_id is not None:
-            if not isinstance(device_id, str):
-                raise DhError(400, "Invalid request parameters: deviceId")
-            await self.directory.visible_device(principal, action, device_id)
-            ids = frozenset({device_id})
-            return Selection(
-                kind,
-                EventFilter(device_ids=ids, names=frozenset(names) if names else None),
-                ids,
-                names,
-                return_updated,
-                device_id=device_id,
-            )
-        network_ids = codec.int_list(m.get("networkIds"), "networkIds")
-        type_ids = codec.int_list(m.get("deviceTypeIds"), "deviceTypeIds")
-        for kind_name, asked in (("network", network_ids), ("devicetype", type_ids)):
-            if not asked:
-                continue
-            scopes = self.directory._scopes(kind_name)
-            found = {s.id for s in await scopes.list(ADMIN, ids=asked, take=MANY)}
-            visible = [i for i in asked if i in found and scopes.visible(principal, i)]
-            if len(visible) != len(set(asked)):
-                if principal.sees_everything:
-                    missing = sorted(set(asked) - found)
-                    label = (
-                        "Networks with such networkIds"
-                        if kind_name == "network"
-                        else ("Device types with such deviceTypeIds")
-                    )
-                    raise DhError(404, f"{label} wasn't found: {{{missing}}}")
-                raise DhError(403, "Access is denied")
-        if (
-            not principal.sees_everything
-            and principal.network_ids is not None
-            and not principal.network_ids
-            and not network_ids
-        ):
-            raise DhError(403, "No access to any device type or network")
-        scope = None
-        if network_ids or type_ids:
-            scope = Principal(
-                kind=principal.kind,
-                actions=principal.actions,
-                role=principal.role,
-                network_ids=frozenset(network_ids) if network_ids else principal.network_ids,
-                device_type_ids=frozenset(type_ids) if type_ids else principal.device_type_ids,
-            )
-        return Selection(
-            kind,
-            EventFilter(
-                network_ids=frozenset(network_ids) if network_ids else None,
-                device_type_ids=frozenset(type_ids) if type_ids else None,
-                names=frozenset(names) if names else None,
-            ),
-            None,
-            names,
-            return_updated,
-            network_ids=network_ids,
-            type_ids=type_ids,
-            scope=scope,
-        )
-
-    async def replay(
-        self, principal: Principal, sel: Selection, after: datetime, limit: int
-    ) -> list[Any]:
-        """Stored items newer than ``after``, oldest first, at most ``limit`` (0 = all)."""
-        if sel.device_ids is not None and not sel.device_ids:
-            return []
-        principal = sel.scope or principal
-        take = limit or MANY
-        scope: dict[str, Any] = {}
-        if sel.device_ids is not None:
-            if len(sel.device_ids) == 1:
-                scope["device_id"] = next(iter(sel.device_ids))
-            else:
-                scope["device_ids"] = sel.device_ids
-        if sel.names:
-            scope["names"] = sel.names
-        if sel.kind == "notification":
-            return await self.hub.notifications.list_notifications(
-                principal, **scope, start=after, sort="timestamp", take=take
-            )
-        if sel.return_updated:
-            found = await self.hub.commands.list_commands(
-                principal,
-                **scope,
-                updated_after=after,
-                states=UPDATED_STATES,
-                sort="updated_at",
-                take=take,
-            )
-            return [c for c in found if codec.is_updated(c)]
-        return await self.hub.commands.list_commands(
-            principal, **scope, created_after=after, sort="created_at", take=take
-        )
-
-    async def poll(
-        self,
-        p: Principal | None,
-        sel: Selection,
-        m: dict[str, Any],
-        *,
-        limit_default: int,
-    ) -> list[dict[str, Any]]:
-        """A long poll: stored items newer than ``timestamp`` at once, else wait for one."""
-        principal = need(p)
-        wait = _wait_timeout(m.get("waitTimeout"))
-        limit = codec.opt_int(m.get("limit"), "limit")
-        limit = limit_default if limit is None else limit
-        if limit < 0:
-            raise DhError(400, "Invalid request parameters: limit must not be negative")
-        raw = m.get("timestamp")
-        after = codec.cursor(raw) if raw else self.hub.clock.now()
-        if wait <= 0:
-            # The official client's HTTP subscriptions poll in a tight loop with
-            # waitTimeout=0: answer from storage only, without a live subscription.
-            found = await self.replay(principal, sel, after, limit)
-        else:
-            # Subscribed before the stored items are read, so nothing falls in between.
-            waiter = _FirstItem(sel)
-            sub = await self.hub.subscribe(principal, sel.topic, sel.filter, waiter)
-            try:
-                found = await self.replay(principal, sel, after, limit)
-                if not found:
-                    try:
-                        async with asyncio.timeout(wait):
-                            found = [await waiter.future]
-                    except TimeoutError:
-                        found = []
-            finally:
-                await self.hub.unsubscribe(sub.id)
-        if sel.kind == "command" and not sel.return_updated:
-            await self.delivered(found)
-        return await self.render_all(found)
-
-    async def poll_command(
-        self, p: Principal | None, device_id: str, command_id: int, m: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """``command/{id}/poll``: the command once updated; None (204) on timeout."""
-        principal = need(p)
-        await self.directory.visible_device(principal, Action.GET_DEVICE_COMMAND, device_id)
-        wait = _wait_timeout(m.get("waitTimeout"))
-        sel = Selection(
-            "command",
-            EventFilter(device_ids=frozenset({device_id})),
-            frozenset({device_id}),
-            None,
-            True,
-        )
-        waiter = _FirstItem(sel, command_id=command_id)
-        sub = await self.hub.subscribe(principal, Topic.COMMAND_UPDATE, sel.filter, waiter)
-        try:
-            try:
-                command = await self._command(ADMIN, device_id, command_id)
-            except DhError:
-                return None
-            if not codec.is_updated(command):
-                if wait <= 0:
-                    return None
-                try:
-                    async with asyncio.timeout(wait):
-                        command = await waiter.future
-                except TimeoutError:
-                    return None
-        finally:
-            await self.hub.unsubscribe(sub.id)
-        return await self.render(command)
-
-
-class _FirstItem:
-    """A one-shot hub sink: the first matching item resolves a future."""
-
-    def __init__(self, sel: Selection, command_id: int | None = None) -> None:
-        self.sel = sel
-        self.command_id = command_id
-        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def offer(self, subscription: Subscription, item: Any) -> bool:
-        if self.future.done() or not self.sel.wants(item):
-            return True
-        if self.command_id is not None and getattr(item, "id", None) != self.command_id:
-            return True
-        self.future.set_result(item)
-        return True
-
 
 def _names(m: dict[str, Any], single: str) -> list[str] | None:
     one = codec.opt_str(m.get(single), single)
@@ -559,12 +328,3 @@ def _names(m: dict[str, Any], single: str) -> list[str] | None:
     if one is not None:
         return [one] + [n for n in names or () if n != one]
     return names
-
-
-def _wait_timeout(raw: Any) -> float:
-    value = codec.opt_int(raw, "waitTimeout")
-    if value is None:
-        return 30.0
-    if not 0 <= value <= 60:
-        raise DhError(400, "Invalid request parameters: waitTimeout must be 0..60")
-    return float(value)

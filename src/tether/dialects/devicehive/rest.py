@@ -20,8 +20,8 @@ from tether.core.access import Principal
 from tether.core.errors import TetherError
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.codec import DhError
-from tether.dialects.devicehive.messages import MessageOps
 from tether.dialects.devicehive.ops import DirectoryOps
+from tether.dialects.devicehive.streams import MessageOps
 from tether.hub.service import Hub
 
 log = logging.getLogger("tether.devicehive.rest")

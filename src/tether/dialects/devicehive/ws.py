@@ -30,8 +30,8 @@ from tether.core.model import Command, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.codec import DhError
 from tether.dialects.devicehive.common import device_id_of, id_of, need, object_of
-from tether.dialects.devicehive.messages import MessageOps, Selection
 from tether.dialects.devicehive.ops import DirectoryOps
+from tether.dialects.devicehive.streams import MessageOps, Selection
 from tether.dialects.devicehive.ws_directory import DirectoryActions
 from tether.hub.subscriptions import Subscription
 from tether.hub.tokens import TokenType
