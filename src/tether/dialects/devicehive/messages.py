@@ -1,10 +1,10 @@
-"""DeviceHive commands and notifications on the core: insert, update, get, list, the
-filters shared by subscriptions and long polls, replay, and delivery bookkeeping.
+"""DeviceHive commands and notifications on the core: insert, update, get, list, and the
+delivered mark (subscriptions and polls are in ``streams.py``).
 
 Lifecycle mapping (also in ``docs/dialects/devicehive.md``): a DeviceHive command is a
 core command. ``lifetime`` (seconds) becomes ``expires_at``. A command pushed to a
 DeviceHive subscription, or returned by a poll, counts as *delivered* to a DeviceHive
-device (the hub's hand-over moves it ``pending -> delivered``), so the core's expiry and
+device (``pending -> delivered``, see :class:`Handover`), so the core's expiry and
 every other API see it. A device's ``command/update`` maps onto the lifecycle through
 :func:`codec.update_outcome`: a ``result`` (or a status such as ``"done"``) completes
 it as succeeded, a failure status (``"failed"``, ``"error"``...) as failed, and a bare
