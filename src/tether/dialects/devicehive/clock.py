@@ -45,3 +45,10 @@ class MillisecondClock:
 
     def monotonic(self) -> float:
         return self.inner.monotonic()
+
+
+def wall(clock: Clock) -> datetime:
+    """The time without taking a millisecond slot: for comparisons, not for stamps."""
+    if isinstance(clock, MillisecondClock):
+        return clock.inner.now()
+    return clock.now()

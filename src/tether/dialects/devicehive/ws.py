@@ -28,6 +28,7 @@ from tether.core.access import Action, Principal
 from tether.core.errors import TetherError
 from tether.core.model import Command, Notification
 from tether.dialects.devicehive import codec
+from tether.dialects.devicehive.clock import wall
 from tether.dialects.devicehive.codec import DhError
 from tether.dialects.devicehive.common import device_id_of, id_of, need, object_of
 from tether.dialects.devicehive.ops import DirectoryOps
@@ -151,7 +152,7 @@ class DhConnection(DirectoryActions):
             echo_action, echo_id = codec.echo_of(raw)
             await self.send(codec.failure(echo_action, echo_id, bad.code, bad.message))
             return
-        if self.expires_at is not None and self.hub.clock.now() >= self.expires_at:
+        if self.expires_at is not None and wall(self.hub.clock) >= self.expires_at:
             self.principal = self.expires_at = None
         try:
             handler = self.handlers.get(action)
