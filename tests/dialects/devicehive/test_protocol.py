@@ -99,6 +99,11 @@ async def test_admin_404_client_403_and_errors(server: Server) -> None:
     assert (status, body["error"]) == (404, 404)
     status, body = await server.rest("GET", "/device", token="not-a-token")
     assert (status, body) == (401, {"error": 401, "message": "Unauthorized"})
+    status, _ = await server.rest("GET", "/device", token=server.refresh)  # refresh-type
+    assert status == 401
+    async with connect(server, token="") as anonymous:
+        refused = await anonymous.call("authenticate", token=server.refresh)
+        assert (refused["status"], refused["code"]) == ("error", 401)
     status, _ = await server.rest("GET", "/device/command/poll?waitTimeout=61")
     assert status == 400
 
