@@ -98,7 +98,10 @@ async def test_admin_404_client_403_and_errors(server: Server) -> None:
     status, body = await server.rest("GET", "/device/nope")
     assert (status, body["error"]) == (404, 404)
     status, body = await server.rest("GET", "/device", token="not-a-token")
-    assert (status, body) == (401, {"error": 401, "message": "Unauthorized"})
+    assert (status, body) == (401, {"error": 401, "message": "invalid token"})
+    async with server.run.session.get(server.run.url + "/api/rest/device") as anonymous:
+        assert anonymous.status == 401
+        assert await anonymous.json() == {"error": 401, "message": "Unauthorized"}
     status, _ = await server.rest("GET", "/device", token=server.refresh)  # refresh-type
     assert status == 401
     async with connect(server, token="") as anonymous:

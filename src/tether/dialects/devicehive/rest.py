@@ -9,7 +9,6 @@ which is what drives the official client's refresh-and-retry.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -81,6 +80,7 @@ def _wrap(
     handler: Handler, hub_now: Callable[[], Hub | None], parts: Parts
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def run(request: web.Request) -> web.StreamResponse:
+        why = ""  # why a presented token was refused ("token has expired", ...)
         try:
             hub = hub_now()
             if hub is None:
@@ -91,14 +91,17 @@ def _wrap(
             if scheme.lower() == "bearer" and token.strip():
                 # A bad or expired token leaves the caller anonymous: open resources
                 # (info, tokens) still answer, everything else is 401.
-                with contextlib.suppress(TetherError):
+                try:
                     call.principal = await hub.auth.principal(token.strip())
+                except TetherError as refused:
+                    why = refused.message
             return await handler(call)
         except Exception as exc:
             if not isinstance(exc, (DhError, TetherError)):
                 log.exception("devicehive %s %s failed", request.method, request.path)
             error = codec.error_of(exc)
-            return reply(codec.rest_error(error.code, error.message), error.code)
+            message = why if error.code == 401 and why else error.message
+            return reply(codec.rest_error(error.code, message), error.code)
 
     return run
 
