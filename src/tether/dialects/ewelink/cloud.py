@@ -63,34 +63,43 @@ class Cloud:
         self.waiting: dict[int, asyncio.Future[int]] = {}
         self._events: asyncio.Queue[Any] = asyncio.Queue(FANOUT_QUEUE)
         self._subscriptions: list[Subscription] = []
+        self._following = asyncio.Lock()
         self._fanout: asyncio.Task[None] | None = None
 
     # --- fan-out to apps, through the core's events (so it crosses nodes) -------------------
 
     async def start(self) -> None:
-        """Follow device reports (notifications ``update``) and presence, cluster-wide.
+        self._fanout = asyncio.create_task(self._fan_out(), name="ewelink-fanout")
+
+    async def _follow(self, on: bool) -> None:
+        """Follow device reports (notifications ``update``) and presence, cluster-wide,
+        while this node has app sessions (so an idle node does not take every node's
+        notifications off the bus).
 
         Apps learn of a device's reports and of its coming and going from the core's
         events, whichever node the device is connected to; events are handled in order
         by one task, so an app sees a device's reports in the order they were stored.
         """
-        watcher = Principal(
-            kind=PrincipalKind.USER,
-            actions=frozenset({Action.GET_DEVICE, Action.GET_DEVICE_NOTIFICATION}),
-        )
-        self._fanout = asyncio.create_task(self._fan_out(), name="ewelink-fanout")
-        self._subscriptions = [
-            await self.hub.subscribe(
-                watcher, Topic.NOTIFICATION, EventFilter(names=frozenset({"update"})), self
-            ),
-            await self.hub.subscribe(watcher, Topic.PRESENCE, EventFilter(), self),
-        ]
+        async with self._following:
+            if on and not self._subscriptions:
+                watcher = Principal(
+                    kind=PrincipalKind.USER,
+                    actions=frozenset({Action.GET_DEVICE, Action.GET_DEVICE_NOTIFICATION}),
+                )
+                names = EventFilter(names=frozenset({"update"}))
+                self._subscriptions = [
+                    await self.hub.subscribe(watcher, Topic.NOTIFICATION, names, self),
+                    await self.hub.subscribe(watcher, Topic.PRESENCE, EventFilter(), self),
+                ]
+            elif not on and self._subscriptions and not self.apps:
+                subscriptions, self._subscriptions = self._subscriptions, []
+                for sub in subscriptions:
+                    with contextlib.suppress(Exception):
+                        await self.hub.unsubscribe(sub.id)
 
     async def stop(self) -> None:
-        for sub in self._subscriptions:
-            with contextlib.suppress(Exception):
-                await self.hub.unsubscribe(sub.id)
-        self._subscriptions = []
+        self.apps.clear()
+        await self._follow(False)
         if self._fanout is not None:
             self._fanout.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,15 +164,18 @@ class Cloud:
         for app in tuple(self.apps.get(user_id, ())):
             app.send_text(text)
 
-    def add_app(self, app: AppSession) -> None:
+    async def add_app(self, app: AppSession) -> None:
         self.apps.setdefault(app.session.user_id, set()).add(app)
+        await self._follow(True)
 
-    def remove_app(self, app: AppSession) -> None:
+    async def remove_app(self, app: AppSession) -> None:
         sessions = self.apps.get(app.session.user_id)
         if sessions is not None:
             sessions.discard(app)
             if not sessions:
                 del self.apps[app.session.user_id]
+        if not self.apps:
+            await self._follow(False)
 
     # --- devices --------------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ class _Conn:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         cloud = self.cloud
         if self.app is not None:
-            cloud.remove_app(self.app)
+            await cloud.remove_app(self.app)
         link = self.link
         if link is not None:
             cloud.hub.delivery.detach(link)
@@ -168,7 +168,7 @@ class _Conn:
             self.peer.close(1000, "authentication failed")
             return
         app = self.app = AppSession(self.peer, session, own)
-        cloud.add_app(app)
+        await cloud.add_app(app)
         reply: dict[str, Any] = {
             "error": 0,
             "apikey": own,
