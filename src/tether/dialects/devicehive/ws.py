@@ -76,6 +76,8 @@ class DhConnection(DirectoryActions):
         #: When the access token behind ``principal`` expires: later requests get 401
         #: (DeviceHive clients then refresh and authenticate again).
         self.expires_at: datetime | None = None
+        #: Why the connection lost its identity, for the 401 message.
+        self.why = ""
         self.subs: dict[int, SubState] = {}
         self.events: asyncio.Queue[tuple[SubState, Any]] = asyncio.Queue(
             hub.settings.send_queue_size
@@ -154,6 +156,7 @@ class DhConnection(DirectoryActions):
             return
         if self.expires_at is not None and wall(self.hub.clock) >= self.expires_at:
             self.principal = self.expires_at = None
+            self.why = "Token expired"
         try:
             handler = self.handlers.get(action)
             if handler is None:
@@ -166,7 +169,8 @@ class DhConnection(DirectoryActions):
             if not isinstance(exc, (DhError,)) and not hasattr(exc, "status"):
                 log.exception("devicehive action %s failed", action)
             mapped = codec.error_of(exc)
-            frame = codec.failure(action, request_id, mapped.code, mapped.message)
+            text = self.why if mapped.code == 401 and self.why else mapped.message
+            frame = codec.failure(action, request_id, mapped.code, text)
         await self.send(frame)
         if action.endswith("/subscribe") and frame["status"] == "success":
             await self.start_replay(frame["subscriptionId"])
@@ -260,6 +264,7 @@ class DhConnection(DirectoryActions):
 
     async def authenticate(self, m: dict[str, Any]) -> None:
         self.principal = await self.ops.authenticate(m)
+        self.why = ""
         try:
             claims = self.hub.auth.tokens.decode(
                 str(m.get("token")), self.hub.clock.now(), TokenType.ACCESS
