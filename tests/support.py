@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from tether.api.http import STARTUP
 from tether.app import build_app, start_listeners
 from tether.hub.service import Hub
 from tether.settings import Settings
+from tether.web import STARTUP
 
 ADMIN_PASSWORD = "admin-pass-1"
 

@@ -11,40 +11,22 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from aiohttp import web
 
-from tether.api.http import STARTUP, Startup, error_middleware, node_middleware
+from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
 from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable
+from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, opengate
 from tether.hub.service import Hub
 from tether.settings import Settings
 from tether.store import Store
+from tether.web import LISTENERS, STARTUP, Startup
 
 log = logging.getLogger("tether")
 
-
-@dataclass(frozen=True)
-class Listener:
-    """An extra socket the application also serves, beside the main host and port.
-
-    Dialects add one when their devices need a listener of their own: a TLS port with a
-    certificate the firmware expects, or a mutual-TLS port whose client certificates name
-    devices. Every listener serves the same routes; ``tether serve`` and the test harness
-    open them all through :func:`start_listeners`.
-    """
-
-    name: str
-    host: str
-    port: int
-    ssl_context: ssl.SSLContext | None = None
-
-
-#: The extra listeners; dialects append to it while they are mounted.
-LISTENERS = web.AppKey("listeners", list[Listener])
 
 #: Backoff between start-up attempts while PostgreSQL or Redis cannot be reached.
 RETRY_FIRST, RETRY_MAX = 0.5, 10.0
@@ -73,8 +55,6 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     )
     for table in native_routes():
         app.add_routes(table)
-    app[LISTENERS] = []
-    mount_dialects(app, settings)
 
     startup = Startup()
     app[STARTUP] = startup
@@ -91,48 +71,26 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
                 await startup.hub.stop()
                 await startup.hub.store.close()
 
+    # Registered before the dialects, so it is torn down after them: a dialect's
+    # background work stops while the hub it uses is still running.
     app.cleanup_ctx.append(lifecycle)
+    app[LISTENERS] = []
+    mount_dialects(app, settings)
     return app
 
 
 def mount_dialects(app: web.Application, settings: Settings) -> None:
     """Give every enabled dialect its routes, listeners and background work.
 
-    A dialect's ``mount`` adds routes to ``app`` and, when it needs the hub (which starts
-    after the application, see :class:`Startup`), a cleanup context that waits for
-    ``app[STARTUP].ready``.
+    A dialect's ``mount(app, settings)`` adds routes to ``app``, extra listeners to
+    ``app[LISTENERS]``, and the work that needs the hub (which starts after the
+    application) through :func:`tether.web.when_hub_ready`.
     """
-    # One line per dialect, in this order: devicehive, ewelink, controlid, opengate,
-    # infiniteclouds.
-    from tether.dialects import devicehive
-
-    devicehive.mount(app, settings, lambda: app[STARTUP])
-    from tether.dialects import ewelink
-
-    ewelink.mount(
-        app,
-        settings,
-        lambda: app[STARTUP],
-        lambda name, host, port, context: app[LISTENERS].append(
-            Listener(name, host, port, context)
-        ),
-    )
-    from tether.dialects import opengate
-
-    opengate.mount(
-        app,
-        settings,
-        lambda: app[STARTUP],
-        lambda name, host, port, context: app[LISTENERS].append(
-            Listener(name, host, port, context)
-        ),
-    )
-    from tether.dialects import controlid
-
+    devicehive.mount(app, settings)
+    ewelink.mount(app, settings)
     controlid.mount(app, settings)
-    from tether.dialects import infiniteclouds
-
-    infiniteclouds.mount(app, settings, lambda: app[STARTUP])
+    opengate.mount(app, settings)
+    infiniteclouds.mount(app, settings)
 
 
 async def start_listeners(

@@ -186,8 +186,8 @@ async def _prepare(settings: Any) -> str | None:
 async def _serve(settings: Any) -> None:
     from aiohttp import web
 
-    from tether.api.http import STARTUP
     from tether.app import build_app, ssl_context, start_listeners
+    from tether.web import STARTUP
 
     app = build_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

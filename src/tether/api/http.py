@@ -7,7 +7,6 @@ place renders errors, so every endpoint answers bad input the same way:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from aiohttp import web
 from tether.api.views import ErrorBody, ErrorView, encoder
 from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unavailable
 from tether.hub.service import Hub
+from tether.web import STARTUP
 
 log = logging.getLogger("tether.api")
 
@@ -26,24 +26,6 @@ T = TypeVar("T")
 HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Startup:
-    """The hub as it comes up: the listener answers before the database and bus do.
-
-    Until ``hub`` is set, every API call answers 503 ``unavailable`` with ``error`` (why
-    start-up is still waiting), and ``/readyz`` says the same, so an orchestrator sees a
-    live process that is not ready rather than a crash loop.
-    """
-
-    def __init__(self) -> None:
-        self.hub: Hub | None = None
-        self.error: str | None = None
-        self.generated_password: str | None = None
-        self.ready = asyncio.Event()
-
-
-STARTUP: web.AppKey[Startup] = web.AppKey("startup", Startup)
 
 
 def hub_of(request: web.Request) -> Hub:

@@ -45,7 +45,8 @@ from tether.cli_commands.common import (
 from tether.dialects.controlid.agent import Terminal
 
 controlid_agent_app = typer.Typer(
-    help="Act as a Control iD terminal: poll /push, run commands, post /result.",
+    help="Act as a Control iD terminal: poll /push, run commands, post /result.\n\n"
+    "Example: tether agent controlid --device-id 4408955728035889 --url http://127.0.0.1:8080",
     no_args_is_help=False,
 )
 
@@ -172,7 +173,10 @@ def _json(value: str | None, option: str) -> Any:
 @controlid_app.command("door")
 @with_client()
 def door(client: Client, device_id: DeviceArg, door: int = 1, wait: WaitOpt = None) -> None:
-    """Open a door relay (execute_actions door)."""
+    """Open a door relay (execute_actions door).
+
+    Example: tether controlid door 4408955728035889 --door 1 --wait 30s
+    """
     action = {"action": "door", "parameters": f"door={door}"}
     queue(client, device_id, "execute_actions", {"actions": [action]}, wait)
 
@@ -182,7 +186,10 @@ def door(client: Client, device_id: DeviceArg, door: int = 1, wait: WaitOpt = No
 def secbox(
     client: Client, device_id: DeviceArg, id: int = 65793, reason: int = 3, wait: WaitOpt = None
 ) -> None:
-    """Open through the security box (execute_actions sec_box)."""
+    """Open through the security box (execute_actions sec_box).
+
+    Example: tether controlid secbox 4408955728035889
+    """
     action = {"action": "sec_box", "parameters": f"id={id}, reason={reason}"}
     queue(client, device_id, "execute_actions", {"actions": [action]}, wait)
 
@@ -197,7 +204,10 @@ def catra(
     ] = "both",
     wait: WaitOpt = None,
 ) -> None:
-    """Free a turnstile (execute_actions catra)."""
+    """Free a turnstile (execute_actions catra).
+
+    Example: tether controlid catra 4408955728035889 --allow clockwise
+    """
     action = {"action": "catra", "parameters": f"allow={allow}"}
     queue(client, device_id, "execute_actions", {"actions": [action]}, wait)
 
@@ -211,7 +221,10 @@ def message(
     timeout_ms: Annotated[int, typer.Option(help="How long it stays, ms.", min=0)] = 5000,
     wait: WaitOpt = None,
 ) -> None:
-    """Show a message on the screen (message_to_screen)."""
+    """Show a message on the screen (message_to_screen).
+
+    Example: tether controlid message 4408955728035889 "Welcome" --timeout-ms 3000
+    """
     queue(client, device_id, "message_to_screen", {"message": text, "timeout": timeout_ms}, wait)
 
 
@@ -231,7 +244,10 @@ def load(
     where: WhereOpt = None,
     wait: WaitOpt = None,
 ) -> None:
-    """Read rows of a table (load_objects)."""
+    """Read rows of a table (load_objects).
+
+    Example: tether controlid load 4408955728035889 users --where '{"users": {"id": 1000}}'
+    """
     body: dict[str, Any] = {"object": object}
     if where is not None:
         body["where"] = _json(where, "--where")
@@ -247,7 +263,10 @@ def create(
     values: Annotated[str, typer.Option(help="Rows as a JSON list.", show_default=False)],
     wait: WaitOpt = None,
 ) -> None:
-    """Insert rows (create_objects)."""
+    """Insert rows (create_objects).
+
+    Example: tether controlid create 4408955728035889 users --values '[{"id": 1000, "name": "Ana"}]'
+    """
     queue(
         client,
         device_id,
@@ -267,7 +286,10 @@ def modify(
     where: Annotated[str, typer.Option(help="Which rows, as JSON.", show_default=False)],
     wait: WaitOpt = None,
 ) -> None:
-    """Change rows (modify_objects)."""
+    """Change rows (modify_objects).
+
+    Example: tether controlid modify 4408955728035889 users --values '{"name": "Ana"}' --where ...
+    """
     body = {"object": object, "values": _json(values, "--values"), "where": _json(where, "--where")}
     queue(client, device_id, "modify_objects", body, wait)
 
@@ -281,7 +303,10 @@ def destroy(
     where: Annotated[str, typer.Option(help="Which rows, as JSON.", show_default=False)],
     wait: WaitOpt = None,
 ) -> None:
-    """Delete rows (destroy_objects)."""
+    """Delete rows (destroy_objects).
+
+    Example: tether controlid destroy 4408955728035889 users --where '{"users": {"id": 1000}}'
+    """
     queue(
         client,
         device_id,
@@ -302,7 +327,10 @@ def config(
     ],
     wait: WaitOpt = None,
 ) -> None:
-    """Change settings (set_configuration), e.g. --set general.language=pt_BR."""
+    """Change settings (set_configuration), e.g. --set general.language=pt_BR.
+
+    Example: tether controlid config 4408955728035889 --set general.language=pt_BR
+    """
     body: dict[str, dict[str, str]] = {}
     for item in set_:
         path, eq, value = item.partition("=")
@@ -323,7 +351,10 @@ def image(
     match: Annotated[bool, typer.Option(help="Ask the terminal to check the face.")] = False,
     wait: WaitOpt = None,
 ) -> None:
-    """Upload a user's face photo (user_set_image, sent as base64 octet-stream)."""
+    """Upload a user's face photo (user_set_image, sent as base64 octet-stream).
+
+    Example: tether controlid image 4408955728035889 --user-id 1000 --file ana.jpg
+    """
     encoded = base64.b64encode(file.read_bytes()).decode()
     parameters = {"user_id": user_id, "image": encoded, "match": int(match)}
     queue(client, device_id, "user_set_image", parameters, wait)

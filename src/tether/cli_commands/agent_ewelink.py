@@ -25,7 +25,8 @@ from tether.dialects.ewelink.agent import EmulatedSonoff, RegisterRefused
 log = logging.getLogger("tether.ewelink.agent")
 
 ewelink_agent_app = typer.Typer(
-    help="Act as a Sonoff device on the eWeLink dialect: dispatch, register, report, obey.",
+    help="Act as a Sonoff device on the eWeLink dialect: dispatch, register, report, obey.\n\n"
+    "Example: tether agent ewelink --device-id 100008db11 --apikey $FACTORY_KEY --th",
     no_args_is_help=False,
 )
 

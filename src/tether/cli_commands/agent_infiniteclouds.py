@@ -42,7 +42,8 @@ class Action(StrEnum):
 
 keepalive_app = typer.Typer(
     help="The InfiniteClouds device agent (keepalive service): run in the foreground, "
-    "or start|stop|status it in the background like /etc/init.d/keepalive.",
+    "or start|stop|status it in the background like /etc/init.d/keepalive.\n\n"
+    "Example: tether agent keepalive start --url https://cloud.example --state-dir /var/run/ic",
     invoke_without_command=True,
     no_args_is_help=False,
 )

@@ -22,7 +22,8 @@ from tether.cli_commands.common import DEFAULT_URL, tidy_help
 from tether.dialects.opengate.agent import AgentConfig, OpenGateAgent
 
 opengate_agent_app = typer.Typer(
-    help="Act as an OpenGate device: serve operation requests, or fetch pending ones.",
+    help="Act as an OpenGate device: serve operation requests, or fetch pending ones.\n\n"
+    "Example: TETHER_OPENGATE_API_KEY=... tether agent opengate --device-id og-1 --port 1123",
     no_args_is_help=False,
 )
 

@@ -12,26 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from tether.settings import Settings
+from tether.web import when_hub_ready
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
 
 __all__ = ["mount"]
-
-
-def _startup(app: web.Application) -> Any:
-    """The application's start-up record (``tether.api.http.Startup``), found by shape.
-
-    Dialects may not import ``tether.api`` (import-linter's layers), so the key is not
-    importable here; the record is the one value with a ``ready`` event and a ``hub``.
-    """
-    for value in app.values():
-        if isinstance(getattr(value, "ready", None), asyncio.Event) and hasattr(value, "hub"):
-            return value
-    raise RuntimeError("the application has no start-up record")
 
 
 def mount(app: web.Application, settings: Settings) -> None:
@@ -47,29 +39,22 @@ def mount(app: web.Application, settings: Settings) -> None:
     app[STATE] = state
     add_routes(app, state)
 
-    async def attach(app: web.Application) -> AsyncIterator[None]:
-        tasks: list[asyncio.Task[None]] = []
+    async def attach(hub: Hub) -> Callable[[], Awaitable[None]]:
+        hub.commands.shapers[DIALECT] = make_shaper(settings.controlid.max_binary_bytes)
+        terminals = Terminals(hub, settings.controlid)
+        state.terminals = terminals
+        tasks = [
+            asyncio.create_task(expire_lost(terminals), name="controlid-timeouts"),
+            asyncio.create_task(Requeuer(hub, settings.controlid).run(), name="controlid-requeue"),
+        ]
 
-        async def when_ready() -> None:
-            startup = _startup(app)
-            await startup.ready.wait()
-            hub = startup.hub
-            hub.commands.shapers[DIALECT] = make_shaper(settings.controlid.max_binary_bytes)
-            terminals = Terminals(hub, settings.controlid)
-            state.terminals = terminals
-            tasks.append(asyncio.create_task(expire_lost(terminals), name="controlid-timeouts"))
-            tasks.append(
-                asyncio.create_task(
-                    Requeuer(hub, settings.controlid).run(), name="controlid-requeue"
-                )
-            )
+        async def detach() -> None:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-        tasks.append(asyncio.create_task(when_ready(), name="controlid-attach"))
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return detach
 
-    app.cleanup_ctx.append(attach)
+    when_hub_ready(app, "controlid", attach)

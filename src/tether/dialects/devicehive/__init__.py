@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
 
 from aiohttp import web
 
@@ -26,6 +24,7 @@ from tether.dialects.devicehive.streams import MessageOps
 from tether.dialects.devicehive.ws import serve
 from tether.hub.service import Hub
 from tether.settings import Settings
+from tether.web import STARTUP, when_hub_ready
 
 __all__ = ["mount"]
 
@@ -83,23 +82,16 @@ async def seed(hub: Hub, network_name: str, type_name: str) -> None:
             log.info("created the default %s %r", what, name)
 
 
-class StartupLike(Protocol):
-    """What the dialect needs of ``tether.api.http.Startup`` (dialects may not import api)."""
-
-    hub: Hub | None
-    ready: asyncio.Event
-
-
-def mount(app: web.Application, settings: Settings, startup_of: Callable[[], StartupLike]) -> None:
+def mount(app: web.Application, settings: Settings) -> None:
     if not settings.devicehive.enabled:
         return
     parts = _Parts(settings)
 
-    def hub_now() -> Hub | None:
-        return startup_of().hub
+    def hub_or_none() -> Hub | None:
+        return app[STARTUP].hub
 
     async def websocket(request: web.Request) -> web.StreamResponse:
-        hub = hub_now()
+        hub = hub_or_none()
         if hub is None:
             return web.json_response({"error": 503, "message": "starting"}, status=503)
         return await serve(request, hub, *await parts.ensure(hub), live)
@@ -114,22 +106,9 @@ def mount(app: web.Application, settings: Settings, startup_of: Callable[[], Sta
 
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/api/websocket", websocket)
-    rest.add_routes(app, hub_now, parts.ensure)
+    rest.add_routes(app, hub_or_none, parts.ensure)
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        startup = startup_of()
+    async def attach(hub: Hub) -> None:
+        await parts.ensure(hub)
 
-        async def wait() -> None:
-            await startup.ready.wait()
-            if startup.hub is not None:
-                await parts.ensure(startup.hub)
-
-        task = asyncio.create_task(wait(), name="devicehive-ready")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    app.cleanup_ctx.append(lifecycle)
+    when_hub_ready(app, "devicehive", attach)

@@ -10,16 +10,16 @@ are the device's reported state, and an app ``update`` is a core command. See
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from tether.dialects.ewelink.cloud import DIALECT, Cloud, shape
 from tether.dialects.ewelink.routes import Holder, build
 from tether.settings import Settings
+from tether.web import LISTENERS, Listener, when_hub_ready
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -27,23 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["mount"]
 
 
-class _Startup(Protocol):
-    """What ``tether.api.http.Startup`` offers (a dialect may not import the API layer)."""
-
-    ready: asyncio.Event
-    hub: Hub | None
-
-
-#: Adds an extra listener: ``(name, host, port, ssl_context)``.
-AddListener = Callable[[str, str, int, ssl.SSLContext | None], None]
-
-
-def mount(
-    app: web.Application,
-    settings: Settings,
-    startup: Callable[[], _Startup],
-    add_listener: AddListener,
-) -> None:
+def mount(app: web.Application, settings: Settings) -> None:
     """Add the eWeLink routes, the optional TLS listener, and the hub hook-up."""
     options = settings.ewelink
     if not options.enabled:
@@ -55,27 +39,19 @@ def mount(
             raise ValueError("ewelink.tls_cert is set but ewelink.tls_key is not")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(options.tls_cert, options.tls_key)
-        add_listener("ewelink-tls", options.tls_host, options.tls_port, context)
+        app[LISTENERS].append(Listener("ewelink-tls", options.tls_host, options.tls_port, context))
         holder.tls_port = options.tls_port or None
 
-    async def hook_up(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_attach(startup(), holder, settings))
-        try:
-            yield
-        finally:
-            task.cancel()
-            cloud, holder.cloud = holder.cloud, None
-            if cloud is not None:
-                await cloud.stop()
+    async def attach(hub: Hub) -> Callable[[], Awaitable[None]]:
+        hub.commands.shapers[DIALECT] = shape
+        cloud = Cloud(hub, settings.ewelink)
+        await cloud.start()
+        holder.cloud = cloud
 
-    app.cleanup_ctx.append(hook_up)
+        async def detach() -> None:
+            holder.cloud = None
+            await cloud.stop()
 
+        return detach
 
-async def _attach(startup: _Startup, holder: Holder, settings: Settings) -> None:
-    await startup.ready.wait()
-    hub = startup.hub
-    assert hub is not None
-    hub.commands.shapers[DIALECT] = shape
-    cloud = Cloud(hub, settings.ewelink)
-    await cloud.start()
-    holder.cloud = cloud
+    when_hub_ready(app, "ewelink", attach)

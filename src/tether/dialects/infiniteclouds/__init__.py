@@ -8,46 +8,32 @@ completion. The device side is :mod:`.agent` (``tether agent keepalive``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from tether.settings import Settings
+from tether.web import STARTUP, when_hub_ready
+
+if TYPE_CHECKING:
+    from tether.hub.service import Hub
 
 __all__ = ["mount"]
 
 
-def mount(app: web.Application, settings: Settings, startup: Callable[[], Any]) -> None:
-    """Add the routes (if enabled) and, once the hub is up, the command shaper.
-
-    ``startup`` returns the application's start-up record (``hub``, ``ready``).
-    """
+def mount(app: web.Application, settings: Settings) -> None:
+    """Add the routes (if enabled) and, once the hub is up, the command shaper."""
     if not settings.infiniteclouds.enabled:
         return
     from tether.dialects.infiniteclouds.cloud import DIALECT, Cloud, shape
     from tether.dialects.infiniteclouds.routes import CLOUD, add_routes
 
-    add_routes(app, startup)
+    add_routes(app, lambda: app[STARTUP])
 
-    async def attach(app: web.Application) -> AsyncIterator[None]:
-        record = startup()
+    async def attach(hub: Hub) -> None:
         slot = app[CLOUD]
+        if slot.cloud is None:
+            slot.cloud = Cloud(hub, settings.infiniteclouds)
+        hub.commands.shapers[DIALECT] = shape
 
-        async def when_ready() -> None:
-            await record.ready.wait()
-            hub = record.hub
-            if hub is not None and slot.cloud is None:
-                slot.cloud = Cloud(hub, settings.infiniteclouds)
-            if hub is not None:
-                hub.commands.shapers[DIALECT] = shape
-
-        task = asyncio.create_task(when_ready(), name="infiniteclouds-attach")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    app.cleanup_ctx.append(attach)
+    when_hub_ready(app, "infiniteclouds", attach)

@@ -23,7 +23,7 @@ log = logging.getLogger("tether.infiniteclouds")
 class Slot:
     """Where the :class:`Cloud` lands once the hub is up (the app is frozen by then).
 
-    ``startup`` returns the application's start-up record (``tether.api.http.Startup``,
+    ``startup`` returns the application's start-up record (``tether.web.Startup``,
     with ``hub`` and ``ready``), passed in by ``tether.app``: dialects may not import
     ``tether.api``.
     """

@@ -10,17 +10,15 @@ format itself is the pure :mod:`.codec`; the device side is :mod:`.agent`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
-import ssl
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tether.core.errors import Unavailable
 from tether.settings import Settings
+from tether.web import LISTENERS, Listener, hub_now, when_hub_ready
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -33,27 +31,11 @@ DIALECT = "opengate"
 log = logging.getLogger("tether.opengate")
 
 
-class StartupState(Protocol):
-    """What ``tether.app`` exposes of its start-up (``tether.api.http.Startup``)."""
-
-    hub: Hub | None
-    error: str | None
-    ready: asyncio.Event
-
-
-#: ``(name, host, port, ssl_context)``: opens one more listener serving the same routes.
-AddListener = Callable[[str, str, int, ssl.SSLContext], None]
-
 #: ``{"dispatcher": Dispatcher}`` once the hub is up (for operators' tooling and tests).
 DISPATCHER = web.AppKey("opengate_dispatcher", dict[str, Any])
 
 
-def mount(
-    app: web.Application,
-    settings: Settings,
-    startup: Callable[[], StartupState],
-    add_listener: AddListener,
-) -> None:
+def mount(app: web.Application, settings: Settings) -> None:
     """Routes, the mTLS listener, and (once the hub is ready) shaper and dispatcher."""
     own = settings.opengate
     if not own.enabled:
@@ -64,39 +46,20 @@ def mount(
     from tether.dialects.opengate.dispatcher import Dispatcher
     from tether.dialects.opengate.routes import SouthRoutes
 
-    def hub() -> Hub:
-        state = startup()
-        if state.hub is None:
-            raise Unavailable(f"starting: {state.error or 'connecting'}")
-        return state.hub
-
-    SouthRoutes(hub, own).add_to(app)
+    SouthRoutes(functools.partial(hub_now, app), own).add_to(app)
     if own.mtls_port is not None:
-        add_listener("opengate-mtls", own.mtls_host, own.mtls_port, tls.server_context(own))
+        app[LISTENERS].append(
+            Listener("opengate-mtls", own.mtls_host, own.mtls_port, tls.server_context(own))
+        )
 
     holder: dict[str, Any] = {}
     app[DISPATCHER] = holder
 
-    async def start_when_ready() -> None:
-        state = startup()
-        await state.ready.wait()
-        assert state.hub is not None
-        state.hub.commands.shapers[DIALECT] = catalog.shape
-        dispatcher = Dispatcher(state.hub, own)
+    async def attach(hub: Hub) -> Callable[[], Awaitable[None]]:
+        hub.commands.shapers[DIALECT] = catalog.shape
+        dispatcher = Dispatcher(hub, own)
         holder["dispatcher"] = dispatcher
         await dispatcher.start()
+        return dispatcher.stop
 
-    async def background(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(start_when_ready(), name="opengate-start")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-    async def shutdown(app: web.Application) -> None:
-        dispatcher = holder.get("dispatcher")
-        if dispatcher is not None:
-            await dispatcher.stop()
-
-    app.cleanup_ctx.append(background)
-    app.on_shutdown.append(shutdown)
+    when_hub_ready(app, "opengate", attach)
