@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,13 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Many tests start real ``tether`` processes (servers, agents), each importing all of
+# Tether. With PYTHONDONTWRITEBYTECODE set (as on our CI machines) every one of them
+# compiled every module again, seconds each under load; a bytecode cache outside the
+# tree, inherited by every subprocess, compiles once.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "tether-pycache"))
 
 
 def service_missing(what: str, error: BaseException) -> None:
