@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.dialects.ewelink.helpers import DEVICE, app_socket, device_running, world
+from tests.support import ADMIN_PASSWORD
 
 from tether.cli_commands.agent_ewelink import initial_params
 
@@ -177,3 +178,30 @@ async def test_firmware_target_sends_upgrade(tmp_path: Path) -> None:
                 ],
             }
             assert upgrade["apikey"] == device.apikey
+
+
+async def test_devicehive_client_commands_an_ewelink_device(tmp_path: Path) -> None:
+    """The official DeviceHive client (REST) switches a Sonoff: cross-dialect both ways."""
+    from devicehive import DeviceHiveApi
+
+    async with world(tmp_path) as w:
+        await w.add_device()
+        async with w.r.session.post(
+            w.r.url + "/api/rest/token", json={"login": "admin", "password": ADMIN_PASSWORD}
+        ) as response:
+            assert response.status == 201, await response.text()
+            refresh = (await response.json())["refreshToken"]
+
+        def insert() -> int:
+            api = DeviceHiveApi(w.r.url + "/api/rest", refresh_token=refresh)
+            command = api.get_device(DEVICE).send_command(
+                "update", parameters={"switch": "on"}, lifetime=30
+            )
+            return int(command.id)
+
+        async with device_running(w) as device:
+            await w.device_online()
+            command_id = await asyncio.to_thread(insert)
+            await _until(lambda: device.params.get("switch") == "on", "the switch to turn on")
+            done = await w.r.call("GET", f"/api/v1/commands/{command_id}?wait=10", expect=200)
+            assert done["state"] == "succeeded"
