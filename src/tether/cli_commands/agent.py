@@ -9,9 +9,7 @@ dialect) are added to :data:`agent_app` as commands of their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -27,6 +25,7 @@ from tether.cli_commands.common import (
     compact_json,
     error_of,
     fail,
+    stop_on_signals,
     tidy_help,
 )
 
@@ -169,11 +168,7 @@ async def preflight(agent: NativeAgent) -> None:
 async def run_agent(agent: NativeAgent) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly."""
     await preflight(agent)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     running = asyncio.create_task(agent.run())
     watching = asyncio.create_task(watch(agent))
     stopping = asyncio.create_task(stop.wait())

@@ -12,11 +12,8 @@ other endpoint.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +36,7 @@ from tether.cli_commands.common import (
     fail,
     parse_duration,
     parse_json,
+    stop_on_signals,
     tidy_help,
     with_client,
 )
@@ -118,11 +116,7 @@ def controlid(
 
 
 async def run_terminal(terminal: Terminal) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     logging.getLogger("tether.controlid.agent").info(
         "terminal %s polling %s/push every %ss",
         terminal.device_id,

@@ -8,14 +8,12 @@ and answers each with ``command/update``: the parameters are echoed with status
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Annotated, Literal
 
 import typer
 
-from tether.cli_commands.common import DEFAULT_URL, tidy_help
+from tether.cli_commands.common import DEFAULT_URL, stop_on_signals, tidy_help
 from tether.dialects.devicehive.agent import DeviceHiveAgent
 
 devicehive_agent_app = typer.Typer(
@@ -78,10 +76,8 @@ def devicehive(
     )
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, lambda: loop.create_task(agent.stop()))
+        stopping: list[asyncio.Task[None]] = []
+        stop_on_signals(lambda: stopping.append(asyncio.create_task(agent.stop())))
         await agent.run()
 
     asyncio.run(main())

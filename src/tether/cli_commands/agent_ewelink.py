@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 import ssl
 from typing import Annotated, Any, Literal
 
 import typer
 
-from tether.cli_commands.common import DEFAULT_URL, parse_json, tidy_help
+from tether.cli_commands.common import DEFAULT_URL, parse_json, stop_on_signals, tidy_help
 from tether.dialects.ewelink.agent import EmulatedSonoff, RegisterRefused
 
 log = logging.getLogger("tether.ewelink.agent")
@@ -150,11 +149,7 @@ def ewelink(
 
 
 async def serve(device: EmulatedSonoff, sensor_period: float | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     sensor = asyncio.create_task(drift(device, sensor_period)) if sensor_period else None
     delay = 1.0
     try:

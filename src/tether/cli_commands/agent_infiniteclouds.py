@@ -23,6 +23,7 @@ from typing import Annotated
 
 import typer
 
+from tether.cli_commands.common import stop_on_signals
 from tether.dialects.infiniteclouds.agent import AgentConfig, KeepaliveAgent
 
 log = logging.getLogger("tether.cli.keepalive")
@@ -204,10 +205,7 @@ def _run(agent: KeepaliveAgent, pid_path: Path | None) -> None:
         pid_path.write_text(f"{os.getpid()}\n")
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, agent.stop)
+        stop_on_signals(agent.stop)
         await agent.run()
         log.info("stopping")
 

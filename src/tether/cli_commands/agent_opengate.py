@@ -9,16 +9,14 @@ them, sleep again. Both post responses and IoT data to Tether's OpenGate south A
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Annotated, Literal
 
 import aiohttp
 import typer
 from aiohttp import web
 
-from tether.cli_commands.common import DEFAULT_URL, tidy_help
+from tether.cli_commands.common import DEFAULT_URL, stop_on_signals, tidy_help
 from tether.dialects.opengate.agent import AgentConfig, OpenGateAgent
 
 opengate_agent_app = typer.Typer(
@@ -117,11 +115,7 @@ def opengate(
 
 
 async def run(config: AgentConfig, driven_by: str, sleep: float, cycles: int | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     log = logging.getLogger("tether.agent.opengate")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         agent = OpenGateAgent(config, session)

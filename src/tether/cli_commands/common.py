@@ -13,8 +13,11 @@ on stderr and exit status 1:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +83,28 @@ def note(message: str) -> None:
 
 
 # --- option parsing ------------------------------------------------------------------------
+
+
+def stop_on_signals(on_stop: Callable[[], object] | None = None) -> asyncio.Event:
+    """An event that SIGINT and SIGTERM set (calling ``on_stop`` too), on the running loop.
+
+    Every foreground command (agents, ``notifications tail``) stops the same way: Ctrl-C
+    or a service manager's SIGTERM ends it cleanly rather than with a traceback. Where a
+    loop cannot take signal handlers (not the main thread, Windows), the default
+    behaviour stays.
+    """
+    stop = asyncio.Event()
+
+    def handle() -> None:
+        stop.set()
+        if on_stop is not None:
+            on_stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handle)
+    return stop
 
 
 def parse_json(value: str, option: str) -> Any:

@@ -24,6 +24,7 @@ from tether.cli_commands.common import (
     out,
     parse_duration,
     print_json,
+    stop_on_signals,
     with_client,
 )
 
@@ -150,11 +151,7 @@ def tail(
 
 async def until_stopped(work: Any) -> None:
     """Run ``work`` until it ends or SIGINT/SIGTERM arrives (then end quietly)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     task = asyncio.ensure_future(work)
     stopper = asyncio.ensure_future(stop.wait())
     try:
@@ -162,6 +159,7 @@ async def until_stopped(work: Any) -> None:
     finally:
         for pending in (task, stopper):
             pending.cancel()
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
