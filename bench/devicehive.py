@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import time
 from typing import Any
 
@@ -29,7 +28,7 @@ import aiohttp
 import msgspec
 
 from bench.common import Machine, Tether, ms, now_utc, ratio, sql_statements, table
-from bench.roundtrip import DEVICE, Load, Outcome, _Run, drive, print_outcome
+from bench.roundtrip import DEVICE, Load, Outcome, _Run, drive, print_outcome, send_open_loop
 
 DH_DEVICE = "bench-dh"
 _INSERT = (
@@ -97,34 +96,6 @@ async def _app(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
             run.error(f"app: {frame.error}"[:200])
 
 
-async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
-    """``roundtrip._send`` with DeviceHive frames."""
-    tick = run.load.tick
-    run.start = time.perf_counter()
-    run.mark()
-    i = batch = 0
-    while i < run.total:
-        batch = max(batch, math.floor((time.perf_counter() - run.start) / tick))
-        while i < run.due(batch):
-            if i == run.warm:
-                run.mark()
-            await ws.send_str(_INSERT % (i + 1, i))
-            lag = time.perf_counter() - run.scheduled(i)
-            if i >= run.warm:
-                run.send_lag_max = max(run.send_lag_max, lag)
-            i += 1
-            if lag > run.load.give_up:
-                run.gave_up = True
-                while len(run.window) < 3:
-                    run.mark()
-                return
-        batch += 1
-        delay = run.start + batch * tick - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    run.mark()
-
-
 async def _devicehive(load: Load) -> Outcome:
     server = Tether("Tether DeviceHive WS")
     try:
@@ -146,7 +117,7 @@ async def _devicehive(load: Load) -> Outcome:
                 asyncio.create_task(_app(app, run)),
             ]
             try:
-                await _send(app, run)
+                await send_open_loop(app, run, lambda i: _INSERT % (i + 1, i))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(run.finished.wait(), load.drain)
                 run.mark()

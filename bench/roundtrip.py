@@ -298,8 +298,14 @@ def _describe(error: _Error | None) -> str:
     return "error frame" if error is None else f"{error.code}: {error.message}"[:200]
 
 
-async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
-    """The open-loop schedule: every tick, send the batch that is due."""
+def _create_frame(i: int) -> str:
+    return _CREATE % (i, i)
+
+
+async def send_open_loop(
+    ws: aiohttp.ClientWebSocketResponse, run: _Run, frame: Callable[[int], str] = _create_frame
+) -> None:
+    """The open-loop schedule: every tick, send the batch that is due (``frame(i)`` each)."""
     tick = run.load.tick
     run.start = time.perf_counter()
     run.mark()
@@ -310,7 +316,7 @@ async def _send(ws: aiohttp.ClientWebSocketResponse, run: _Run) -> None:
         while i < run.due(batch):
             if i == run.warm:
                 run.mark()
-            await ws.send_str(_CREATE % (i, i))
+            await ws.send_str(frame(i))
             lag = time.perf_counter() - run.scheduled(i)
             if i >= run.warm:
                 run.send_lag_max = max(run.send_lag_max, lag)
@@ -359,7 +365,7 @@ async def drive(
         sql_before = await _sql(servers) if count_sql else None
         tasks = [asyncio.create_task(_device(device, run)), asyncio.create_task(_app(app, run))]
         try:
-            await _send(app, run)
+            await send_open_loop(app, run)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.finished.wait(), load.drain)
             run.mark()
