@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -258,32 +259,45 @@ class Directory:
     async def grant_network(
         self, principal: Principal, user_id: int, network_id: int, granted: bool = True
     ) -> None:
-        require(principal, Action.MANAGE_USER)
         store = self._hub.store
-        if await store.users.get(user_id) is None:
-            raise NotFound(f"user {user_id} not found")
-        if await store.networks.get(network_id) is None:
-            raise NotFound(f"network {network_id} not found")
-        if granted:
-            await store.users.add_network(user_id, network_id)
-        else:
-            await store.users.remove_network(user_id, network_id)
-        await self._hub.publish_directory(UserChanged(user_id=user_id))
+        await self._grant(
+            principal,
+            user_id,
+            "network",
+            network_id,
+            store.networks.get,
+            store.users.add_network if granted else store.users.remove_network,
+        )
 
     async def grant_device_type(
         self, principal: Principal, user_id: int, type_id: int, granted: bool = True
     ) -> None:
         """:meth:`grant_network` for device types (used while ``all_device_types`` is off)."""
-        require(principal, Action.MANAGE_USER)
         store = self._hub.store
-        if await store.users.get(user_id) is None:
+        await self._grant(
+            principal,
+            user_id,
+            "device type",
+            type_id,
+            store.device_types.get,
+            store.users.add_device_type if granted else store.users.remove_device_type,
+        )
+
+    async def _grant(
+        self,
+        principal: Principal,
+        user_id: int,
+        what: str,
+        scope_id: int,
+        get_scope: Callable[[int], Awaitable[object | None]],
+        change: Callable[[int, int], Awaitable[object]],
+    ) -> None:
+        require(principal, Action.MANAGE_USER)
+        if await self._hub.store.users.get(user_id) is None:
             raise NotFound(f"user {user_id} not found")
-        if await store.device_types.get(type_id) is None:
-            raise NotFound(f"device type {type_id} not found")
-        if granted:
-            await store.users.add_device_type(user_id, type_id)
-        else:
-            await store.users.remove_device_type(user_id, type_id)
+        if await get_scope(scope_id) is None:
+            raise NotFound(f"{what} {scope_id} not found")
+        await change(user_id, scope_id)
         await self._hub.publish_directory(UserChanged(user_id=user_id))
 
     # --- API keys -------------------------------------------------------------------------------
