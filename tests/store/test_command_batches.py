@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import asyncpg
 import pytest
 
-from tether.core.errors import NotFound
+from tests.conftest import POSTGRES_URL
+from tether.core.errors import NotFound, Unavailable
 from tether.core.lifecycle import CommandState
 from tether.store import NewCommand, Store, TransitionRequest
 
@@ -169,3 +171,35 @@ async def test_batch_and_single_paths_store_the_same_values(
     assert moved.result == parameters
     assert moved.steps == (step,)
     assert await bstore.commands.get(batched.id) == moved
+
+
+@pytest.mark.postgres
+async def test_a_lost_postgres_connection_fails_one_batch_then_recovers(postgres_url: str) -> None:
+    """The PostgreSQL path holds one connection: when the server drops it, the batch in
+    hand fails with ``Unavailable`` (nothing half-applied is reported as done) and the
+    next batch runs on a fresh connection."""
+    store = await Store.open(postgres_url)
+    try:
+        await add_device(store, "d1")
+        (first,) = await store.command_batches.insert_many([new("d1", 0)])
+        admin = await asyncpg.connect(
+            POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+        )
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND query LIKE 'INSERT INTO commands AS c%'"
+            )
+        finally:
+            await admin.close()
+        assert killed == 1
+        with pytest.raises(Unavailable):
+            await store.command_batches.insert_many([new("d1", 1)])
+        (again,) = await store.command_batches.insert_many([new("d1", 2)])
+        assert again.id > first.id
+        assert [c.parameters for c in await store.commands.list(device_id="d1")] == [
+            {"i": 0},
+            {"i": 2},
+        ]
+    finally:
+        await store.close()

@@ -113,6 +113,7 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        await self.command_batches.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:

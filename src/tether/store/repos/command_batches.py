@@ -8,8 +8,9 @@ same conditional rule as :meth:`CommandRepo.transition`:
 * SQLite: the whole batch runs in one hand-off to the database thread
   (``sqlite_batch.py``); a read-back tells each request whether it moved its command,
   because each request carries its own ``now`` (the hub's clock never repeats a value).
-* PostgreSQL: one multi-row ``INSERT ... RETURNING``, and per group of like transitions
-  one ``UPDATE ... FROM unnest(...) RETURNING`` (``postgres_batch.py``).
+* PostgreSQL: one ``INSERT ... FROM unnest(...) RETURNING``, and per group of like
+  transitions one ``UPDATE ... FROM unnest(...) RETURNING``, sent by asyncpg on a held
+  connection (``postgres_batch.py`` says why).
 
 Requests for one command apply in arrival order, in waves that hold it at most once.
 """
@@ -23,23 +24,15 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether.core.errors import Conflict, NotFound
 from tether.core.lifecycle import CommandState
 from tether.core.model import Command
 from tether.store.repos import postgres_batch
-from tether.store.repos._base import Repo, check_fields, write_error
-from tether.store.repos.commands import _COLUMNS, _TRANSITION_FIELDS, _to_command
+from tether.store.repos._base import Repo, check_fields
+from tether.store.repos.commands import _TRANSITION_FIELDS, _to_command
 from tether.store.repos.sqlite_batch import SqliteBatch
-from tether.store.schema import commands
-
-c = commands.c
-
-#: PostgreSQL returns a multi-row insert's rows in input order only when asked to.
-_INSERT_ORDERED = insert(commands).returning(*_COLUMNS, sort_by_parameter_order=True)
 
 
 class NewCommand(msgspec.Struct, kw_only=True, frozen=True):
@@ -70,6 +63,14 @@ class CommandBatchRepo(Repo):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine)
         self._sqlite = SqliteBatch(engine) if self._dialect == "sqlite" else None
+        self._postgres = (
+            postgres_batch.HeldConnection(engine) if self._dialect == "postgresql" else None
+        )
+
+    async def close(self) -> None:
+        """Give back the connection the PostgreSQL path holds (before the pool closes)."""
+        if self._postgres is not None:
+            await self._postgres.close()
 
     async def write(
         self, rows: Sequence[NewCommand], requests: Sequence[TransitionRequest]
@@ -82,16 +83,12 @@ class CommandBatchRepo(Repo):
         waves = _waves(requests)
         if self._sqlite is not None:
             return await self._write_sqlite(rows, requests, waves)
-        try:
-            # PostgreSQL: autocommit, no BEGIN/COMMIT round trips. Each statement is atomic
-            # and conditional by itself, and its RETURNING rows are exactly what moved.
-            async with self._write_one() as conn:
-                stored = await self._insert_postgres(conn, rows) if rows else []
-                moved: list[Command | None] = [None] * len(requests)
-                for members in waves:
-                    await self._apply_wave_postgres(conn, requests, members, moved)
-        except IntegrityError as error:
-            raise write_error(error, "command") from None
+        # PostgreSQL: autocommit, no BEGIN/COMMIT round trips. Each statement is atomic and
+        # conditional by itself, and its RETURNING rows are exactly what moved.
+        stored = await self._insert_postgres(rows) if rows else []
+        moved: list[Command | None] = [None] * len(requests)
+        for members in waves:
+            await self._apply_wave_postgres(requests, members, moved)
         return stored, moved
 
     async def _write_sqlite(
@@ -107,11 +104,11 @@ class CommandBatchRepo(Repo):
             if "FOREIGN KEY" in str(error):
                 raise NotFound("a command refers to a device that does not exist") from None
             raise Conflict(f"command batch refused: {error}") from None
-        stored = [_to_command(row) for row in inserted]  # type: ignore[arg-type]
+        stored = [_to_command(row) for row in inserted]
         _check_order(rows, stored)
         moved: list[Command | None] = [None] * len(requests)
         for members, by_id in zip(waves, read, strict=True):
-            found = {i: _to_command(r) for i, r in by_id.items()}  # type: ignore[arg-type]
+            found = {i: _to_command(r) for i, r in by_id.items()}
             _settle(requests, members, found, moved)
         return stored, moved
 
@@ -132,33 +129,22 @@ class CommandBatchRepo(Repo):
         """
         return (await self.write((), requests))[1]
 
-    async def _insert_postgres(
-        self, conn: AsyncConnection, rows: Sequence[NewCommand]
-    ) -> list[Command]:
-        params = [
-            {
-                "device_id": row.device_id,
-                "name": row.name,
-                "parameters": row.parameters,
-                "state": CommandState.PENDING.value,
-                "ref": row.ref,
-                "created_by": row.created_by,
-                "idempotency_key": None,
-                "created_at": row.created_at,
-                "updated_at": row.created_at,
-                "expires_at": row.expires_at,
-                "timeout": row.timeout,
-            }
-            for row in rows
-        ]
-        result = await conn.execute(_INSERT_ORDERED, params)
-        stored = [_to_command(row) for row in result.mappings()]
+    async def _insert_postgres(self, rows: Sequence[NewCommand]) -> list[Command]:
+        assert self._postgres is not None
+        records = await self._postgres.fetch(
+            postgres_batch.INSERT, postgres_batch.insert_arguments(rows)
+        )
+        # Ids are drawn in the SELECT's order (ORDER BY n): sorted by id, the rows follow
+        # the input, which _check_order confirms rather than assumes.
+        stored = sorted(
+            (_to_command(r) for r in records),
+            key=lambda command: command.id,
+        )
         _check_order(rows, stored)
         return stored
 
     async def _apply_wave_postgres(
         self,
-        conn: AsyncConnection,
         requests: Sequence[TransitionRequest],
         members: list[int],
         outcome: list[Command | None],
@@ -174,11 +160,13 @@ class CommandBatchRepo(Repo):
                 row["b_device"] = request.device_id
             columns = tuple(sorted(k for k in row if not k.startswith("b_")))
             groups[(request.target, by_device, columns)].append((index, row))
+        assert self._postgres is not None
         for (target, by_device, columns), items in groups.items():
-            statement = postgres_batch.group_statement(target, by_device, columns)
-            params = postgres_batch.group_params([row for _, row in items], by_device, columns)
-            result = await conn.execute(statement, params)
-            moved = {row["id"]: _to_command(row) for row in result.mappings()}
+            records = await self._postgres.fetch(
+                postgres_batch.update_statement(target, by_device, columns),
+                postgres_batch.update_arguments([row for _, row in items], by_device, columns),
+            )
+            moved = {r["id"]: _to_command(r) for r in records}
             for index, _ in items:
                 outcome[index] = moved.get(requests[index].command_id)
 

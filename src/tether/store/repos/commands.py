@@ -41,10 +41,10 @@ from tether.store.repos._base import (
 from tether.store.schema import commands, devices
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
     from datetime import datetime
 
-    from sqlalchemy import ColumnElement, RowMapping, Select, Update
+    from sqlalchemy import ColumnElement, Select, Update
 
     from tether.core.access import Principal
 
@@ -136,7 +136,7 @@ def _steps(raw: Any) -> tuple[CommandStep, ...]:
     return msgspec.convert(raw, tuple[CommandStep, ...])
 
 
-def _to_command(row: RowMapping) -> Command:
+def _to_command(row: Mapping[Any, Any]) -> Command:
     return Command(
         id=row["id"],
         device_id=row["device_id"],

@@ -1,21 +1,44 @@
-"""Command transitions on PostgreSQL: one statement per group, whatever the batch size.
+"""The command hot path on PostgreSQL: group statements on one held asyncpg connection.
 
-An ``executemany`` of N conditional updates is N executions (and, with custom plans, N
-plannings) plus a read-back. Here each group of like transitions is ONE
-``UPDATE ... FROM unnest(arrays) ... RETURNING``: planned once, one round trip, and the
-returned rows are exactly the commands that moved.
+Every command is written at least twice (created, finished), and the hub's writer sends
+these writes in batches from a single task. On this path SQLAlchemy's async layer was
+the cost, not PostgreSQL: a pool checkout and an ``execute`` through the adapter took
+about 430 us of CPU per statement on the bench machine, against 80-100 us for the same
+statement sent by asyncpg itself (``bench/`` and ``docs/performance.md``, cluster
+section). So this module, and only this one, talks to the driver directly:
+
+* one connection, checked out of the engine's pool once and held while it works (a
+  failure returns it to the pool invalidated, and the next batch takes a fresh one);
+* one ``INSERT ... SELECT FROM unnest(...) ORDER BY n RETURNING`` per batch of new
+  commands, and one ``UPDATE ... FROM unnest(...) RETURNING`` per group of like
+  transitions: each planned with its own values, one round trip, and the returned rows
+  are exactly the commands that moved;
+* autocommit: each statement is atomic and conditional by itself, so no ``BEGIN`` and
+  ``COMMIT`` round trips.
+
+The statements keep the rules of :class:`~tether.store.repos.commands.CommandRepo`, and
+``tests/store/test_command_batches.py`` runs the same cases on both engines.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import TextualSelect, text
+import asyncpg
 
+from tether.core.errors import Conflict, NotFound, TetherError, Unavailable
 from tether.core.lifecycle import CommandState, sources, stamp
+from tether.store.engine import SQL_STATEMENTS
 from tether.store.schema import commands
-from tether.store.types import json_dumps
+from tether.store.types import json_dumps, json_loads
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from tether.store.repos.command_batches import NewCommand
 
 #: PostgreSQL array element type of each column a transition may set.
 _SQL_TYPES = {
@@ -33,50 +56,77 @@ _SQL_TYPES = {
     "parameters": "text",
 }
 _JSON = frozenset({"result", "steps", "parameters"})
-_RETURNING = ", ".join(f'c."{column.name}"' for column in commands.c)
+_NAMES = [column.name for column in commands.c]
+_RETURNING = ", ".join(f'c."{name}"' for name in _NAMES)
 
-_cache: dict[tuple[Any, ...], TextualSelect] = {}
+#: New commands: column-wise arrays, numbered so the ids follow the input order.
+INSERT = (
+    "INSERT INTO commands AS c (device_id, name, parameters, state, ref, created_by, "
+    "created_at, updated_at, expires_at, timeout) "
+    "SELECT v.device_id, v.name, CAST(v.parameters AS json), "
+    f"'{CommandState.PENDING.value}', v.ref, v.created_by, v.created_at, v.created_at, "
+    "v.expires_at, v.timeout "
+    "FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::varchar[], $5::bigint[], "
+    "$6::timestamptz[], $7::timestamptz[], $8::float8[]) WITH ORDINALITY "
+    "AS v(device_id, name, parameters, ref, created_by, created_at, expires_at, timeout, n) "
+    f"ORDER BY v.n RETURNING {_RETURNING}"
+)
+
+_updates: dict[tuple[Any, ...], str] = {}
 
 
-def group_statement(target: CommandState, by_device: bool, columns: Sequence[str]) -> TextualSelect:
+def update_statement(target: CommandState, by_device: bool, columns: Sequence[str]) -> str:
     """The UPDATE for one group of transitions (same target, same columns)."""
     key = (target, by_device, *columns)
-    statement = _cache.get(key)
-    if statement is not None:
-        return statement
+    sql = _updates.get(key)
+    if sql is not None:
+        return sql
     keys = ["b_id", *(["b_device"] if by_device else []), *columns]
     types = {"b_id": "bigint", "b_device": "varchar", **_SQL_TYPES}
-    arrays = ", ".join(f"CAST(:{k} AS {types[k]}[])" for k in keys)
+    arrays = ", ".join(f"${i}::{types[k]}[]" for i, k in enumerate(keys, start=1))
     sets = ", ".join(
         f'"{k}" = CAST(v."{k}" AS json)' if k in _JSON else f'"{k}" = v."{k}"' for k in columns
     )
     allowed = ", ".join(f"'{s.value}'" for s in sorted(sources(target), key=lambda s: s.value))
+    names = ", ".join(f'"{k}"' for k in keys)
     sql = (
-        f"UPDATE commands AS c SET {sets} "
-        f"FROM unnest({arrays}) AS v({', '.join(f'{chr(34)}{k}{chr(34)}' for k in keys)}) "
+        f"UPDATE commands AS c SET {sets} FROM unnest({arrays}) AS v({names}) "
         f"WHERE c.id = v.b_id AND c.state IN ({allowed})"
         + (" AND c.device_id = v.b_device" if by_device else "")
         + f" RETURNING {_RETURNING}"
     )
-    statement = text(sql).columns(*commands.c)
-    _cache[key] = statement
-    return statement
+    _updates[key] = sql
+    return sql
 
 
-def group_params(
+def update_arguments(
     rows: Sequence[dict[str, Any]], by_device: bool, columns: Sequence[str]
-) -> dict[str, list[Any]]:
-    """Column-wise arrays for :func:`group_statement` from per-request values."""
-    params: dict[str, list[Any]] = {"b_id": [row["b_id"] for row in rows]}
+) -> list[list[Any]]:
+    """Column-wise arrays for :func:`update_statement`, in its placeholder order."""
+    arguments: list[list[Any]] = [[row["b_id"] for row in rows]]
     if by_device:
-        params["b_device"] = [row["b_device"] for row in rows]
+        arguments.append([row["b_device"] for row in rows])
     for column in columns:
         values = [row.get(column) for row in rows]
         if column in _JSON:
             # As SQLAlchemy's JSON type does by default: None is stored as JSON null.
             values = [json_dumps(v) for v in values]
-        params[column] = values
-    return params
+        arguments.append(values)
+    return arguments
+
+
+def insert_arguments(rows: Sequence[NewCommand]) -> list[list[Any]]:
+    """Column-wise arrays for the INSERT, in its placeholder order."""
+    return [
+        [row.device_id for row in rows],
+        [row.name for row in rows],
+        [json_dumps(row.parameters) for row in rows],
+        [row.ref for row in rows],
+        [row.created_by for row in rows],
+        [row.created_at for row in rows],
+        [row.expires_at for row in rows],
+        [row.timeout for row in rows],
+    ]
 
 
 def values_of(target: CommandState, now: Any, fields: dict[str, Any]) -> dict[str, Any]:
@@ -84,3 +134,97 @@ def values_of(target: CommandState, now: Any, fields: dict[str, Any]) -> dict[st
     values["state"] = target.value
     values.update(fields)
     return values
+
+
+class HeldConnection:
+    """One pooled connection kept checked out for the writer's statements.
+
+    Calls are serialised (the writer is one task anyway). Any failure that leaves the
+    connection in doubt gives it back to the pool invalidated; the next call checks out
+    a fresh one, so a restarted PostgreSQL costs the batch in flight and nothing more.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._held: AsyncConnection | None = None
+        self._driver: asyncpg.Connection | None = None
+
+    async def fetch(self, sql: str, arguments: Sequence[Any]) -> list[asyncpg.Record]:
+        """Run one statement in autocommit and return its rows (JSON columns decoded)."""
+        async with self._lock:
+            driver = await self._connection()
+            SQL_STATEMENTS.inc()
+            try:
+                rows: list[asyncpg.Record] = await driver.fetch(sql, *arguments)
+            except asyncpg.IntegrityConstraintViolationError as error:
+                raise _integrity_error(error) from None
+            except asyncpg.PostgresError as error:
+                # The server refused this statement; in autocommit nothing stays open, so
+                # the connection is fine unless the refusal was about the connection.
+                if not _connection_lost(error):
+                    raise  # a bug in a statement: loud, and not "database unavailable"
+                await self._drop()
+                raise Unavailable(f"database unavailable: {error}") from error
+            except (ValueError, TypeError):
+                raise  # an argument asyncpg could not encode: a bug, the link is fine
+            except BaseException as error:
+                # Lost link, protocol confusion after one, or cancelled mid-statement:
+                # the connection is in doubt either way.
+                await self._drop()
+                if isinstance(error, Exception):
+                    raise Unavailable(f"database unavailable: {error!r}") from error
+                raise
+            return rows
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._held is not None:
+                held, self._held, self._driver = self._held, None, None
+                with contextlib.suppress(Exception):
+                    await held.close()
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._driver is None:
+            try:
+                held = await self._engine.connect()
+            except Exception as error:
+                raise Unavailable(f"database unavailable: {error}") from error
+            try:
+                driver: asyncpg.Connection = (await held.get_raw_connection()).driver_connection
+                # JSON columns come back decoded by the same codec as everywhere else
+                # (SQLAlchemy installs this one too; set here so this path relies on it).
+                await driver.set_type_codec(
+                    "json", schema="pg_catalog", encoder=json_dumps, decoder=json_loads
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await held.invalidate()
+                    await held.close()
+                raise
+            self._held, self._driver = held, driver
+        assert self._driver is not None
+        return self._driver
+
+    async def _drop(self) -> None:
+        held, self._held, self._driver = self._held, None, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held.invalidate()
+            with contextlib.suppress(Exception):
+                await held.close()
+
+
+def _connection_lost(error: asyncpg.PostgresError) -> bool:
+    """Whether PostgreSQL refused for reasons of its own (shutdown, resources, admin)."""
+    state = getattr(error, "sqlstate", "") or ""
+    # 08: connection exception; 53: insufficient resources; 57: operator intervention.
+    return state[:2] in ("08", "53", "57")
+
+
+def _integrity_error(error: asyncpg.IntegrityConstraintViolationError) -> TetherError:
+    if isinstance(error, asyncpg.ForeignKeyViolationError):
+        return NotFound("command refers to a row that does not exist")
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return Conflict("command already exists")
+    return Conflict("command violates a constraint")
