@@ -50,6 +50,16 @@ def test_device_and_name_filters() -> None:
     assert everything.items == [1, 2, 3]
 
 
+def test_dialect_filter_passes_only_that_dialects_devices() -> None:
+    registry = SubscriptionRegistry()
+    opengate = Sink()
+    registry.add(Topic.COMMAND, ADMIN, EventFilter(dialects=frozenset({"opengate"})), opengate)
+    registry.dispatch(Topic.COMMAND, DeviceRef("a", dialect="opengate"), "x", 1)
+    registry.dispatch(Topic.COMMAND, DeviceRef("b"), "x", 2)
+    registry.dispatch(Topic.COMMAND, DeviceRef("c", dialect="controlid"), "x", 3)
+    assert opengate.items == [1]
+
+
 def test_client_only_gets_visible_devices() -> None:
     registry = SubscriptionRegistry()
     sink = Sink()

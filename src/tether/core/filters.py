@@ -15,10 +15,20 @@ class EventFilter(msgspec.Struct, kw_only=True, frozen=True):
     network_ids: frozenset[int] | None = None
     device_type_ids: frozenset[int] | None = None
     names: frozenset[str] | None = None
+    #: Only devices of these dialects. A dialect's own watchers (OpenGate's dispatcher,
+    #: Control iD's re-queue) use it, so other dialects' traffic never reaches them.
+    dialects: frozenset[str] | None = None
 
     def matches(
-        self, device_id: str, network_id: int | None, device_type_id: int | None, name: str
+        self,
+        device_id: str,
+        network_id: int | None,
+        device_type_id: int | None,
+        name: str,
+        dialect: str = "native",
     ) -> bool:
+        if self.dialects is not None and dialect not in self.dialects:
+            return False
         if self.device_ids is not None and device_id not in self.device_ids:
             return False
         if self.network_ids is not None and network_id not in self.network_ids:

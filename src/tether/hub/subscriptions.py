@@ -54,7 +54,9 @@ class Subscription:
         self.tag = tag
 
     def wants(self, device: DeviceRef, name: str) -> bool:
-        if not self.filter.matches(device.id, device.network_id, device.type_id, name):
+        if not self.filter.matches(
+            device.id, device.network_id, device.type_id, name, device.dialect
+        ):
             return False
         return can_see(
             self.principal, device.id, device.network_id, device.type_id, device.owner_id

@@ -74,7 +74,7 @@ class Requeuer:
 
     async def run(self) -> None:
         self.subscription = await self.hub.subscribe(
-            SYSTEM, Topic.COMMAND_UPDATE, EventFilter(), self
+            SYSTEM, Topic.COMMAND_UPDATE, EventFilter(dialects=frozenset({DIALECT})), self
         )
         try:
             while True:

@@ -100,7 +100,9 @@ class Dispatcher:
             timeout=aiohttp.ClientTimeout(total=self._settings.request_timeout),
             connector=aiohttp.TCPConnector(limit=self._settings.max_concurrency),
         )
-        self._subscription = await self._hub.subscribe(SYSTEM, Topic.COMMAND, EventFilter(), self)
+        self._subscription = await self._hub.subscribe(
+            SYSTEM, Topic.COMMAND, EventFilter(dialects=frozenset({DIALECT})), self
+        )
         # Commands left deliverable by a restart (or created before this node came up).
         await self.rescan()
         if self._settings.rescan_interval > 0:
