@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bench import polls, roundtrip
+from bench import polls, redis_hops, roundtrip
 from bench.common import (
     START_TIMEOUT,
     Machine,
@@ -268,11 +268,16 @@ async def run(load: Load, seconds: int, warmup: int, machine: Machine, command: 
         pairs.append((made[False], made[True]))
     ranked = sorted(pairs, key=lambda pair: pair[1].outcome.p(99) - pair[0].outcome.p(99))
     single, pair = ranked[len(ranked) // 2]
+    hops = await redis_hops.measure(REDIS, load.rate, load.duration)
+    print(
+        f"  Redis floor: two hops p50 {ms(hops.p(50))} ms  p99 {ms(hops.p(99))} ms  "
+        f"at {load.rate:,.0f}/s"
+    )
     one = await _polls(1, seconds, warmup)
     _print_polls(one)
     two = await _polls(2, seconds, warmup)
     _print_polls(two)
-    return render(load, seconds, warmup, machine, command, (single, pair), (one, two), pairs=pairs)
+    return render(load, seconds, warmup, machine, command, (single, pair), (one, two), pairs, hops)
 
 
 # --- the report --------------------------------------------------------------------------
@@ -284,7 +289,9 @@ def _signed_ms(seconds: float) -> str:
     return ("+" if seconds >= 0 else "-") + ms(abs(seconds))
 
 
-def _trip_goal(load: Load, single: Outcome, pair: Outcome) -> str:
+def _trip_goal(
+    load: Load, single: Outcome, pair: Outcome, hops: redis_hops.Hops | None = None
+) -> str:
     extra = pair.p(99) - single.p(99)
     if load.duration < 5:
         return "not evaluated (a run shorter than 5 s is a smoke test)"
@@ -300,6 +307,13 @@ def _trip_goal(load: Load, single: Outcome, pair: Outcome) -> str:
         f"unfinished in the two runs, {single.completion_rate:,.0f} and "
         f"{pair.completion_rate:,.0f} completed/s of {load.rate:,.0f}"
     )
+    if hops is not None:
+        verdict += (
+            f". The floor measured in the same run: two Redis hops between bare redis-py "
+            f"processes took p50 {ms(hops.p(50))} ms and p99 {ms(hops.p(99))} ms, so at "
+            f"p50 crossing cost Tether {_signed_ms(pair.p(50) - single.p(50) - hops.p(50))} "
+            "ms beyond the hops themselves"
+        )
     if all(kept_up):
         return verdict
     which = (
@@ -349,7 +363,7 @@ def _polls_goal(seconds: int, cores: int, one: Polls, two: Polls) -> str:
     )
 
 
-def _render_trip(load: Load, single: Trip, pair: Trip) -> str:
+def _render_trip(load: Load, single: Trip, pair: Trip, hops: redis_hops.Hops | None = None) -> str:
     base, ours = single.outcome, pair.outcome
 
     def row(name: str, value: Callable[[Outcome], float], fmt: Callable[[float], str]) -> list[str]:
@@ -422,7 +436,8 @@ def _render_trip(load: Load, single: Trip, pair: Trip) -> str:
         + "\nWhere the work ran (counters on each process's `/metrics`, whole run):\n\n"
         + where
         + (f"\nErrors seen (the first kinds of each run):\n\n{errors}" if errors else "")
-        + f"\nGoal (issue 3): {_trip_goal(load, base, ours)}.\n\n"
+        + _render_hops(hops)
+        + f"\nGoal (issue 3): {_trip_goal(load, base, ours, hops)}.\n\n"
         "How to read it: *change* is 2 processes / 1 process, and for latency the "
         "difference in ms. Both columns publish every command event on Redis; the P2 "
         "table above runs its PostgreSQL column on the in-process bus, so the two do not "
@@ -488,6 +503,7 @@ def render(
     trips: tuple[Trip, Trip],
     workers: tuple[Polls, Polls],
     pairs: Sequence[tuple[Trip, Trip]] = (),
+    hops: redis_hops.Hops | None = None,
 ) -> str:
     """The markdown section: common setup, then the round trip and the polls."""
     return (
@@ -502,10 +518,24 @@ def render(
         "(127.0.0.1, a fresh schema per setup) with `TETHER_BUS=redis` "
         f"(`TETHER_REDIS_URL={REDIS}`), so the number of processes is the only "
         "difference between the columns.\n\n"
-        + _render_trip(load, *trips)
+        + _render_trip(load, *trips, hops)
         + _render_pairs(pairs)
         + "\n"
         + _render_polls(seconds, warmup, machine.cores, *workers)
+    )
+
+
+def _render_hops(hops: redis_hops.Hops | None) -> str:
+    if hops is None:
+        return ""
+    return (
+        "\nThe floor (`bench/redis_hops.py`, same run): a command crossing processes rides "
+        "two Redis pub/sub hops on its critical path (B to A with the new command, A to B "
+        "with its result). Two bare redis-py processes ping-ponging a "
+        f"{len(redis_hops.PAYLOAD)}-byte message at {hops.rate:,.0f}/s "
+        f"({len(hops.round_trips):,} round trips) took p50 {ms(hops.p(50))} ms, p90 "
+        f"{ms(hops.p(90))} ms, p99 {ms(hops.p(99))} ms, max {ms(hops.p(100))} ms per two "
+        "hops.\n"
     )
 
 
