@@ -347,3 +347,39 @@ async def test_resume_callbacks_run_after_an_outage(nodes, client, channel, coll
     assert not resumed.is_set()  # nothing to resume from yet
     await kill_subscriber(client, bus)
     await asyncio.wait_for(resumed.wait(), 5)
+
+
+async def test_a_killed_publisher_connection_costs_nothing_queued(
+    nodes, client, channel, collector
+):
+    """The publisher's socket dies while idle (Redis restarted, an idle timeout): what is
+    published next goes out on a fresh connection, in order, with nothing lost."""
+    a, b = await nodes(), await nodes()
+    ch, got = channel("pub"), collector()
+    await b.subscribe(ch, got)
+    await a.publish(ch, b"before")
+    await got.wait_for(1)
+    name = f"tether-bus-pub:{a.node_id}"
+    (old,) = [int(c["id"]) for c in await client.client_list() if c["name"] == name]
+    assert await client.execute_command("CLIENT KILL", "ID", old) == 1
+
+    await asyncio.gather(*(a.publish(ch, b"after-%d" % i) for i in range(50)))
+    await got.wait_for(51)
+    assert got.payloads == [b"before", *(b"after-%d" % i for i in range(50))]
+    (new,) = [int(c["id"]) for c in await client.client_list() if c["name"] == name]
+    assert new != old
+
+
+async def test_replies_match_their_commands_with_many_in_flight(nodes, client):
+    """Pipelined without waiting between batches: each caller still gets its own reply."""
+    a = await nodes()
+    devices = [f"pipe-{random.randrange(10**9)}-{i}" for i in range(300)]
+    try:
+        for i, device in enumerate(devices):
+            if i % 2:
+                await a.hold([device], 30)
+        held = await asyncio.gather(*(a.holders([device]) for device in devices))
+        assert [bool(h) for h in held] == [bool(i % 2) for i in range(300)]
+        assert all(h[d] == {a.node_id} for d, h in zip(devices, held, strict=True) if h)
+    finally:
+        await client.delete(*(f"tether:holders:{d}" for d in devices))
