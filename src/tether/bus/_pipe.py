@@ -179,14 +179,13 @@ class CommandPipe:
                 await self._conn.disconnect(nowait=True)
         lost = list(self._inflight)
         self._inflight.clear()
-        retry = [
-            item
-            for item in lost
-            if item.reused and not item.retried and isinstance(error, RedisConnectionError)
-        ]
-        for item in retry:
+        idle_death = isinstance(error, RedisConnectionError)
+        retry: list[_Item] = []
+        failed: list[_Item] = []
+        for item in lost:
+            (retry if idle_death and item.reused and not item.retried else failed).append(item)
             item.retried = True
-        self._fail([item for item in lost if item not in retry], self._describe(error))
+        self._fail(failed, self._describe(error))
         if retry:
             self._queue.extendleft(reversed(retry))
             self._wakeup.set()

@@ -124,9 +124,12 @@ def _reraise(error: Exception) -> NoReturn:
     raise error
 
 
-def integrity_kind(error: IntegrityError) -> IntegrityKind:
-    """Which constraint an ``IntegrityError`` broke, on asyncpg or sqlite3."""
-    orig = error.orig
+def integrity_kind(error: Exception) -> IntegrityKind:
+    """Which constraint an ``IntegrityError`` broke, on asyncpg or sqlite3.
+
+    Also takes the driver's own exception (the asyncpg hot path in ``postgres_batch``).
+    """
+    orig = getattr(error, "orig", error)
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate == "23505":
         return "unique"
@@ -143,7 +146,7 @@ def integrity_kind(error: IntegrityError) -> IntegrityKind:
     return "other"
 
 
-def write_error(error: IntegrityError, what: str, **details: Any) -> TetherError:
+def write_error(error: Exception, what: str, **details: Any) -> TetherError:
     """The core error for a failed INSERT/UPDATE.
 
     A duplicate is a :class:`Conflict`; a reference to a row that does not exist (an

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from tether.core.errors import Conflict, NotFound, TetherError, Unavailable
+from tether.core.errors import Unavailable
 from tether.core.lifecycle import CommandState, sources, stamp
 from tether.store.engine import SQL_STATEMENTS
+from tether.store.repos._base import write_error
 from tether.store.schema import commands
 from tether.store.types import json_dumps, json_loads
 
@@ -158,7 +159,7 @@ class HeldConnection:
             try:
                 rows: list[asyncpg.Record] = await driver.fetch(sql, *arguments)
             except asyncpg.IntegrityConstraintViolationError as error:
-                raise _integrity_error(error) from None
+                raise write_error(error, "command") from None
             except asyncpg.PostgresError as error:
                 # The server refused this statement; in autocommit nothing stays open, so
                 # the connection is fine unless the refusal was about the connection.
@@ -185,26 +186,24 @@ class HeldConnection:
                     await held.close()
 
     async def _connection(self) -> asyncpg.Connection:
-        if self._driver is None:
-            try:
-                held = await self._engine.connect()
-            except Exception as error:
-                raise Unavailable(f"database unavailable: {error}") from error
-            try:
-                driver: asyncpg.Connection = (await held.get_raw_connection()).driver_connection
-                # JSON columns come back decoded by the same codec as everywhere else
-                # (SQLAlchemy installs this one too; set here so this path relies on it).
-                await driver.set_type_codec(
-                    "json", schema="pg_catalog", encoder=json_dumps, decoder=json_loads
-                )
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await held.invalidate()
-                    await held.close()
-                raise
-            self._held, self._driver = held, driver
-        assert self._driver is not None
-        return self._driver
+        if self._driver is not None:
+            return self._driver
+        try:
+            self._held = await self._engine.connect()
+        except Exception as error:
+            raise Unavailable(f"database unavailable: {error}") from error
+        try:
+            driver: asyncpg.Connection = (await self._held.get_raw_connection()).driver_connection
+            # JSON columns come back decoded by the same codec as everywhere else
+            # (SQLAlchemy installs this one too; set here so this path relies on it).
+            await driver.set_type_codec(
+                "json", schema="pg_catalog", encoder=json_dumps, decoder=json_loads
+            )
+        except BaseException:
+            await self._drop()
+            raise
+        self._driver = driver
+        return driver
 
     async def _drop(self) -> None:
         held, self._held, self._driver = self._held, None, None
@@ -220,11 +219,3 @@ def _connection_lost(error: asyncpg.PostgresError) -> bool:
     state = getattr(error, "sqlstate", "") or ""
     # 08: connection exception; 53: insufficient resources; 57: operator intervention.
     return state[:2] in ("08", "53", "57")
-
-
-def _integrity_error(error: asyncpg.IntegrityConstraintViolationError) -> TetherError:
-    if isinstance(error, asyncpg.ForeignKeyViolationError):
-        return NotFound("command refers to a row that does not exist")
-    if isinstance(error, asyncpg.UniqueViolationError):
-        return Conflict("command already exists")
-    return Conflict("command violates a constraint")
