@@ -20,6 +20,9 @@ POSTGRES_URL = os.environ.get(
     "TETHER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: The cluster name of this test run: every Redis channel and key it uses carries it, so
+#: runs (and helpers, and a developer's server) sharing one Redis never hear each other.
+CLUSTER_NAME = f"test-{uuid.uuid4().hex[:12]}"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Many tests start real ``tether`` processes (servers, agents), each importing all of

@@ -37,7 +37,12 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.resolved_database_url, migrate=True)
-    bus = create_bus(settings.bus, redis_url=settings.redis_url, node_id=settings.node_id)
+    bus = create_bus(
+        settings.bus,
+        redis_url=settings.redis_url,
+        node_id=settings.node_id,
+        namespace=settings.cluster_name,
+    )
     hub = Hub(store, bus, settings, clock)
     try:
         await hub.start()

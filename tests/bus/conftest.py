@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from tests.conftest import CLUSTER_NAME
 from tether.bus import Bus, MemoryBus, RedisBus
 
 
@@ -53,7 +54,11 @@ class Backend:
     made: list[Bus] = field(default_factory=list)
 
     def new(self, **kwargs: Any) -> Bus:
-        bus: Bus = MemoryBus(**kwargs) if self.kind == "memory" else RedisBus(self.url, **kwargs)
+        bus: Bus = (
+            MemoryBus(**kwargs)
+            if self.kind == "memory"
+            else RedisBus(self.url, **{"namespace": CLUSTER_NAME, **kwargs})
+        )
         self.made.append(bus)
         return bus
 
@@ -62,7 +67,7 @@ class Backend:
         if isinstance(bus, MemoryBus):
             return channel in bus.channels
         async with aioredis.from_url(self.url) as client:
-            ((_, count),) = await client.pubsub_numsub(channel)
+            ((_, count),) = await client.pubsub_numsub(f"{CLUSTER_NAME}.{channel}")
             return bool(count)
 
 

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.conftest import CLUSTER_NAME
 from tether.bus import RedisBus
 from tether.core.errors import Unavailable
 
@@ -36,7 +37,7 @@ async def nodes(redis_url: str) -> AsyncIterator[Callable[..., Awaitable[RedisBu
     made: list[RedisBus] = []
 
     async def node(**kwargs: object) -> RedisBus:
-        bus = RedisBus(redis_url, **kwargs)  # type: ignore[arg-type]
+        bus = RedisBus(redis_url, **{"namespace": CLUSTER_NAME, **kwargs})  # type: ignore[arg-type]
         made.append(bus)
         await bus.start()
         return bus
@@ -47,7 +48,7 @@ async def nodes(redis_url: str) -> AsyncIterator[Callable[..., Awaitable[RedisBu
 
 
 async def numsub(client: aioredis.Redis, channel: str) -> int:
-    ((_, count),) = await client.pubsub_numsub(channel)
+    ((_, count),) = await client.pubsub_numsub(f"{CLUSTER_NAME}.{channel}")
     return int(count)
 
 
@@ -196,8 +197,10 @@ async def test_subscription_churn_across_kills_ends_in_the_right_state(
     await asyncio.gather(churn(), churn(), churn(), killer())
 
     async def server_matches() -> bool:
-        counts = dict(await client.pubsub_numsub(*channels))
-        return all(bool(counts[ch.encode()]) == (ch in a.channels) for ch in channels)
+        counts = dict(await client.pubsub_numsub(*(f"{CLUSTER_NAME}.{ch}" for ch in channels)))
+        return all(
+            bool(counts[f"{CLUSTER_NAME}.{ch}".encode()]) == (ch in a.channels) for ch in channels
+        )
 
     await until(server_matches)
 
@@ -382,4 +385,82 @@ async def test_replies_match_their_commands_with_many_in_flight(nodes, client):
         assert [bool(h) for h in held] == [bool(i % 2) for i in range(300)]
         assert all(h[d] == {a.node_id} for d, h in zip(devices, held, strict=True) if h)
     finally:
-        await client.delete(*(f"tether:holders:{d}" for d in devices))
+        await client.delete(*(f"{CLUSTER_NAME}:holders:{d}" for d in devices))
+
+
+# --- cluster names ----------------------------------------------------------------------
+
+
+async def test_clusters_with_different_names_on_one_redis_never_hear_each_other(
+    nodes, client, collector
+):
+    """Pub/sub ignores the database index: only the name keeps two clusters apart."""
+    ours, theirs = (
+        await nodes(node_id="n1"),
+        await nodes(node_id="n1", namespace=f"{CLUSTER_NAME}-b"),
+    )
+    got_ours, got_theirs = collector(), collector()
+    for bus, got in ((ours, got_ours), (theirs, got_theirs)):
+        await bus.subscribe("commands", got)
+        await bus.subscribe("node.n1", got)
+    await theirs.publish("commands", b"theirs")
+    await theirs.publish("node.n1", b"theirs, directed")
+    await ours.publish("commands", b"ours")
+    assert await got_ours.wait_for(1) == [("commands", b"ours")]
+    assert await got_theirs.wait_for(2) == [
+        ("commands", b"theirs"),
+        ("node.n1", b"theirs, directed"),
+    ]
+    # The keys too: holders and membership.
+    await theirs.hold(["shared-device"], 30)
+    assert await ours.holders(["shared-device"]) == {}
+    assert await theirs.holders(["shared-device"]) == {"shared-device": {"n1"}}
+    epoch = await ours.beat(30)
+    await theirs.beat(30, gap=True)
+    assert await ours.beat(30) == epoch
+    assert all(
+        key.decode().startswith((f"{CLUSTER_NAME}:", f"{CLUSTER_NAME}-b:"))
+        for key in await client.keys("*")
+    )
+
+
+# --- membership -------------------------------------------------------------------------
+
+
+async def test_the_epoch_moves_when_a_member_stops_beating(nodes):
+    a, b = await nodes(node_id="alive"), await nodes(node_id="doomed")
+    epoch = await a.beat(30)
+    await b.beat(0.2)
+    assert await a.beat(30) == epoch  # b is a member in good standing
+    await asyncio.sleep(0.3)  # b "died": it beats no more
+    moved = await a.beat(30)
+    assert moved != epoch
+    assert await a.beat(30) == moved  # noticed once: b is no longer a member
+
+
+async def test_the_epoch_moves_when_a_node_restarts_under_the_same_id(nodes):
+    a, first = await nodes(node_id="steady"), await nodes(node_id="worker-0")
+    epoch = await a.beat(30)
+    await first.beat(30)
+    assert await a.beat(30) == epoch
+    second = await nodes(node_id="worker-0")  # a new process, before the old one expired
+    assert await second.beat(30) != epoch
+
+
+async def test_the_epoch_moves_on_a_reported_gap_and_on_leaving(nodes):
+    a, b = await nodes(node_id="a"), await nodes(node_id="b")
+    epoch = await a.beat(30)
+    await b.beat(30, gap=True)
+    after_gap = await a.beat(30)
+    assert after_gap != epoch
+    await b.leave()
+    assert await a.beat(30) != after_gap
+
+
+async def test_a_failed_publish_is_reported(nodes):
+    """publish_nowait answers nobody, so its failure is reported to the lost-callbacks."""
+    bus = await nodes()
+    lost = asyncio.Event()
+    bus.on_publish_lost(lost.set)
+    bus._publisher.submit("NOT-A-COMMAND").add_done_callback(bus._publish_done)
+    await asyncio.wait_for(lost.wait(), 5)

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import CLUSTER_NAME
 from tests.hub.conftest import admin_of, started_hub
 
 from tether.bus import MemoryBus, RedisBus
@@ -119,8 +120,8 @@ async def test_two_hubs_on_postgres_and_redis(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     async with (
-        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as a,
-        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as b,
+        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as a,
+        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as b,
     ):
         device = await make_device(a, "shared")
         session = Session("shared")
@@ -161,8 +162,8 @@ async def test_two_hubs_doing_the_same_work_finish_each_command_once(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     async with (
-        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as a,
-        started_hub(postgres_url, RedisBus(redis_url), tmp_path) as b,
+        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as a,
+        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as b,
     ):
         device = await make_device(a, "busy")
         applied: list[tuple[str, int, CommandState]] = []

@@ -102,6 +102,42 @@ class Bus(ABC):
             except Exception:
                 logger.exception("bus: a resume callback failed")
 
+    # --- lost publishes -------------------------------------------------------------------
+
+    def on_publish_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when a message given to :meth:`publish_nowait` was not sent.
+
+        Its listeners never heard it, and nothing on their side shows the gap; the
+        publisher reports it (see :meth:`beat`) so they re-read what it stood for.
+        """
+        self.__dict__.setdefault("_lost_callbacks", []).append(callback)
+
+    def _publish_lost(self) -> None:
+        for callback in self.__dict__.get("_lost_callbacks", []):
+            try:
+                callback()
+            except Exception:
+                logger.exception("bus: a publish-lost callback failed")
+
+    # --- membership -----------------------------------------------------------------------
+    # The nodes of a cluster and one counter, the *epoch*, which moves whenever a node may
+    # have stored something that nobody heard announced. Every node re-reads the store
+    # when it sees the epoch move; nothing else is needed to recover from a peer's death.
+
+    @abstractmethod
+    async def beat(self, ttl: float, *, gap: bool = False) -> int:
+        """Record this node as alive for ``ttl`` seconds; return the cluster's epoch.
+
+        The epoch moves when a member stopped beating for ``ttl`` (it died, or lost the
+        backend), when a node id reappears as a new process, when a node leaves, and
+        when a caller passes ``gap=True`` (some of its publishes were lost).
+        """
+
+    @abstractmethod
+    async def leave(self) -> None:
+        """Stop being a member, moving the epoch (what this node announced last may
+        still be in flight when it goes)."""
+
     # --- who holds which device ---------------------------------------------------------
     # The device -> node map of a cluster: a node "holds" a device while it has its live
     # session or recent polls. Entries expire unless refreshed, so a node that dies stops

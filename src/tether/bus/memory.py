@@ -33,6 +33,7 @@ class MemoryBus(Bus):
         self._holders: dict[str, dict[str, float]] = {}
         self._handlers = HandlerTable()
         self._closed = False
+        self._epoch = 0
 
     @property
     def channels(self) -> frozenset[str]:
@@ -73,6 +74,17 @@ class MemoryBus(Bus):
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the bus is closed", node_id=self.node_id)
+
+    # --- membership: a single process, whose own publishes cannot be lost -------------
+
+    async def beat(self, ttl: float, *, gap: bool = False) -> int:
+        self._check_open()
+        if gap:
+            self._epoch += 1
+        return self._epoch
+
+    async def leave(self) -> None:
+        self._epoch += 1
 
     # --- holders ------------------------------------------------------------------------
 

@@ -65,11 +65,19 @@ class RedisBus(Bus):
         url: str,
         *,
         node_id: str | None = None,
+        namespace: str = "tether",
         health_check_interval: float = 15.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
         self.node_id = node_id or uuid.uuid4().hex
+        # Every channel and key carries the cluster's name: pub/sub ignores the database
+        # index, so two deployments sharing one Redis would otherwise hear each other.
+        self.namespace = namespace
+        self._prefix = f"{namespace}."
+        self._key_prefix = f"{namespace}:"
+        # Tells this process apart from an earlier one that ran under the same node id.
+        self._incarnation = uuid.uuid4().hex
         self._health_check_interval = health_check_interval
         self._backoff = (backoff_initial, backoff_max)
 
@@ -121,11 +129,13 @@ class RedisBus(Bus):
 
     async def publish(self, channel: str, payload: bytes) -> None:
         self._check_open()
-        await self._publisher.execute("PUBLISH", channel, payload)
+        await self._publisher.execute("PUBLISH", self._prefix + channel, payload)
 
     def publish_nowait(self, channel: str, payload: bytes) -> None:
         self._check_open()
-        self._publisher.submit("PUBLISH", channel, payload).add_done_callback(_log_failure)
+        self._publisher.submit("PUBLISH", self._prefix + channel, payload).add_done_callback(
+            self._publish_done
+        )
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
         self._check_open()
@@ -172,7 +182,9 @@ class RedisBus(Bus):
                 return
             ack = self._expect_ack()
             try:
-                await conn.send_command("SUBSCRIBE" if wanted else "UNSUBSCRIBE", channel)
+                await conn.send_command(
+                    "SUBSCRIBE" if wanted else "UNSUBSCRIBE", self._prefix + channel
+                )
             except _LINK_ERRORS:
                 return  # the reader sees the same dead socket and re-subscribes
             if wanted:
@@ -202,7 +214,7 @@ class RedisBus(Bus):
                 channels = self._handlers.channels()
                 acks = [self._expect_ack() for _ in channels]
                 if channels:
-                    await conn.send_command("SUBSCRIBE", *channels)
+                    await conn.send_command("SUBSCRIBE", *(self._prefix + c for c in channels))
                 self._conn, self._live, self._link_up = conn, set(channels), True
         except BaseException:
             self._resolve_acks()
@@ -279,7 +291,7 @@ class RedisBus(Bus):
             ping_pending = False
             kind = frame[0]
             if kind == b"message":
-                self._handlers.dispatch(frame[1].decode(), frame[2])
+                self._handlers.dispatch(frame[1].decode()[len(self._prefix) :], frame[2])
             elif kind in (b"subscribe", b"unsubscribe") and self._acks:
                 ack = self._acks.popleft()
                 if not ack.done():
@@ -311,8 +323,32 @@ class RedisBus(Bus):
         if self._closed:
             raise Unavailable("the bus is closed", node_id=self.node_id)
 
+    def _publish_done(self, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.warning("bus: a publish failed: %s", done.exception())
+            self._publish_lost()
+
+    # --- membership -----------------------------------------------------------------------
+    # One hash, ``<namespace>:members``: ``node:<id>`` -> ``<expiry ms>|<incarnation>`` per
+    # member, and ``epoch``. One key, so the script below also runs on a Redis Cluster.
+
+    async def beat(self, ttl: float, *, gap: bool = False) -> int:
+        self._check_open()
+        return await self._membership(int(ttl * 1000), "gap" if gap else "beat")
+
+    async def leave(self) -> None:
+        self._check_open()
+        await self._membership(0, "leave")
+
+    async def _membership(self, ttl_ms: int, action: str) -> int:
+        key = f"{self._key_prefix}members"
+        epoch = await self._publisher.execute(
+            "EVAL", _MEMBERSHIP, 1, key, self.node_id, self._incarnation, ttl_ms, action
+        )
+        return int(epoch)
+
     # --- holders ------------------------------------------------------------------------
-    # One hash per device, ``tether:holders:<device>``: node id -> expiry (epoch ms). The
+    # One hash per device, ``<namespace>:holders:<device>``: node id -> expiry (epoch ms). The
     # key itself expires too, so a device nobody refreshes leaves nothing behind.
 
     async def hold(self, device_ids: Collection[str], ttl: float) -> None:
@@ -324,8 +360,10 @@ class RedisBus(Bus):
                 call
                 for device_id in device_ids
                 for call in (
-                    self._publisher.execute("HSET", _holders_key(device_id), self.node_id, expires),
-                    self._publisher.execute("PEXPIRE", _holders_key(device_id), ttl_ms),
+                    self._publisher.execute(
+                        "HSET", self._holders_key(device_id), self.node_id, expires
+                    ),
+                    self._publisher.execute("PEXPIRE", self._holders_key(device_id), ttl_ms),
                 )
             )
         )
@@ -334,16 +372,19 @@ class RedisBus(Bus):
         self._check_open()
         await asyncio.gather(
             *(
-                self._publisher.execute("HDEL", _holders_key(device_id), self.node_id)
+                self._publisher.execute("HDEL", self._holders_key(device_id), self.node_id)
                 for device_id in device_ids
             )
         )
+
+    def _holders_key(self, device_id: str) -> str:
+        return f"{self._key_prefix}holders:{device_id}"
 
     async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
         self._check_open()
         ids = list(device_ids)
         replies = await asyncio.gather(
-            *(self._publisher.execute("HGETALL", _holders_key(device_id)) for device_id in ids)
+            *(self._publisher.execute("HGETALL", self._holders_key(device_id)) for device_id in ids)
         )
         now = time.time() * 1000
         found: dict[str, set[str]] = {}
@@ -354,13 +395,37 @@ class RedisBus(Bus):
         return found
 
 
-def _log_failure(done: asyncio.Future[Any]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        logger.warning("bus: a publish failed: %s", done.exception())
-
-
-def _holders_key(device_id: str) -> str:
-    return f"tether:holders:{device_id}"
+#: Beat, leave or report a gap, atomically, on the server's clock (members on several
+#: machines need not agree on the time). Members whose expiry passed are removed, and
+#: removing one moves the epoch, as does this node id appearing with a new incarnation
+#: (a restart quicker than the TTL). Returns the epoch.
+_MEMBERSHIP = """
+local key, me, incarnation = KEYS[1], 'node:' .. ARGV[1], ARGV[2]
+local ttl, action = tonumber(ARGV[3]), ARGV[4]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local moved = action ~= 'beat'
+local fields = redis.call('HGETALL', key)
+for i = 1, #fields, 2 do
+  local field, value = fields[i], fields[i + 1]
+  if string.sub(field, 1, 5) == 'node:' then
+    local bar = string.find(value, '|', 1, true)
+    if field == me then
+      if string.sub(value, bar + 1) ~= incarnation then moved = true end
+    elseif tonumber(string.sub(value, 1, bar - 1)) <= now then
+      redis.call('HDEL', key, field)
+      moved = true
+    end
+  end
+end
+if action == 'leave' then
+  redis.call('HDEL', key, me)
+else
+  redis.call('HSET', key, me, (now + ttl) .. '|' .. incarnation)
+end
+if moved then return redis.call('HINCRBY', key, 'epoch', 1) end
+return tonumber(redis.call('HGET', key, 'epoch') or '0')
+"""
 
 
 def _text(value: Any) -> str:

@@ -14,10 +14,12 @@ import msgspec
 
 from tether.core.model import Command, Device, Notification
 
-COMMANDS = "tether.commands"
-NOTIFICATIONS = "tether.notifications"
-PRESENCE = "tether.presence"
-DIRECTORY = "tether.directory"
+# Names within the cluster: the bus prefixes each with the cluster's name
+# (``TETHER_CLUSTER_NAME``), so ``commands`` is ``tether.commands`` on Redis by default.
+COMMANDS = "commands"
+NOTIFICATIONS = "notifications"
+PRESENCE = "presence"
+DIRECTORY = "directory"
 
 
 class DeviceRef(msgspec.Struct, frozen=True, array_like=True):
@@ -81,7 +83,7 @@ Event = (
 
 def node_channel(node_id: str) -> str:
     """The directed channel of one process."""
-    return f"tether.node.{node_id}"
+    return f"node.{node_id}"
 
 
 _encoder = msgspec.json.Encoder()

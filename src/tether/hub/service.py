@@ -32,6 +32,7 @@ from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL, execution_de
 from tether.core.model import Command, Device, Notification
 from tether.hub import events, metrics
 from tether.hub.auth import Auth
+from tether.hub.cluster import Reconciler
 from tether.hub.commands import Commands
 from tether.hub.delivery import Delivery
 from tether.hub.dialect_state import DialectState
@@ -93,6 +94,7 @@ class Hub:
         self.delivery = Delivery(self)
         self.writer = CommandWriter(self)
         self.dialect_state = DialectState(self)
+        self.reconciler = Reconciler(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._background_tasks: set[asyncio.Task[None]] = set()
         self._bus_channels: set[str] = set()
@@ -105,9 +107,11 @@ class Hub:
         await self.bus.subscribe(events.COMMANDS, self._on_bus)
         await self.bus.subscribe(events.DIRECTORY, self._on_bus)
         await self.bus.subscribe(events.node_channel(self.node_id), self._on_bus)
-        self.bus.on_resume(self._bus_resumed)
+        self.bus.on_resume(self.reconciler.bus_resumed)
+        self.bus.on_publish_lost(self.reconciler.publish_lost)
         await self.auth.start()
         self.writer.start()
+        await self.reconciler.join()
         await self._rebuild()
         self.sweeper.start()
         self.notifications.start()
@@ -134,6 +138,7 @@ class Hub:
         await self.notifications.stop()
         with contextlib.suppress(Exception):
             await self._flush_last_seen()
+        await self.reconciler.leave()
         await self.bus.close()
 
     async def _rebuild(self) -> None:
@@ -145,26 +150,9 @@ class Hub:
             self._track(command)
         log.info("re-armed %d active commands", len(self.index))
 
-    def _bus_resumed(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.resync())
-        self._background(task)
-
     async def resync(self) -> None:
-        """Rebuild the pending index from the store after events may have been missed.
-
-        Called when the bus comes back from an outage: commands created or finished
-        elsewhere meanwhile are learned here, and live sessions and parked polls are
-        offered what is now due.
-        """
-        # The fresh index takes events from now on; the snapshot below is applied after
-        # them, and the index ignores whatever in it is older than what it already has.
-        self.index = CommandIndex()
-        active = await self.store.commands.active()
-        for command in active:
-            self._track(command)
-        for device_id in {*self.delivery.sessions, *self.delivery.parked_devices()}:
-            self.delivery.notify(device_id)
-        log.info("resynced %d active commands after a bus outage", len(active))
+        """Rebuild the pending index and deadlines from the store (see hub.cluster)."""
+        await self.reconciler.resync()
 
     async def ready(self) -> None:
         """Raise ``Unavailable`` unless the store and the bus answer."""
@@ -186,14 +174,16 @@ class Hub:
         """Tell the other processes; this one applied the change already.
 
         Not awaited: the change is stored before this runs, so a bus failure must not fail
-        the caller (who would retry and duplicate it); the other processes catch up from
-        the store when their bus resumes.
+        the caller (who would retry and duplicate it). A lost publish is reported to the
+        cluster with the next liveness beat, and every node re-reads the store (see
+        hub.cluster).
         """
         if self.bus.shared:
             try:
                 self.bus.publish_nowait(channel, self._origin + events.encode(event))
             except Unavailable:
                 log.warning("bus unavailable: %s not published", type(event).__name__)
+                self.reconciler.publish_lost()
 
     def _on_bus(self, channel: str, payload: bytes) -> None:
         if payload.startswith(self._origin):
@@ -251,6 +241,11 @@ class Hub:
 
     def _track(self, command: Command) -> None:
         self.index.apply(command)
+        self.reconciler.note(command)
+        self.arm_deadlines(command)
+
+    def arm_deadlines(self, command: Command) -> None:
+        """Arm (or disarm) the command's delivery and execution deadlines."""
         if command.state in DELIVERABLE and command.expires_at is not None:
             self.sweeper.arm(command.expires_at, command.id, Deadline.EXPIRE)
         else:

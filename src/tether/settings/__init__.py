@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     bus: Literal["memory", "redis"] = Field("memory", description="Event bus backend.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for bus=redis.")
     node_id: str | None = Field(None, description="This process's id on the bus (default random).")
+    cluster_name: str = Field(
+        "tether",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Prefix of every Redis channel and key; clusters sharing one Redis "
+        "need different names.",
+    )
+    node_heartbeat: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between a node's liveness beats; a node silent for three "
+        "is taken for dead and its peers re-read the active commands.",
+    )
     workers: int = Field(
         1, ge=1, le=64, description="Processes serving one port (needs bus=redis and PostgreSQL)."
     )
