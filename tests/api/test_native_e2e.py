@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -381,3 +382,51 @@ async def assert_empty_polls_run_no_sql(tether: Running) -> None:
     async with tether.session.get(url, headers=headers) as r:
         assert len(await r.json()) == 1
     assert SQL_STATEMENTS._value.get() > before
+
+
+async def _stored_unannounced(tether: Running, device_id: str, key: str, lifetime: float) -> int:
+    """A command committed by a node that died before telling anyone: in the store only."""
+    hub = tether.hub
+    admin = await hub.store.users.get_by_login("admin")
+    assert admin is not None
+    now = hub.clock.now()
+    command, created = await hub.store.commands.insert(
+        device_id=device_id,
+        name="echo",
+        parameters={"stored": "unannounced"},
+        created_by=admin.id,
+        now=now,
+        expires_at=now + timedelta(seconds=lifetime),
+        timeout=30,
+        idempotency_key=key,
+    )
+    assert created and hub.index.get(command.id) is None
+    return command.id
+
+
+async def test_an_idempotent_replay_announces_the_command(tether: Running) -> None:
+    """The retry of a cut request is delivered even if its first attempt was never
+    announced; and nothing is stored twice."""
+    credential = await tether.device("replayed-1")
+    stored = await _stored_unannounced(tether, "replayed-1", "cut-1", lifetime=60)
+    async with agent(tether, "replayed-1", credential) as device:
+        body = {"name": "echo", "parameters": {"retry": True}, "idempotencyKey": "cut-1"}
+        again = await tether.call(
+            "POST", "/api/v1/devices/replayed-1/commands", json=body, expect=201
+        )
+        assert again["id"] == stored
+        final = await tether.call("GET", f"/api/v1/commands/{stored}?wait=5", expect=200)
+        assert final["state"] == "succeeded"
+        assert device.executed == [stored]
+    listed = await tether.call("GET", "/api/v1/devices/replayed-1/commands", expect=200)
+    assert [c["id"] for c in listed] == [stored]
+
+
+async def test_an_idempotent_replay_arms_the_deadlines(tether: Running) -> None:
+    await tether.device("replayed-2")  # offline: only the expiry can end the command
+    stored = await _stored_unannounced(tether, "replayed-2", "cut-2", lifetime=0.4)
+    body = {"name": "echo", "idempotencyKey": "cut-2"}
+    await tether.call("POST", "/api/v1/devices/replayed-2/commands", json=body, expect=201)
+    await asyncio.sleep(0.8)
+    final = await tether.call("GET", f"/api/v1/commands/{stored}", expect=200)
+    assert final["state"] == "expired"

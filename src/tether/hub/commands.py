@@ -143,6 +143,13 @@ class Commands:
         if created:
             metrics.COMMANDS_CREATED.inc()
             await hub.command_changed(command, device, created=True)
+        elif command.state not in TERMINAL:
+            # A replay is announced like a fresh create: the first attempt may have been
+            # cut after its commit by the death of the node that stored it, before anyone
+            # was told, and this retry is the earliest chance to tell them. It arms the
+            # deadlines too. Announcing twice is harmless: the index keeps one version and
+            # subscribers deduplicate by id.
+            await hub.command_changed(command, device, created=True)
         return command
 
     async def get(self, principal: Principal, command_id: int) -> Command:
