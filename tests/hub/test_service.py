@@ -226,3 +226,43 @@ async def test_resync_learns_commands_whose_events_were_missed(
         await hub.resync()
         handed = await hub.delivery.poll("gap", limit=5, max_in_flight=8, wait=0)
         assert [c.id for c in handed] == [missed.id]
+
+
+async def test_a_peer_that_dies_between_commit_and_announcement_strands_nothing(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    bus = RedisBus(redis_url, namespace=CLUSTER_NAME, node_id="survivor")
+    async with started_hub(postgres_url, bus, tmp_path, node_heartbeat=0.1) as survivor:
+        await make_device(survivor, "orphan")
+        doomed = RedisBus(redis_url, namespace=CLUSTER_NAME, node_id="doomed")
+        await doomed.start()
+        await doomed.beat(0.3)  # a member of the cluster ...
+        # ... that committed a command and was killed before announcing it.
+        stored, _ = await survivor.store.commands.insert(
+            device_id="orphan", name="x", parameters=None, created_by=None, now=survivor.clock.now()
+        )
+        await doomed.close()
+        parked = survivor.delivery.poll("orphan", limit=5, max_in_flight=8, wait=5)
+        handed = await asyncio.wait_for(parked, 6)
+        assert [c.id for c in handed] == [stored.id]
+
+
+async def test_a_lost_publish_is_reported_and_every_peer_catches_up(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    async with (
+        started_hub(
+            postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path, node_heartbeat=0.1
+        ) as a,
+        started_hub(
+            postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path, node_heartbeat=0.1
+        ) as b,
+    ):
+        await make_device(a, "unheard")
+        # A's publishes fail (its link to Redis broke for a moment) while A stays up.
+        a.bus.publish_nowait = lambda channel, payload: a.bus._publish_lost()  # type: ignore[method-assign]
+        parked = asyncio.create_task(b.delivery.poll("unheard", limit=5, max_in_flight=8, wait=5))
+        await asyncio.sleep(0.05)
+        made = await a.commands.create(await admin_of(a), "unheard", "x")
+        handed = await asyncio.wait_for(parked, 6)
+        assert [c.id for c in handed] == [made.id]
