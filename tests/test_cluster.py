@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import REDIS_URL, fresh_postgres_schema
+from tests.conftest import CLUSTER_NAME, REDIS_URL, fresh_postgres_schema
 from tests.test_durability import free_port
 
 pytestmark = pytest.mark.slow
@@ -86,6 +86,7 @@ async def cluster_env(redis_url: str) -> AsyncIterator[dict[str, str]]:
             "TETHER_DATABASE_URL": url,
             "TETHER_BUS": "redis",
             "TETHER_REDIS_URL": redis_url,
+            "TETHER_CLUSTER_NAME": CLUSTER_NAME,
             "TETHER_ADMIN_PASSWORD": PASSWORD,
         }
 

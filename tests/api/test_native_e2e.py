@@ -400,7 +400,8 @@ async def _stored_unannounced(tether: Running, device_id: str, key: str, lifetim
         timeout=30,
         idempotency_key=key,
     )
-    assert created and hub.index.get(command.id) is None
+    assert created
+    assert hub.index.get(command.id) is None
     return command.id
 
 
