@@ -262,7 +262,10 @@ async def test_kill_9_at_random_points_strands_no_acknowledged_command(nodes: No
             with contextlib.suppress(asyncio.CancelledError):
                 await running
 
-    context = f"seed {seed} (rerun with TETHER_KILL_SEED={seed}); {answered_by_victim} answered by the victim, {cut} cut"
+    context = (
+        f"seed {seed} (rerun with TETHER_KILL_SEED={seed}); "
+        f"{answered_by_victim} answered by the victim, {cut} cut"
+    )
     assert len(acknowledged) == KILL_POINTS * BURST, context
     assert not unfinished, f"stranded: {unfinished}; {context}"
     keys = [c["parameters"] for c in stored]  # each command carries its key
