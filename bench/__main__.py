@@ -108,6 +108,9 @@ async def main(args: argparse.Namespace) -> int:
             section = await cluster.run(load, seconds, warmup, machine, command)
             if section is not None:
                 emit("cluster", section)
+                from bench import cluster_c1
+
+                emit("c1", await cluster_c1.run(load, machine, command))
     if args.scenario in ("controlid", "all"):
         from bench import controlid
 

@@ -51,6 +51,8 @@ from bench.common import (
 from bench.roundtrip import DEVICE, Load, Outcome, postgres_schema, print_outcome
 
 REDIS = "redis://127.0.0.1:6379/0"
+#: This bench run's cluster name: its channels and keys are its own on a shared Redis.
+CLUSTER_NAME = f"bench-{secrets.token_hex(4)}"
 #: Goals of issue 3: crossing processes adds < 1 ms at p99; 2 workers >= 1.6x one.
 GOAL_EXTRA_P99, GOAL_SCALE = 0.001, 1.6
 #: Round-trip pairs (one process, two processes) per run; the median pair is judged.
@@ -65,7 +67,12 @@ def _node(name: str, database_url: str, node_id: str, password: str, workers: in
     return Tether(
         name,
         database_url,
-        env={"TETHER_BUS": "redis", "TETHER_REDIS_URL": REDIS, "TETHER_NODE_ID": node_id},
+        env={
+            "TETHER_BUS": "redis",
+            "TETHER_REDIS_URL": REDIS,
+            "TETHER_NODE_ID": node_id,
+            "TETHER_CLUSTER_NAME": CLUSTER_NAME,
+        },
         args=["--workers", str(workers)],
         password=password,
         sockets=workers,

@@ -56,13 +56,23 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 GOAL_RATE, GOAL_P50, GOAL_P99 = 2000.0, 0.002, 0.010
 FAILED_STATES = frozenset({"failed", "expired", "timed_out", "cancelled"})
 
-_CREATE = (
-    '{"type":"command.create","requestId":%d,"deviceId":"' + DEVICE + '","name":"echo",'
-    '"parameters":{"i":%d}}'
-)
-_SUBSCRIBE = (
-    '{"type":"subscribe","requestId":"s","topic":"command_update","deviceIds":["' + DEVICE + '"]}'
-)
+
+def _create_template(device_id: str) -> str:
+    return (
+        '{"type":"command.create","requestId":%d,"deviceId":"' + device_id + '","name":"echo",'
+        '"parameters":{"i":%d}}'
+    )
+
+
+def _subscribe_frame(device_id: str) -> str:
+    return (
+        '{"type":"subscribe","requestId":"s","topic":"command_update","deviceIds":["'
+        + device_id
+        + '"]}'
+    )
+
+
+_CREATE = _create_template(DEVICE)
 
 
 @dataclass(frozen=True)
@@ -341,31 +351,33 @@ async def drive(
     load: Load,
     count_sql: bool,
     device_server: ServerProcess | None = None,
+    device_id: str = DEVICE,
 ) -> Outcome:
     """Connect device and app, subscribe, run the schedule, wait for the stragglers.
 
     The app socket goes to ``server`` and the device socket to ``device_server`` (the same
     server unless given); server CPU and SQL statements are summed over both.
     """
+    template = _create_template(device_id)
     device_side = device_server or server
     servers = [server] if device_side is server else [server, device_side]
     run = _Run(load, lambda: sum(s.cpu_seconds() for s in servers))
     async with aiohttp.ClientSession() as session:
         device = await session.ws_connect(
-            f"{device_side.base_url}/api/v1/device/ws?deviceId={DEVICE}",
+            f"{device_side.base_url}/api/v1/device/ws?deviceId={device_id}",
             headers={"Authorization": f"Bearer {credential}"},
         )
         app = await session.ws_connect(
             f"{server.base_url}/api/v1/ws", headers={"Authorization": f"Bearer {token}"}
         )
-        await app.send_str(_SUBSCRIBE)
+        await app.send_str(_subscribe_frame(device_id))
         reply = msgspec.json.decode(await asyncio.wait_for(app.receive_str(), 10))
         if reply.get("type") != "response":
             raise RuntimeError(f"subscribe failed on {label}: {reply}")
         sql_before = await _sql(servers) if count_sql else None
         tasks = [asyncio.create_task(_device(device, run)), asyncio.create_task(_app(app, run))]
         try:
-            await send_open_loop(app, run)
+            await send_open_loop(app, run, lambda i: template % (i, i))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.finished.wait(), load.drain)
             run.mark()

@@ -1,0 +1,233 @@
+"""Section C1 of scenario ``cluster`` (issue 14): what each added process costs, and what
+crossing processes costs beyond the Redis hops it cannot avoid.
+
+* **CPU per command at 1, 2 and 4 processes.** N ``tether serve`` processes on one
+  PostgreSQL schema and the Redis bus, N devices: device *i*'s socket on process *i*, its
+  app socket on process *i + 1* (so with two or more processes every command crosses),
+  each pair driven at ``rate / N`` by the open loop of ``bench/roundtrip.py``. The figure
+  is the CPU of all N processes over the run divided by the commands they created. Goal:
+  it stays within 15% of one process's as processes are added (it grows when every
+  process decodes and applies every other process's events).
+* **Round trip at 200/s and 1,000/s.** One process against two (device on A, app on B:
+  two Redis hops on the critical path), each rate beside the two-hop floor measured by
+  ``bench/redis_hops.py`` at the same rate in the same run. Goal: what crossing adds
+  beyond that floor, Tether's own crossing cost, is under 0.5 ms at p50 and at p99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import secrets
+from dataclasses import dataclass
+
+from bench import cluster, redis_hops, roundtrip
+from bench.common import Machine, metric_total, ms, now_utc, table
+from bench.roundtrip import Load, Outcome, postgres_schema, print_outcome
+
+PROCESS_COUNTS = (1, 2, 4)
+RATES = (200.0, 1000.0)
+#: Goals of issue 14.
+GOAL_CPU_GROWTH, GOAL_CROSSING = 1.15, 0.0005
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One process count: how many commands, and what they cost all processes together."""
+
+    processes: int
+    created: float
+    cpu: list[float]  # CPU seconds per process over the run
+    outcomes: list[Outcome]
+
+    @property
+    def cpu_per_command(self) -> float:
+        return sum(self.cpu) / self.created if self.created else math.nan
+
+    @property
+    def unfinished(self) -> int:
+        return sum(o.unfinished for o in self.outcomes)
+
+    @property
+    def errors(self) -> int:
+        return sum(o.errors for o in self.outcomes)
+
+
+@dataclass(frozen=True)
+class Crossing:
+    rate: float
+    single: Outcome
+    pair: Outcome
+    hops: redis_hops.Hops
+
+    def beyond_floor(self, q: float) -> float:
+        """What crossing added at percentile ``q``, less the two hops' own time."""
+        return self.pair.p(q) - self.single.p(q) - self.hops.p(q)
+
+
+async def _scale(count: int, load: Load) -> Scale:
+    async with postgres_schema() as url:
+        if url is None:
+            raise RuntimeError("PostgreSQL went away")
+        password = secrets.token_urlsafe(16)
+        nodes = [
+            cluster._node(f"{count} processes #{i}", url, f"bench-s{count}-{i}", password)
+            for i in range(count)
+        ]
+        try:
+            for node in nodes:  # the first migrates and creates the admin
+                await node.start()
+            devices = [await nodes[0].device(f"scale-{i}") for i in range(count)]
+            created = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
+            cpu = [node.cpu_seconds() for node in nodes]
+            share = dataclasses.replace(load, rate=load.rate / count)
+            outcomes = await asyncio.gather(
+                *(
+                    roundtrip.drive(
+                        nodes[(i + 1) % count],
+                        f"{count} processes, device {i}",
+                        token,
+                        credential,
+                        share,
+                        count_sql=False,
+                        device_server=nodes[i],
+                        device_id=f"scale-{i}",
+                    )
+                    for i, (token, credential) in enumerate(devices)
+                )
+            )
+            used = [node.cpu_seconds() - before for node, before in zip(nodes, cpu, strict=True)]
+            after = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
+            made = sum(after) - sum(created)
+            return Scale(count, made, used, list(outcomes))
+        finally:
+            for node in reversed(nodes):
+                node.stop()
+
+
+async def run(load: Load, machine: Machine, command: str) -> str:
+    scales = []
+    for count in PROCESS_COUNTS:
+        scale = await _scale(count, load)
+        print(
+            f"  {count} process(es): {scale.created:,.0f} commands, "
+            f"{scale.cpu_per_command * 1e6:,.0f} us CPU per command (all processes), "
+            f"{scale.errors} errors, {scale.unfinished} unfinished"
+        )
+        scales.append(scale)
+    crossings = []
+    for rate in RATES:
+        at = dataclasses.replace(load, rate=rate)
+        single = (await cluster._trip(f"1 process at {rate:,.0f}/s", at, split=False)).outcome
+        print_outcome(single)
+        pair = (await cluster._trip(f"2 processes at {rate:,.0f}/s", at, split=True)).outcome
+        print_outcome(pair)
+        hops = await redis_hops.measure(cluster.REDIS, rate, at.duration)
+        crossing = Crossing(rate, single, pair, hops)
+        print(
+            f"  at {rate:,.0f}/s: floor p50 {ms(hops.p(50))} / p99 {ms(hops.p(99))} ms; "
+            f"beyond it p50 {_signed(crossing.beyond_floor(50))} / "
+            f"p99 {_signed(crossing.beyond_floor(99))} ms"
+        )
+        crossings.append(crossing)
+    return render(load, machine, command, scales, crossings)
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def _signed(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "n/a"
+    return ("+" if seconds >= 0 else "-") + ms(abs(seconds))
+
+
+def _scale_goal(load: Load, scales: list[Scale]) -> str:
+    if load.duration < 5:
+        return "not evaluated (a run shorter than 5 s is a smoke test)"
+    base = scales[0].cpu_per_command
+    growth = {s.processes: s.cpu_per_command / base for s in scales[1:]}
+    worst = max(growth.values())
+    clean = all(s.errors == 0 and s.unfinished == 0 for s in scales)
+    verdict = "**holds**" if worst <= GOAL_CPU_GROWTH and clean else "**missed**"
+    return (
+        verdict
+        + ": CPU per command "
+        + ", ".join(f"{n} processes {g:.2f}x one" for n, g in growth.items())
+        + f" (goal <= {GOAL_CPU_GROWTH:.2f}x)"
+    )
+
+
+def _crossing_goal(load: Load, crossing: Crossing) -> str:
+    if load.duration < 5:
+        return "not evaluated (smoke test)"
+    p50, p99 = crossing.beyond_floor(50), crossing.beyond_floor(99)
+    clean = all(o.errors == 0 and o.unfinished == 0 for o in (crossing.single, crossing.pair))
+    holds = p50 < GOAL_CROSSING and p99 < GOAL_CROSSING and clean
+    return ("**holds**" if holds else "**missed**") + f" ({_signed(p50)} / {_signed(p99)} ms)"
+
+
+def render(
+    load: Load, machine: Machine, command: str, scales: list[Scale], crossings: list[Crossing]
+) -> str:
+    base = scales[0].cpu_per_command
+    scale_rows = [
+        [
+            str(s.processes),
+            f"{s.created:,.0f}",
+            f"{s.cpu_per_command * 1e6:,.0f}",
+            f"{s.cpu_per_command / base:.2f}x",
+            " + ".join(f"{c:.1f}" for c in s.cpu),
+            f"{s.errors} / {s.unfinished}",
+        ]
+        for s in scales
+    ]
+    crossing_rows = [
+        [
+            f"{c.rate:,.0f}/s",
+            f"{ms(c.single.p(50))} / {ms(c.single.p(99))}",
+            f"{ms(c.pair.p(50))} / {ms(c.pair.p(99))}",
+            f"{ms(c.hops.p(50))} / {ms(c.hops.p(99))}",
+            f"{_signed(c.beyond_floor(50))} / {_signed(c.beyond_floor(99))}",
+            _crossing_goal(load, c),
+        ]
+        for c in crossings
+    ]
+    return (
+        "## C1: cluster scaling: CPU per command at 1, 2 and 4 processes; crossing cost "
+        "beyond the Redis floor (issue 14)\n\n"
+        "Goals (issue 14): CPU per command, summed over every process, stays within 15% of "
+        "one process's at 2 and 4; crossing processes costs Tether less than 0.5 ms beyond "
+        "the two Redis hops, at p50 and at p99.\n\n"
+        f"- Date: {now_utc()}\n"
+        f"{machine.markdown()}"
+        f"- Command: `{command}`\n"
+        f"- Load: {load.rate:,.0f} commands/s in all for the scaling runs (split evenly "
+        f"over the processes' device/app pairs), {load.warmup:g} s warm-up, "
+        f"{load.duration:g} s measured; every server on PostgreSQL with the Redis bus.\n\n"
+        "### CPU per command as processes are added\n\n"
+        "Device *i* on process *i*, its app on process *i + 1*: with two or more processes "
+        "every command is created on one process and delivered by another.\n\n"
+        + table(
+            [
+                "processes",
+                "commands created",
+                "CPU per command, all processes (us)",
+                "against one process",
+                "CPU seconds of each process",
+                "errors / unfinished",
+            ],
+            scale_rows,
+        )
+        + f"\nGoal: {_scale_goal(load, scales)}.\n\n"
+        "### Round trip across two processes, beside the two-hop Redis floor\n\n"
+        "Latency in ms, p50 / p99: one process holding both sockets, two processes (device "
+        "on A, app on B), the floor (two bare redis-py processes ping-ponging a command-"
+        "sized message at the same rate, `bench/redis_hops.py`), and what crossing adds "
+        "beyond the floor (two processes - one process - floor).\n\n"
+        + table(
+            ["rate", "1 process", "2 processes", "two-hop floor", "beyond the floor", "goal"],
+            crossing_rows,
+        )
+    )
