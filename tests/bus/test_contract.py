@@ -232,3 +232,14 @@ async def test_publish_nowait_keeps_call_order(bus, channel, collector):
         bus.publish_nowait(ch, str(i).encode())
     received = await got.wait_for(500)
     assert [payload for _, payload in received] == [str(i).encode() for i in range(500)]
+
+
+async def test_the_epoch_moves_on_a_reported_gap_only(backend):
+    """Both backends: a beat reports the epoch, and a lost publish moves it."""
+    bus = backend.new()
+    await bus.start()
+    epoch = await bus.beat(30)
+    assert await bus.beat(30) == epoch
+    moved = await bus.beat(30, gap=True)
+    assert moved != epoch
+    assert await bus.beat(30) == moved

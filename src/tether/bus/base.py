@@ -93,14 +93,10 @@ class Bus(ABC):
         gone, so a listener that keeps state from events (the hub's pending index) uses
         this to re-read that state from the store.
         """
-        self.__dict__.setdefault("_resume_callbacks", []).append(callback)
+        self._listen("resume", callback)
 
     def _resumed(self) -> None:
-        for callback in self.__dict__.get("_resume_callbacks", []):
-            try:
-                callback()
-            except Exception:
-                logger.exception("bus: a resume callback failed")
+        self._call_back("resume")
 
     # --- lost publishes -------------------------------------------------------------------
 
@@ -110,14 +106,20 @@ class Bus(ABC):
         Its listeners never heard it, and nothing on their side shows the gap; the
         publisher reports it (see :meth:`beat`) so they re-read what it stood for.
         """
-        self.__dict__.setdefault("_lost_callbacks", []).append(callback)
+        self._listen("publish-lost", callback)
 
     def _publish_lost(self) -> None:
-        for callback in self.__dict__.get("_lost_callbacks", []):
+        self._call_back("publish-lost")
+
+    def _listen(self, what: str, callback: Callable[[], None]) -> None:
+        self.__dict__.setdefault("_callbacks", {}).setdefault(what, []).append(callback)
+
+    def _call_back(self, what: str) -> None:
+        for callback in self.__dict__.get("_callbacks", {}).get(what, []):
             try:
                 callback()
             except Exception:
-                logger.exception("bus: a publish-lost callback failed")
+                logger.exception("bus: a %s callback failed", what)
 
     # --- membership -----------------------------------------------------------------------
     # The nodes of a cluster and one counter, the *epoch*, which moves whenever a node may
