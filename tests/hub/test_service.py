@@ -266,3 +266,29 @@ async def test_a_lost_publish_is_reported_and_every_peer_catches_up(
         made = await a.commands.create(await admin_of(a), "unheard", "x")
         handed = await asyncio.wait_for(parked, 6)
         assert [c.id for c in handed] == [made.id]
+
+
+async def test_a_command_finished_while_resync_reads_does_not_come_back(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The snapshot is older than what arrived during the read: the newer state wins."""
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        device = await make_device(hub, "racing")
+        made = await hub.commands.create(await admin_of(hub), "racing", "x")
+        read, release = asyncio.Event(), asyncio.Event()
+        real_active = hub.store.commands.active
+
+        async def slow_active() -> list[Command]:
+            snapshot = await real_active()  # taken while the command is still pending
+            read.set()
+            await release.wait()
+            return snapshot
+
+        hub.store.commands.active = slow_active  # type: ignore[method-assign]
+        resyncing = asyncio.create_task(hub.resync())
+        await read.wait()
+        await hub.commands.complete(device, made.id, success=True)  # lands mid-read
+        release.set()
+        await resyncing
+        assert hub.index.get(made.id) is None
+        assert await hub.delivery.poll("racing", limit=5, max_in_flight=8, wait=0) == []

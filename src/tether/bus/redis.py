@@ -400,6 +400,7 @@ class RedisBus(Bus):
 #: removing one moves the epoch, as does this node id appearing with a new incarnation
 #: (a restart quicker than the TTL). Returns the epoch.
 _MEMBERSHIP = """
+if redis.replicate_commands then redis.replicate_commands() end  -- TIME, then writes
 local key, me, incarnation = KEYS[1], 'node:' .. ARGV[1], ARGV[2]
 local ttl, action = tonumber(ARGV[3]), ARGV[4]
 local clock = redis.call('TIME')

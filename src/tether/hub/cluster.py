@@ -52,7 +52,9 @@ class Reconciler:
         self._gap = False
         self._wanted: str | None = None  # a resync asked for, with its reason
         self._resyncing: asyncio.Task[None] | None = None
+        self._late: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._one_at_a_time = asyncio.Lock()
         # While a resync reads the store, the changes applied meanwhile, replayed onto
         # the snapshot before it replaces the index.
         self._replay: list[Command] | None = None
@@ -117,7 +119,10 @@ class Reconciler:
         if epoch != self._epoch:
             self._epoch = epoch
             self.request("a node died, left or lost announcements")
-            self._spawn(self._late_pass(), "tether-late-resync")
+            # One late pass, timed from the latest move.
+            if self._late is not None:
+                self._late.cancel()
+            self._late = self._spawn(self._late_pass(), "tether-late-resync")
 
     async def _late_pass(self) -> None:
         await asyncio.sleep(LATE_COMMIT_GRACE)
@@ -151,15 +156,20 @@ class Reconciler:
         finished command leaves it), and the result replaces the index in one step. Live
         sessions and parked polls are then offered whatever is now due.
         """
+        async with self._one_at_a_time:
+            await self._resync(reason)
+
+    async def _resync(self, reason: str) -> None:
         hub = self._hub
-        self._replay = []
+        replay: list[Command] = []
+        self._replay = replay
         try:
             active = await hub.store.commands.active()
             fresh = CommandIndex()
             for command in active:
                 fresh.apply(command)
                 hub.arm_deadlines(command)
-            for command in self._replay:
+            for command in replay:
                 fresh.apply(command)
         finally:
             self._replay = None
@@ -168,7 +178,8 @@ class Reconciler:
             hub.delivery.notify(device_id)
         log.info("resynced %d active commands: %s", len(active), reason)
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
