@@ -178,7 +178,7 @@ def render(
             f"{s.created:,.0f}",
             f"{s.cpu_per_command * 1e6:,.0f}",
             f"{s.cpu_per_command / base:.2f}x",
-            " + ".join(f"{c:.1f}" for c in s.cpu),
+            " + ".join(f"{c:.2f}" for c in s.cpu),
             f"{s.errors} / {s.unfinished}",
         ]
         for s in scales
