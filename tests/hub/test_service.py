@@ -10,9 +10,11 @@ from tests.conftest import CLUSTER_NAME
 from tests.hub.conftest import admin_of, started_hub
 
 from tether.bus import MemoryBus, RedisBus
+from tether.core.filters import EventFilter
 from tether.core.lifecycle import CommandState
 from tether.core.model import Command
 from tether.hub.service import Hub
+from tether.hub.subscriptions import Topic
 
 
 class Session:
@@ -292,3 +294,56 @@ async def test_a_command_finished_while_resync_reads_does_not_come_back(
         await resyncing
         assert hub.index.get(made.id) is None
         assert await hub.delivery.poll("racing", limit=5, max_in_flight=8, wait=0) == []
+
+
+class Collecting:
+    """A subscription sink that keeps what it is offered."""
+
+    def __init__(self) -> None:
+        self.items: asyncio.Queue[Any] = asyncio.Queue()
+
+    def offer(self, subscription: Any, item: Any) -> bool:
+        self.items.put_nowait(item)
+        return True
+
+
+async def test_a_notification_reaches_only_processes_with_a_matching_subscriber(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    def node(name: str) -> RedisBus:
+        return RedisBus(redis_url, namespace=CLUSTER_NAME, node_id=name)
+
+    async with (
+        started_hub(postgres_url, node("poster"), tmp_path) as poster,
+        started_hub(postgres_url, node("x-watcher"), tmp_path) as x_node,
+        started_hub(postgres_url, node("y-watcher"), tmp_path) as y_node,
+    ):
+        for device_id in ("x", "y"):
+            await make_device(poster, device_id)
+        on_x, on_y, wide = Collecting(), Collecting(), Collecting()
+        admin = await admin_of(poster)
+        await x_node.subscribe(
+            admin, Topic.NOTIFICATION, EventFilter(device_ids=frozenset({"x"})), on_x
+        )
+        await y_node.subscribe(
+            admin, Topic.NOTIFICATION, EventFilter(device_ids=frozenset({"y"})), on_y
+        )
+        # The process watching y does not even listen where x's notifications go.
+        assert isinstance(y_node.bus, RedisBus)
+        assert "notifications" not in y_node.bus.channels
+        assert "notifications.x" not in y_node.bus.channels
+        posted = await poster.notifications.post(admin, "x", "door")
+        assert (await asyncio.wait_for(on_x.items.get(), 5)).id == posted.id
+
+        # A wide subscriber beside a device one: each gets the notification once.
+        wide_sub = await x_node.subscribe(admin, Topic.NOTIFICATION, EventFilter(), wide)
+        second = await poster.notifications.post(admin, "x", "window")
+        assert (await asyncio.wait_for(on_x.items.get(), 5)).id == second.id
+        assert (await asyncio.wait_for(wide.items.get(), 5)).id == second.id
+        await x_node.unsubscribe(wide_sub.id)
+        third = await poster.notifications.post(admin, "x", "gate")
+        assert (await asyncio.wait_for(on_x.items.get(), 5)).id == third.id
+        await asyncio.sleep(0.2)
+        assert on_x.items.empty()
+        assert wide.items.empty()
+        assert on_y.items.empty()

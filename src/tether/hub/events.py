@@ -81,6 +81,11 @@ Event = (
 )
 
 
+def device_notifications(device_id: str) -> str:
+    """The channel of one device's notifications (see hub.interest)."""
+    return f"{NOTIFICATIONS}.{device_id}"
+
+
 def node_channel(node_id: str) -> str:
     """The directed channel of one process."""
     return f"node.{node_id}"

@@ -47,6 +47,7 @@ from tether.hub.events import (
     UserChanged,
 )
 from tether.hub.index import CommandIndex
+from tether.hub.interest import ChannelInterest, notification_channels
 from tether.hub.notifications import Notifications
 from tether.hub.presence import Presence
 from tether.hub.subscriptions import Sink, Subscription, SubscriptionRegistry, Topic
@@ -58,10 +59,6 @@ from tether.store import Store
 
 log = logging.getLogger("tether.hub")
 
-_TOPIC_CHANNEL = {
-    Topic.NOTIFICATION: events.NOTIFICATIONS,
-    Topic.PRESENCE: events.PRESENCE,
-}
 _TOPIC_ACTION = {
     Topic.NOTIFICATION: Action.GET_DEVICE_NOTIFICATION,
     Topic.COMMAND: Action.GET_DEVICE_COMMAND,
@@ -97,7 +94,7 @@ class Hub:
         self.reconciler = Reconciler(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._background_tasks: set[asyncio.Task[None]] = set()
-        self._bus_channels: set[str] = set()
+        self._interest = ChannelInterest(bus, self._on_bus)
         self.started = False
 
     # --- life cycle ------------------------------------------------------------------------
@@ -170,8 +167,9 @@ class Hub:
 
     # --- events ----------------------------------------------------------------------------
 
-    async def _publish(self, event: events.Event, channel: str = events.COMMANDS) -> None:
-        """Tell the other processes; this one applied the change already.
+    async def _publish(self, event: events.Event, *channels: str) -> None:
+        """Tell the other processes, on ``channels`` (default: the command channel); this
+        one applied the change already.
 
         Not awaited: the change is stored before this runs, so a bus failure must not fail
         the caller (who would retry and duplicate it). A lost publish is reported to the
@@ -179,8 +177,10 @@ class Hub:
         hub.cluster).
         """
         if self.bus.shared:
+            payload = self._origin + events.encode(event)
             try:
-                self.bus.publish_nowait(channel, self._origin + events.encode(event))
+                for channel in channels or (events.COMMANDS,):
+                    self.bus.publish_nowait(channel, payload)
             except Unavailable:
                 log.warning("bus unavailable: %s not published", type(event).__name__)
                 self.reconciler.publish_lost()
@@ -197,7 +197,8 @@ class Hub:
         if isinstance(event, CommandChanged):
             self._apply_command(event.command, event.device, event.created)
         elif isinstance(event, NotificationPosted):
-            self._fan_out_notification(event.notification, event.device)
+            if not self._interest.covered(channel):  # else it comes on the wide one too
+                self._fan_out_notification(event.notification, event.device)
         elif isinstance(event, PresenceChanged):
             self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
         elif isinstance(event, DeviceChanged):
@@ -270,7 +271,11 @@ class Hub:
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
         self.presence.activity(notification.device_id)
         self._fan_out_notification(notification, device)
-        await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
+        await self._publish(
+            NotificationPosted(notification, device),
+            events.device_notifications(notification.device_id),
+            events.NOTIFICATIONS,
+        )
 
     def _fan_out_notification(self, notification: Notification, device: DeviceRef) -> None:
         self.subscriptions.dispatch(Topic.NOTIFICATION, device, notification.name, notification)
@@ -334,24 +339,14 @@ class Hub:
                 principal, _TOPIC_ACTION[topic], await self.directory.device(device_id), device_id
             )
         sub = self.subscriptions.add(topic, principal, filter, sink, tag)
-        channel = _TOPIC_CHANNEL.get(topic)
-        if channel is not None and channel not in self._bus_channels:
-            self._bus_channels.add(channel)
-            await self.bus.subscribe(channel, self._on_bus)
+        await self._interest.add(_channels(topic, filter))
         metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
         return sub
 
     async def unsubscribe(self, subscription_id: int) -> Subscription | None:
         sub = self.subscriptions.remove(subscription_id)
         if sub is not None:
-            channel = _TOPIC_CHANNEL.get(sub.topic)
-            if (
-                channel is not None
-                and channel in self._bus_channels
-                and not self.subscriptions.count(sub.topic)
-            ):
-                self._bus_channels.discard(channel)
-                await self.bus.unsubscribe(channel, self._on_bus)
+            await self._interest.remove(_channels(sub.topic, sub.filter))
         metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
         return sub
 
@@ -372,3 +367,12 @@ class Hub:
         removed = await self.notifications.prune()
         if removed:
             log.info("retention removed %d notifications", removed)
+
+
+def _channels(topic: Topic, filter: EventFilter) -> list[str]:
+    """The bus channels a subscription needs (command events reach every process)."""
+    if topic is Topic.NOTIFICATION:
+        return notification_channels(filter)
+    if topic is Topic.PRESENCE:
+        return [events.PRESENCE]
+    return []
