@@ -35,6 +35,11 @@ class Session:
         self.closed = (code, reason)
 
 
+def on_redis(url: str, **options: Any) -> RedisBus:
+    """A Redis bus in this test run's cluster."""
+    return RedisBus(url, namespace=CLUSTER_NAME, **options)
+
+
 async def make_device(hub: Hub, device_id: str) -> Any:
     admin = await admin_of(hub)
     return await hub.directory.create_device(admin, id=device_id, name=device_id)
@@ -122,8 +127,8 @@ async def test_two_hubs_on_postgres_and_redis(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     async with (
-        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as a,
-        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as b,
+        started_hub(postgres_url, on_redis(redis_url), tmp_path) as a,
+        started_hub(postgres_url, on_redis(redis_url), tmp_path) as b,
     ):
         device = await make_device(a, "shared")
         session = Session("shared")
@@ -164,8 +169,8 @@ async def test_two_hubs_doing_the_same_work_finish_each_command_once(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     async with (
-        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as a,
-        started_hub(postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path) as b,
+        started_hub(postgres_url, on_redis(redis_url), tmp_path) as a,
+        started_hub(postgres_url, on_redis(redis_url), tmp_path) as b,
     ):
         device = await make_device(a, "busy")
         applied: list[tuple[str, int, CommandState]] = []
@@ -233,10 +238,10 @@ async def test_resync_learns_commands_whose_events_were_missed(
 async def test_a_peer_that_dies_between_commit_and_announcement_strands_nothing(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
-    bus = RedisBus(redis_url, namespace=CLUSTER_NAME, node_id="survivor")
+    bus = on_redis(redis_url, node_id="survivor")
     async with started_hub(postgres_url, bus, tmp_path, node_heartbeat=0.1) as survivor:
         await make_device(survivor, "orphan")
-        doomed = RedisBus(redis_url, namespace=CLUSTER_NAME, node_id="doomed")
+        doomed = on_redis(redis_url, node_id="doomed")
         await doomed.start()
         await doomed.beat(0.3)  # a member of the cluster ...
         # ... that committed a command and was killed before announcing it.
@@ -253,12 +258,8 @@ async def test_a_lost_publish_is_reported_and_every_peer_catches_up(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     async with (
-        started_hub(
-            postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path, node_heartbeat=0.1
-        ) as a,
-        started_hub(
-            postgres_url, RedisBus(redis_url, namespace=CLUSTER_NAME), tmp_path, node_heartbeat=0.1
-        ) as b,
+        started_hub(postgres_url, on_redis(redis_url), tmp_path, node_heartbeat=0.1) as a,
+        started_hub(postgres_url, on_redis(redis_url), tmp_path, node_heartbeat=0.1) as b,
     ):
         await make_device(a, "unheard")
         # A's publishes fail (its link to Redis broke for a moment) while A stays up.
@@ -311,7 +312,7 @@ async def test_a_notification_reaches_only_processes_with_a_matching_subscriber(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     def node(name: str) -> RedisBus:
-        return RedisBus(redis_url, namespace=CLUSTER_NAME, node_id=name)
+        return on_redis(redis_url, node_id=name)
 
     async with (
         started_hub(postgres_url, node("poster"), tmp_path) as poster,
