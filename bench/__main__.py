@@ -105,12 +105,15 @@ async def main(args: argparse.Namespace) -> int:
         if args.no_postgres:
             print("cluster: skipped (--no-postgres): every process shares PostgreSQL")
         else:
+            from bench import cluster_c1
+
+            # C1 first: it needs only PostgreSQL and Redis (the part after it needs wrk).
+            section = await cluster_c1.run(load, machine, command)
+            if section is not None:
+                emit("c1", section)
             section = await cluster.run(load, seconds, warmup, machine, command)
             if section is not None:
                 emit("cluster", section)
-                from bench import cluster_c1
-
-                emit("c1", await cluster_c1.run(load, machine, command))
     if args.scenario in ("controlid", "all"):
         from bench import controlid
 

@@ -106,7 +106,20 @@ async def _scale(count: int, load: Load) -> Scale:
                 node.stop()
 
 
-async def run(load: Load, machine: Machine, command: str) -> str:
+async def run(load: Load, machine: Machine, command: str) -> str | None:
+    """Both figures; the report section, or None when PostgreSQL or Redis is missing."""
+    if not await cluster._redis_answers():
+        print(f"C1: skipped: Redis at {cluster.REDIS} does not answer PING")
+        return None
+    async with postgres_schema() as url:
+        if url is None:
+            print("C1: skipped: it needs PostgreSQL")
+            return None
+    print(
+        f"C1: CPU per command at {', '.join(map(str, PROCESS_COUNTS))} processes "
+        f"({load.rate:,.0f} commands/s in all), then round trips at "
+        f"{', '.join(f'{rate:,.0f}/s' for rate in RATES)} beside the Redis floor"
+    )
     scales = []
     for count in PROCESS_COUNTS:
         scale = await _scale(count, load)
