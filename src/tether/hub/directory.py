@@ -23,7 +23,7 @@ from tether.core.access import (
 from tether.core.errors import BadRequest, Forbidden, NotFound
 from tether.core.model import ApiKey, Device, DeviceType, Network, Role, User
 from tether.hub import secrets
-from tether.hub.events import DeviceChanged, UserChanged
+from tether.hub.events import ApiKeyRevoked, DeviceChanged, UserChanged
 from tether.hub.scopes import Scopes
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ class Directory:
         return await self._hub.store.users.create(
             login=login,
             role=role,
-            password_hash=await secrets.hash_password(password),
+            password_hash=await self._hub.auth.hash_password(password),
             now=self._hub.clock.now(),
             data=data,
             all_device_types=all_device_types,
@@ -243,7 +243,7 @@ class Directory:
         if password is not None:
             if len(password) < 6:
                 raise BadRequest("password must be at least 6 characters")
-            fields["password_hash"] = await secrets.hash_password(password)
+            fields["password_hash"] = await self._hub.auth.hash_password(password)
         user = await self._hub.store.users.update(user_id, **fields)
         if user is None:
             raise NotFound(f"user {user_id} not found")
@@ -347,4 +347,4 @@ class Directory:
         if record is None or (record.user_id != principal.user_id and not principal.is_admin):
             raise NotFound(f"API key {key_id} not found")
         await self._hub.store.api_keys.revoke(key_id)
-        self._hub.auth.forget_api_key(record.prefix)
+        await self._hub.publish_directory(ApiKeyRevoked(prefix=record.prefix))

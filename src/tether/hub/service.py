@@ -37,6 +37,7 @@ from tether.hub.delivery import Delivery
 from tether.hub.dialect_state import DialectState
 from tether.hub.directory import Directory
 from tether.hub.events import (
+    ApiKeyRevoked,
     CommandChanged,
     DeviceChanged,
     DeviceRef,
@@ -159,6 +160,8 @@ class Hub:
         # The fresh index takes events from now on; the snapshot below is applied after
         # them, and the index ignores whatever in it is older than what it already has.
         self.index = CommandIndex()
+        # A user locked or a key revoked during the outage must not live on in a cache.
+        self.auth.forget_all()
         active = await self.store.commands.active()
         for command in active:
             self._track(command)
@@ -214,12 +217,16 @@ class Hub:
             self.directory.forget_device(event.device_id)
         elif isinstance(event, UserChanged):
             self.auth.forget_user(event.user_id)
+        elif isinstance(event, ApiKeyRevoked):
+            self.auth.forget_api_key(event.prefix)
         elif isinstance(event, SessionTakenOver):
             self.delivery.taken_over(event.device_id, event.by_node)
 
-    async def publish_directory(self, event: DeviceChanged | UserChanged) -> None:
+    async def publish_directory(self, event: DeviceChanged | UserChanged | ApiKeyRevoked) -> None:
         if isinstance(event, UserChanged):
             self.auth.forget_user(event.user_id)
+        elif isinstance(event, ApiKeyRevoked):
+            self.auth.forget_api_key(event.prefix)
         await self._publish(event, events.DIRECTORY)
 
     async def device_ref(self, device_id: str, device: Device | None = None) -> DeviceRef:

@@ -58,13 +58,32 @@ class Settings(BaseSettings):
     # --- bootstrap and auth ---------------------------------------------------------------
     admin_login: str = Field("admin", description="Login of the admin created on first start.")
     admin_password: SecretStr | None = Field(
-        None, description="Password of that admin; generated and printed once if unset."
+        None,
+        description="Password of that admin on first start; if unset, one is generated and "
+        "written to <data_dir>/admin-password (0600). Ignored once users exist.",
     )
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 signing secret; generated and stored on first start if unset."
     )
     access_token_ttl: int = Field(1800, gt=0, description="Access token lifetime, seconds.")
     refresh_token_ttl: int = Field(15_724_800, gt=0, description="Refresh token lifetime, seconds.")
+
+    # --- logins (see docs/security.md) ----------------------------------------------------
+    login_free_attempts: int = Field(
+        5, ge=1, le=1000, description="Wrong passwords per login and address before delays."
+    )
+    login_delay: float = Field(
+        1.0, gt=0, le=86_400, description="First delay, seconds; doubles per further failure."
+    )
+    login_delay_max: float = Field(
+        900.0, gt=0, le=86_400, description="Longest delay between failed logins, seconds."
+    )
+    password_checks: int = Field(
+        2, ge=1, le=64, description="Password (argon2) checks run at once, process-wide."
+    )
+    password_check_queue: int = Field(
+        64, ge=0, le=100_000, description="Logins waiting for a check; more are answered 429."
+    )
 
     # --- commands ---------------------------------------------------------------------------
     command_lifetime: float | None = Field(

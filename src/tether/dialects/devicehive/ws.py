@@ -66,8 +66,11 @@ class DhConnection(DirectoryActions):
         ops: DirectoryOps,
         msgs: MessageOps,
         rest_url: str,
+        source: str,
     ) -> None:
         self.ws = ws
+        #: The peer's address, which logins over this connection are throttled by.
+        self.source = source
         self.hub = hub
         self.ops = ops
         self.msgs = msgs
@@ -275,7 +278,7 @@ class DhConnection(DirectoryActions):
         return None
 
     async def token(self, m: dict[str, Any]) -> dict[str, Any]:
-        return await self.ops.token(m)
+        return await self.ops.token(m, source=self.source)
 
     async def token_refresh(self, m: dict[str, Any]) -> dict[str, Any]:
         return await self.ops.refresh(m)
@@ -435,7 +438,7 @@ async def serve(
     live.add(ws)
     scheme = "https" if request.secure else "http"
     rest_url = f"{scheme}://{request.host}/api/rest"
-    conn = DhConnection(ws, hub, ops, msgs, rest_url)
+    conn = DhConnection(ws, hub, ops, msgs, rest_url, request.remote or "")
     pump = asyncio.create_task(conn.pump(), name="devicehive-ws-pump")
     running: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_CONCURRENT)
