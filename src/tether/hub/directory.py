@@ -244,7 +244,7 @@ class Directory:
             if len(password) < 6:
                 raise BadRequest("password must be at least 6 characters")
             fields["password_hash"] = await self._hub.auth.hash_password(password)
-        user = await self._hub.store.users.update(user_id, **fields)
+        user = await self._hub.store.users.update(user_id, keep_an_admin=True, **fields)
         if user is None:
             raise NotFound(f"user {user_id} not found")
         await self._hub.publish_directory(UserChanged(user_id=user_id))
@@ -252,7 +252,7 @@ class Directory:
 
     async def delete_user(self, principal: Principal, user_id: int) -> None:
         require(principal, Action.MANAGE_USER)
-        if not await self._hub.store.users.delete(user_id):
+        if not await self._hub.store.users.delete(user_id, keep_an_admin=True):
             raise NotFound(f"user {user_id} not found")
         await self._hub.publish_directory(UserChanged(user_id=user_id))
 
