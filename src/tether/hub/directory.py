@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD_LENGTH = 6
 
 
 class Directory:
@@ -208,8 +209,8 @@ class Directory:
             require(principal, Action.MANAGE_USER)
         if not LOGIN.match(login):
             raise BadRequest("login must be 1-64 characters of letters, digits and _.@-")
-        if len(password) < 6:
-            raise BadRequest("password must be at least 6 characters")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
         return await self._hub.store.users.create(
             login=login,
             role=role,
@@ -241,8 +242,8 @@ class Directory:
         if not principal.is_admin and ({"role", "status", "login"} & fields.keys()):
             raise Forbidden("only an admin may change login, role or status")
         if password is not None:
-            if len(password) < 6:
-                raise BadRequest("password must be at least 6 characters")
+            if len(password) < MIN_PASSWORD_LENGTH:
+                raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
             fields["password_hash"] = await self._hub.auth.hash_password(password)
         user = await self._hub.store.users.update(user_id, keep_an_admin=True, **fields)
         if user is None:
