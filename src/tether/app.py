@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tether.api.health import serve_metrics_apart
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
@@ -31,6 +32,7 @@ from tether.store.files import (
     write_private,
 )
 from tether.web import LISTENERS, STARTUP, Startup
+from tether.workers import worker_index
 
 log = logging.getLogger("tether")
 
@@ -81,6 +83,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     # background work stops while the hub it uses is still running.
     app.cleanup_ctx.append(lifecycle)
     app[LISTENERS] = []
+    if settings.metrics_listen is not None:
+        serve_metrics_apart(app, settings.metrics_listen, reuse_port=worker_index() is not None)
     mount_dialects(app, settings)
     return app
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +28,15 @@ from tether.settings.devicehive import DeviceHiveSettings
 from tether.settings.ewelink import EWeLinkSettings
 from tether.settings.infiniteclouds import InfiniteCloudsSettings
 from tether.settings.opengate import OpenGateSettings
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT`` (``[v6]:PORT`` for IPv6), or ``ValueError``."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT (port 0-65535), got {address!r}")
+    return host, int(port)
 
 
 class Settings(BaseSettings):
@@ -120,6 +129,28 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("info", description="Logging level.")
+
+    # --- metrics (see docs/security.md) -------------------------------------------------------
+    metrics: Literal["token", "public", "off"] = Field(
+        "token",
+        description="Who may read /metrics on the API port: token (an admin credential or "
+        "metrics_token), public (anyone) or off (404).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token a scraper may use for /metrics instead of an admin's."
+    )
+    metrics_listen: str | None = Field(
+        None,
+        description="HOST:PORT of a separate listener serving only /metrics, without "
+        "credentials; bind it to a private address.",
+    )
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
+        return value
 
     # --- dialects: one table each, documented on the dialect's page in docs/dialects/ ---
     devicehive: DeviceHiveSettings = Field(
