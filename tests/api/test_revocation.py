@@ -100,3 +100,44 @@ async def test_changes_on_one_node_reach_the_other_at_once(
         keys = await a.call("GET", f"/api/v1/apikeys?userId={user_id}", expect=200)
         await a.call("DELETE", f"/api/v1/apikeys/{keys[0]['id']}", expect=204)
         assert await refused_soon(b, key) == 401
+
+
+async def test_a_locked_users_open_connections_stop_at_once(tmp_path: Path) -> None:
+    async with running(tmp_path) as r:
+        user_id, _, token = await client_with_key(r, "dora")
+        await r.call(
+            "POST", "/api/v1/devices", json={"id": "th-1", "name": "th", "ownerId": user_id}
+        )
+        device = await r.hub.directory.device("th-1")
+        assert device is not None
+        headers = {"Authorization": f"Bearer {token}"}
+        async with r.session.ws_connect(r.ws_url + "/api/v1/ws", headers=headers) as ws:
+            subscribe = {"type": "subscribe", "requestId": 1, "topic": "notification"}
+            await ws.send_json({**subscribe, "deviceIds": ["th-1"]})
+            assert (await ws.receive_json(timeout=5))["type"] == "response"
+            await r.hub.notifications.post_as_device(device, "temp", {"c": 20})
+            assert (await ws.receive_json(timeout=5))["type"] == "event"
+            await r.call("PATCH", f"/api/v1/users/{user_id}", json={"status": "locked"})
+            for _ in range(50):  # the re-check runs in the background
+                if not r.hub.subscriptions.of_user(user_id):
+                    break
+                await asyncio.sleep(0.02)
+            await r.hub.notifications.post_as_device(device, "temp", {"c": 21})
+            with pytest.raises(TimeoutError):
+                await ws.receive_json(timeout=0.5)
+            # Requests on the connection that authenticated before the lock are refused too.
+            await ws.send_json({"type": "ping", "requestId": 2})
+            assert (await ws.receive_json(timeout=5))["type"] == "response"
+            await ws.send_json({**subscribe, "requestId": 3})
+            refused = await ws.receive_json(timeout=5)
+            assert (refused["type"], refused["error"]["code"]) == ("error", "unauthorized")
+        async with r.session.ws_connect(r.ws_url + "/api/websocket") as dh:
+            await dh.send_json({"action": "authenticate", "requestId": 1, "token": token})
+            assert (await dh.receive_json(timeout=5))["code"] == 401  # locked already
+            await r.call("PATCH", f"/api/v1/users/{user_id}", json={"status": "active"})
+            await dh.send_json({"action": "authenticate", "requestId": 2, "token": token})
+            assert (await dh.receive_json(timeout=5))["status"] == "success"
+            await r.call("PATCH", f"/api/v1/users/{user_id}", json={"status": "disabled"})
+            await dh.send_json({"action": "device/list", "requestId": 3})
+            answer = await dh.receive_json(timeout=5)
+            assert (answer["status"], answer["code"]) == ("error", 401), answer

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tether.core.access import Principal, device_principal, user_principal
+from tether.core.access import Principal, PrincipalKind, device_principal, user_principal
 from tether.core.errors import DeviceBlocked, Unauthorized
 from tether.core.model import Device, Role, User, UserStatus
 from tether.hub import secrets
@@ -173,6 +173,12 @@ class Auth:
         if user.status is not UserStatus.ACTIVE:
             raise Unauthorized(f"user is {user.status.value}")
         return user
+
+    async def recheck(self, principal: Principal) -> None:
+        """Raise :class:`Unauthorized` if the user behind a connection's principal, resolved
+        when it connected, has since been locked, disabled or deleted (a cached read)."""
+        if principal.kind is PrincipalKind.USER and principal.user_id is not None:
+            await self._user(principal.user_id)
 
     async def user_principal(self, user_id: int) -> Principal:
         """The principal of an active user by id, for dialects whose own tokens name a user

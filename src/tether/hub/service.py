@@ -26,7 +26,7 @@ from typing import Any
 from tether.bus import Bus
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
-from tether.core.errors import Unavailable
+from tether.core.errors import TetherError, Unauthorized, Unavailable
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL, execution_deadline
 from tether.core.model import Command, Device, Notification
@@ -216,7 +216,7 @@ class Hub:
         elif isinstance(event, DeviceChanged):
             self.directory.forget_device(event.device_id)
         elif isinstance(event, UserChanged):
-            self.auth.forget_user(event.user_id)
+            self._user_changed(event.user_id)
         elif isinstance(event, ApiKeyRevoked):
             self.auth.forget_api_key(event.prefix)
         elif isinstance(event, SessionTakenOver):
@@ -224,10 +224,32 @@ class Hub:
 
     async def publish_directory(self, event: DeviceChanged | UserChanged | ApiKeyRevoked) -> None:
         if isinstance(event, UserChanged):
-            self.auth.forget_user(event.user_id)
+            self._user_changed(event.user_id)
         elif isinstance(event, ApiKeyRevoked):
             self.auth.forget_api_key(event.prefix)
         await self._publish(event, events.DIRECTORY)
+
+    def _user_changed(self, user_id: int) -> None:
+        """Re-read the user before trusting its tokens again; if it is gone or no longer
+        active, its live subscriptions stop too, so a locked user's open connection gets
+        no more events."""
+        self.auth.forget_user(user_id)
+        if self.subscriptions.of_user(user_id):
+            self._background(asyncio.get_running_loop().create_task(self._end_streams(user_id)))
+
+    async def _end_streams(self, user_id: int) -> None:
+        try:
+            await self.auth.user_principal(user_id)
+            return
+        except Unauthorized:
+            pass
+        except TetherError as error:  # the store is down: the next change re-checks
+            log.warning("could not re-check user %d's subscriptions: %s", user_id, error)
+            return
+        ended = self.subscriptions.of_user(user_id)
+        for sub in ended:
+            await self.unsubscribe(sub.id)
+        log.info("ended %d subscriptions of user %d, no longer active", len(ended), user_id)
 
     async def device_ref(self, device_id: str, device: Device | None = None) -> DeviceRef:
         device = device or await self.directory.device(device_id)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from tether.core.access import Action, Principal
-from tether.core.errors import TetherError
+from tether.core.errors import TetherError, Unauthorized
 from tether.core.model import Command, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.clock import wall
@@ -164,6 +164,14 @@ class DhConnection(DirectoryActions):
             handler = self.handlers.get(action)
             if handler is None:
                 raise DhError(400, f"Illegal argument: {action}")
+            if self.principal is not None:
+                # A user locked, disabled or deleted since authenticating loses the identity
+                # at once (and may authenticate again as someone else).
+                try:
+                    await self.hub.auth.recheck(self.principal)
+                except Unauthorized as gone:
+                    self.principal = self.expires_at = None
+                    self.why = gone.message
             payload = await handler(message)
             frame = codec.success(action, request_id, payload)
         except asyncio.CancelledError:
