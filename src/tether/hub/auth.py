@@ -84,19 +84,18 @@ class Auth:
 
     async def hash_password(self, password: str) -> str:
         """An argon2 hash, computed within the process-wide bound on password work."""
-        async with self._gate.slot():
-            return await secrets.hash_password(password)
+        return await self._gate.run(lambda: secrets.hash_password(password))
 
     async def _verify(self, password_hash: str | None, password: str) -> bool:
-        async with self._gate.slot():
-            if password_hash is None:
-                # Spend the same time as a real check so logins cannot be probed by timing;
-                # the dummy is made by the same hasher, so it has the same cost.
-                if self._dummy_hash is None:
-                    self._dummy_hash = await secrets.hash_password(secrets.generate_password())
-                await secrets.verify_password(self._dummy_hash, password)
-                return False
-            return await secrets.verify_password(password_hash, password)
+        if password_hash is not None:
+            return await self._gate.run(lambda: secrets.verify_password(password_hash, password))
+        # Spend the same time as a real check so logins cannot be probed by timing; the
+        # dummy is made by the same hasher, so it has the same cost.
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash_password(secrets.generate_password())
+        dummy = self._dummy_hash
+        await self._gate.run(lambda: secrets.verify_password(dummy, password))
+        return False
 
     async def check_password(self, login: str, password: str, *, source: str) -> User:
         """The active user with this login and password, or an error that says nothing more.

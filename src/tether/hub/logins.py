@@ -22,9 +22,9 @@ forgets them, and each process of a cluster counts on its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
@@ -35,6 +35,8 @@ from tether.core.errors import TooManyRequests
 MAX_TRACKED = 100_000
 #: Logins are counted by at most this many characters (a megabyte login costs no memory).
 LOGIN_KEY_CHARS = 128
+T = TypeVar("T")
+
 #: What a throttled login is told; the same whether or not the login exists.
 SLOW_DOWN = "too many failed logins from this address; retry later"
 
@@ -92,9 +94,14 @@ class PasswordGate:
         self._slots = asyncio.Semaphore(concurrency)
         self._queue = queue
         self._waiting = 0
+        self._running: set[asyncio.Future[Any]] = set()
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work()`` (a hash in a worker thread) within the bound.
+
+        The slot is held until the work itself ends, even if the caller stops waiting (a
+        client that hangs up): otherwise dropped requests would start unbounded threads.
+        """
         if self._slots.locked() and self._waiting >= self._queue:
             raise TooManyRequests("too many logins at once; retry shortly", retry_after=1)
         self._waiting += 1
@@ -102,7 +109,11 @@ class PasswordGate:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._slots.release()
+        task = asyncio.ensure_future(work())
+        self._running.add(task)
+        task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        self._running.discard(task)
+        self._slots.release()
