@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
+from tether import console
 from tether.bus import create_bus
 from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable
@@ -76,6 +77,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     app.cleanup_ctx.append(lifecycle)
     app[LISTENERS] = []
     mount_dialects(app, settings)
+    console.mount(app)
     return app
 
 
