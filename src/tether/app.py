@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from tether import console
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
-from tether import console
 from tether.bus import create_bus
 from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable

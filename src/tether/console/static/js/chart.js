@@ -15,7 +15,7 @@ function svg(tag, attrs = {}, ...children) {
 
 function niceNumber(value) {
   if (Math.abs(value) >= 1000 || Number.isInteger(value)) return String(Math.round(value * 100) / 100);
-  return value.toPrecision(3);
+  return String(Number(value.toPrecision(4)));
 }
 
 function clock(ms, withDate) {
