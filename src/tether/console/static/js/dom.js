@@ -106,3 +106,12 @@ export function announce(message) {
   clearTimeout(announce.timer);
   announce.timer = setTimeout(() => { status.textContent = ""; }, 5000);
 }
+
+/** "Previous page" / "Next page" into `el`; `go(skip)` loads the page starting there. */
+export function paging(el, skip, size, more, go) {
+  const previous = h("button", { type: "button", disabled: skip === 0 }, "Previous page");
+  const next = h("button", { type: "button", disabled: !more }, "Next page");
+  previous.addEventListener("click", () => go(Math.max(0, skip - size)));
+  next.addEventListener("click", () => go(skip + size));
+  replace(el, previous, next);
+}

@@ -3,7 +3,7 @@
 
 import { call } from "../api.js";
 import { DIALECTS } from "../catalog.js";
-import { announce, devicePath, field, h, json, replace, select, stateBadge, time } from "../dom.js";
+import { announce, devicePath, field, h, json, paging, replace, select, stateBadge, time } from "../dom.js";
 
 export const STATES = ["pending", "sent", "delivered", "in_progress", "succeeded", "failed", "timed_out", "expired", "cancelled"];
 export const FINISHED = new Set(["succeeded", "failed", "timed_out", "expired", "cancelled"]);
@@ -96,11 +96,7 @@ export function render(main, { live, query }) {
         body.append(tr);
       }
       if (!found.length) body.append(h("tr", {}, h("td", { colspan: 8 }, "No commands match.")));
-      const previous = h("button", { type: "button", disabled: skip === 0 }, "Previous page");
-      const next = h("button", { type: "button", disabled: found.length <= PAGE }, "Next page");
-      previous.addEventListener("click", () => { skip = Math.max(0, skip - PAGE); load(); });
-      next.addEventListener("click", () => { skip += PAGE; load(); });
-      replace(pager, previous, next);
+      paging(pager, skip, PAGE, found.length > PAGE, (at) => { skip = at; load(); });
     } catch (failure) {
       if (!stopped) error.textContent = `Cannot list commands: ${failure.message}`;
     }

@@ -2,7 +2,7 @@
 
 import { call } from "../api.js";
 import { DIALECTS, catalog, networkName, typeName } from "../catalog.js";
-import { devicePath, field, h, presence, replace, row, select, table, time } from "../dom.js";
+import { devicePath, field, h, paging, presence, replace, row, select, table, time } from "../dom.js";
 
 const PAGE = 25;
 
@@ -49,11 +49,7 @@ export function render(main, { live, query }) {
         ? table(`Devices ${skip + 1}–${skip + rows.length}`, ["Device", "Name", "Dialect", "Network", "Type", "Presence", "Blocked", "Last seen"], [])
         : h("p", {}, "No devices match."));
       if (rows.length) results.querySelector("tbody").append(...rows);
-      const previous = h("button", { type: "button", disabled: skip === 0 }, "Previous page");
-      const next = h("button", { type: "button", disabled: found.length <= PAGE }, "Next page");
-      previous.addEventListener("click", () => { skip = Math.max(0, skip - PAGE); load(); });
-      next.addEventListener("click", () => { skip += PAGE; load(); });
-      replace(pager, previous, next);
+      paging(pager, skip, PAGE, found.length > PAGE, (at) => { skip = at; load(); });
     } catch (failure) {
       if (!stopped) error.textContent = `Cannot list devices: ${failure.message}`;
     }
