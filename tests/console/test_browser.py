@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import WebSocketRoute, expect
 from tests.console.conftest import Console, Server, stop
 
 pytestmark = pytest.mark.slow
@@ -133,3 +133,67 @@ def test_a_client_sees_only_the_devices_of_its_network(console: Console, server:
     expect(page.get_by_role("alert")).to_contain_text("No device south-gate that you can see")
     console.open("/admin")
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+def test_live_updates_resume_after_the_socket_drops(console: Console, server: Server) -> None:
+    credential = server.device("attic-fan")
+    page = console.page
+    sockets: list[WebSocketRoute] = []
+
+    def through(socket: WebSocketRoute) -> None:  # pass every frame on, but keep a handle
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    page.route_web_socket(re.compile(r"/api/v1/ws$"), through)
+    console.sign_in()
+    console.open("/devices/attic-fan")
+    live = page.get_by_text(re.compile("^Live: "))
+    expect(live).to_have_text("Live: connected")
+    sockets[-1].close(code=1012, reason="restarting")  # as if the server went away
+    for _ in range(200):  # it connects again by itself (backoff starts at 0.5 s)
+        if len(sockets) == 2:
+            break
+        page.wait_for_timeout(100)
+    assert len(sockets) == 2
+    expect(live).to_have_text("Live: connected")
+    note = {"name": "rpm", "parameters": {"rpm": 1200}}
+    server.call("POST", "/api/v1/device/attic-fan/notifications", note, token=credential)
+    table = page.get_by_role("table", name="Latest notifications")
+    expect(table).to_contain_text('{"rpm":1200}')  # subscribed again on the new socket
+
+
+def test_commands_notifications_and_administration_pages(console: Console, server: Server) -> None:
+    credential = server.device("vault-door")
+    command = server.call("POST", "/api/v1/devices/vault-door/commands", {"name": "open"})
+    page = console.page
+    console.sign_in()
+
+    console.open("/commands?state=pending")
+    row = page.get_by_role("row", name=re.compile(rf"^{command['id']} vault-door open"))
+    row.get_by_role("button", name=re.compile("^Cancel")).click()
+    expect(row).to_contain_text("cancelled")
+    assert server.call("GET", f"/api/v1/commands/{command['id']}")["state"] == "cancelled"
+
+    console.open("/notifications")
+    page.get_by_label("Device").fill("vault-door")
+    page.get_by_role("button", name="Apply").click()
+    page.get_by_role("button", name="Pause").click()
+    note = {"name": "opened", "parameters": {"by": "ana"}}
+    server.call("POST", "/api/v1/device/vault-door/notifications", note, token=credential)
+    expect(page.get_by_text("1 new while paused")).to_be_visible()
+    table = page.get_by_role("table", name=re.compile("Latest notifications"))
+    expect(table).not_to_contain_text('"ana"')
+    page.get_by_role("button", name="Resume").click()
+    expect(table).to_contain_text('{"by":"ana"}')
+
+    made = server.call(
+        "POST", "/api/v1/users", {"login": "locked-out", "password": "locked-pass-1"}
+    )
+    server.call("PATCH", f"/api/v1/users/{made['id']}", {"status": "locked"})
+    console.open("/admin")
+    users = page.get_by_role("table", name="Users")
+    users.get_by_role("row", name=re.compile("^locked-out")).get_by_role("button").click()
+    expect(users.get_by_role("row", name=re.compile("^locked-out"))).to_contain_text("active")
+    page.get_by_label("New key name").fill("ci-key")
+    page.get_by_role("button", name="Create API key").click()
+    expect(page.locator(".secret code")).to_contain_text("tk_")
