@@ -36,10 +36,20 @@ def test_sign_in_refuses_a_wrong_password_then_signs_in_and_out(console: Console
     assert page.evaluate("sessionStorage.getItem('tether.session')") is None
 
 
-def test_presence_follows_an_agent_live(console: Console, server: Server) -> None:
-    credential = server.device("porch-lamp")
+def test_register_a_device_then_presence_follows_its_agent_live(
+    console: Console, server: Server
+) -> None:
     page = console.page
     console.sign_in()
+    console.open("/devices")
+    page.get_by_role("link", name="Register a device").click()
+    page.get_by_label("Device id").fill("porch-lamp")
+    page.get_by_label("Name", exact=True).fill("Porch lamp")
+    page.get_by_role("button", name="Register").click()
+    page.get_by_role("button", name="Issue credential").click()
+    credential = page.get_by_label("New device credential").inner_text().strip()
+    assert len(credential) > 20
+
     console.open("/devices")
     cell = page.get_by_role("row", name=re.compile(r"^porch-lamp\b")).get_by_role("cell").nth(5)
     expect(cell).to_have_text("offline")
