@@ -66,11 +66,16 @@ export async function accessToken(renew = false) {
   return session.get()?.accessToken;
 }
 
-/** Call the API; a 401 refreshes the access token once, then signs out. */
-export async function call(method, path, { body, query } = {}) {
+/** Call the API and return the decoded body. */
+export async function call(method, path, options = {}) {
+  return (await callWithStatus(method, path, options)).data;
+}
+
+/** Call the API: {status, data}. A 401 refreshes the access token once, then signs out. */
+export async function callWithStatus(method, path, { body, query } = {}) {
   const url = query ? `${path}?${new URLSearchParams(clean(query))}` : path;
   try {
-    return (await send(method, url, body, session.get()?.accessToken)).data;
+    return await send(method, url, body, session.get()?.accessToken);
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401 || !session.get()) throw error;
     try {
@@ -79,14 +84,8 @@ export async function call(method, path, { body, query } = {}) {
       signOut();
       throw error;
     }
-    return (await send(method, url, body, session.get()?.accessToken)).data;
+    return send(method, url, body, session.get()?.accessToken);
   }
-}
-
-/** Like call(), with the HTTP status (202 "still running" after ?wait=). */
-export async function callWithStatus(method, path, { body, query } = {}) {
-  const url = query ? `${path}?${new URLSearchParams(clean(query))}` : path;
-  return send(method, url, body, session.get()?.accessToken);
 }
 
 function clean(query) {

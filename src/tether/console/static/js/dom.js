@@ -60,9 +60,15 @@ export function select(options, value, attrs = {}) {
   return el;
 }
 
-/** A table with a caption and header cells; rows are arrays of cells (nodes or text). */
+/**
+ * A table with a caption and header cells; rows are arrays of cells (nodes or text). A
+ * header given as [name, "num"] right-aligns its column's title like its numbers.
+ */
 export function table(caption, headers, rows, attrs = {}) {
-  const head = h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)));
+  const head = h("tr", {}, headers.map((spec) => {
+    const [name, cls] = Array.isArray(spec) ? spec : [spec, null];
+    return h("th", { scope: "col", class: cls }, name);
+  }));
   const body = h("tbody", {}, rows.map((cells) => row(cells)));
   return h("table", attrs, h("caption", {}, caption), h("thead", {}, head), body);
 }

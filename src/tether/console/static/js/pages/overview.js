@@ -26,13 +26,13 @@ export function render(main, { live }) {
       const total = fleet.devices.reduce((n, d) => n + d.online + d.offline, 0);
       replace(devices, h("h2", { id: "ov-devices" }, "Devices"),
         h("p", {}, `${online} of ${total} online.`, " ", h("a", { href: "#/devices" }, "All devices")),
-        table("Devices online and offline per dialect", ["Dialect", "Online", "Offline"],
+        table("Devices online and offline per dialect", ["Dialect", ["Online", "num"], ["Offline", "num"]],
           fleet.devices.map((d) => [h("a", { href: `#/devices?dialect=${encodeURIComponent(d.dialect)}` }, d.dialect),
             h("td", { class: "num" }, d.online), h("td", { class: "num" }, d.offline)])));
       const byState = STATES.filter((s) => fleet.commands[s]).map((s) => [
         h("a", { href: `#/commands?state=${s}` }, s.replace("_", " ")), h("td", { class: "num" }, fleet.commands[s])]);
       replace(commands, h("h2", { id: "ov-commands" }, "Commands, last hour"),
-        byState.length ? table("Commands created in the last hour by state", ["State", "Commands"], byState)
+        byState.length ? table("Commands created in the last hour by state", ["State", ["Commands", "num"]], byState)
           : h("p", { class: "muted" }, "No commands in the last hour."));
       replace(health, h("h2", { id: "ov-health" }, "This node"),
         h("dl", { class: "facts" },
