@@ -64,7 +64,10 @@ async def test_requests_that_are_not_polls_do_not_make_a_device_online(tether: R
     note = {"name": "temp", "parameters": {"t": 20}}
     await tether.call("POST", base + "/notifications", token=credential, json=note, expect=201)
     assert not await online(tether, "sensor")
-    # ... but they are signs of life: last_seen moves (written behind to the store).
+    # ... but they are signs of life: last_seen moves (written behind to the store), and a
+    # device read by id (from the hub's cache) agrees with the list (from the store).
     async with asyncio.timeout(10):
         while (await tether.call("GET", "/api/v1/devices?name=sensor"))[0]["lastSeen"] is None:
             await asyncio.sleep(0.2)
+    listed = (await tether.call("GET", "/api/v1/devices?name=sensor"))[0]["lastSeen"]
+    assert (await tether.call("GET", "/api/v1/devices/sensor"))["lastSeen"] == listed

@@ -371,6 +371,7 @@ class Hub:
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
+            self.directory.seen(dirty)
         held = self.presence.online_ids()
         if held and self.bus.shared:
             await self.bus.hold(held, self._hold_ttl)
