@@ -22,7 +22,8 @@ from tether.core.model import Device
 if TYPE_CHECKING:
     from tether.hub.service import Hub
 
-#: Devices read per step of a presence-filtered list.
+#: Devices read per step of a presence-filtered list, and presence look-ups per step of a
+#: summary (each one a Redis round trip, pipelined, on a cluster).
 SCAN_PAGE = 500
 
 
@@ -56,8 +57,10 @@ class Fleet:
         hub = self._hub
         require(principal, Action.GET_DEVICE)
         dialects = await hub.store.devices.dialects_of(principal=principal)
-        online = await hub.online(dialects.keys())
-        up: Counter[str] = Counter(dialects[d] for d in online)
+        ids = list(dialects)
+        up: Counter[str] = Counter()
+        for start in range(0, len(ids), SCAN_PAGE):  # bounded look-ups in flight
+            up.update(dialects[d] for d in await hub.online(ids[start : start + SCAN_PAGE]))
         total: Counter[str] = Counter(dialects.values())
         now = hub.clock.now()
         since = now - timedelta(minutes=minutes)

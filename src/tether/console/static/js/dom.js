@@ -61,7 +61,7 @@ export function select(options, value, attrs = {}) {
 }
 
 /**
- * A table with a caption and header cells; rows are arrays of cells (nodes or text). A
+ * A table with a caption and header cells; rows are <tr>s or arrays of cells (nodes or text). A
  * header given as [name, "num"] right-aligns its column's title like its numbers.
  */
 export function table(caption, headers, rows, attrs = {}) {
@@ -69,7 +69,7 @@ export function table(caption, headers, rows, attrs = {}) {
     const [name, cls] = Array.isArray(spec) ? spec : [spec, null];
     return h("th", { scope: "col", class: cls }, name);
   }));
-  const body = h("tbody", {}, rows.map((cells) => row(cells)));
+  const body = h("tbody", {}, rows.map((r) => (r instanceof HTMLTableRowElement ? r : row(r))));
   return h("table", attrs, h("caption", {}, caption), h("thead", {}, head), body);
 }
 

@@ -1,4 +1,4 @@
-// Devices: a filtered, paged table with live presence, and the form to register one.
+// Devices: a filtered, paged table with live presence (registering one is its own page).
 
 import { call } from "../api.js";
 import { DIALECTS, catalog, networkName, typeName } from "../catalog.js";
@@ -45,10 +45,10 @@ export function render(main, { live, query }) {
         return row([h("a", { href: devicePath(d.id) }, d.id), d.name, d.dialect, networkName(cat, d.networkId),
           typeName(cat, d.typeId), state, d.blocked ? "blocked" : "", time(d.lastSeen)]);
       });
+      const headers = ["Device", "Name", "Dialect", "Network", "Type", "Presence", "Blocked", "Last seen"];
       replace(results, rows.length
-        ? table(`Devices ${skip + 1}–${skip + rows.length}`, ["Device", "Name", "Dialect", "Network", "Type", "Presence", "Blocked", "Last seen"], [])
+        ? table(`Devices ${skip + 1}–${skip + rows.length}`, headers, rows)
         : h("p", {}, "No devices match."));
-      if (rows.length) results.querySelector("tbody").append(...rows);
       paging(pager, skip, PAGE, found.length > PAGE, (at) => { skip = at; load(); });
     } catch (failure) {
       if (!stopped) error.textContent = `Cannot list devices: ${failure.message}`;
