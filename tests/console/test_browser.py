@@ -21,9 +21,13 @@ pytestmark = pytest.mark.slow
 def test_sign_in_refuses_a_wrong_password_then_signs_in_and_out(console: Console) -> None:
     page = console.page
     console.open()
-    page.get_by_label("Login").fill("admin")
-    page.get_by_label("Password").fill("not-the-password")
-    page.get_by_role("button", name="Sign in").click()
+    # By keyboard alone: the login field has the focus, Tab moves on, Enter submits.
+    expect(page.get_by_label("Login")).to_be_focused()
+    page.keyboard.type("admin")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type("not-the-password")
+    page.keyboard.press("Enter")
     expect(page.get_by_role("alert")).to_contain_text("refused")
     console.sign_in()
     expect(page.get_by_role("link", name="Administration")).to_be_visible()
