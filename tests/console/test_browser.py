@@ -80,6 +80,8 @@ def test_a_command_reaches_succeeded_on_a_running_agent(console: Console, server
     row = page.get_by_role("row", name=re.compile(r"^\d+ echo"))
     expect(row).to_contain_text("succeeded")
     expect(row).to_contain_text('"hello": "world"')
+    outcome = page.get_by_text(re.compile(r"^Command \d+ succeeded"))  # the form's own line
+    expect(outcome).to_be_visible()
 
 
 def test_invalid_json_is_refused_before_sending(console: Console, server: Server) -> None:

@@ -7,6 +7,17 @@ import { announce, devicePath, field, h, json, paging, replace, select, stateBad
 
 export const STATES = ["pending", "sent", "delivered", "in_progress", "succeeded", "failed", "timed_out", "expired", "cancelled"];
 export const FINISHED = new Set(["succeeded", "failed", "timed_out", "expired", "cancelled"]);
+
+/**
+ * Whether `a` is an older state of the command than `b`: by update time, then (times are
+ * compared to the millisecond, and a fast device moves faster) by lifecycle order. Live
+ * events and REST answers can arrive in any order; the newest state must win.
+ */
+export function older(a, b) {
+  const ta = Date.parse(a.updatedAt), tb = Date.parse(b.updatedAt);
+  if (ta !== tb) return ta < tb;
+  return STATES.indexOf(a.state) < STATES.indexOf(b.state);
+}
 const PAGE = 25;
 
 /** One command as a table row: state, steps (a timeline), result or error, cancel. */
@@ -63,13 +74,18 @@ export function render(main, { live, query }) {
     } catch (failure) { announce(`Cannot cancel command ${command.id}: ${failure.message}`); }
   }
 
+  const known = new Map(); // command id -> the newest state shown
+
   function show(command, prepend = false) {
+    const shown = known.get(command.id);
+    if (shown && older(command, shown)) return;
     const existing = rows.get(command.id);
     const fresh = commandRow(command, { withDevice: true, onCancel: cancel });
     if (existing) existing.replaceWith(fresh);
     else if (prepend) body.prepend(fresh);
     else return;
     rows.set(command.id, fresh);
+    known.set(command.id, command);
   }
 
   function matches(command) {
@@ -89,10 +105,12 @@ export function render(main, { live, query }) {
       if (stopped) return;
       error.textContent = "";
       rows.clear();
+      known.clear();
       body.replaceChildren();
       for (const command of found.slice(0, PAGE)) {
         const tr = commandRow(command, { withDevice: true, onCancel: cancel });
         rows.set(command.id, tr);
+        known.set(command.id, command);
         body.append(tr);
       }
       if (!found.length) body.append(h("tr", {}, h("td", { colspan: 8 }, "No commands match.")));

@@ -6,7 +6,7 @@ import { ApiError, call, callWithStatus, session } from "../api.js";
 import { catalog, credentialControl, networkName, typeName } from "../catalog.js";
 import { lineChart, numericSeries } from "../chart.js";
 import { announce, compact, field, h, json, presence, replace, row, select, stateBadge, time } from "../dom.js";
-import { commandRow, FINISHED } from "./commands.js";
+import { commandRow, FINISHED, older } from "./commands.js";
 import { helpers } from "./dialect_helpers.js";
 
 const WINDOWS = [["15", "last 15 minutes"], ["60", "last hour"], ["360", "last 6 hours"], ["1440", "last 24 hours"]];
@@ -29,19 +29,26 @@ export function render(main, { live, params }) {
   const chartOut = h("div", {});
   const windowSelect = select(WINDOWS, "60");
   let notes = []; // newest last, within the chart window
+  const followers = new Set(); // called with every command shown (the send form's outcome)
+  const known = new Map(); // command id -> the newest state seen, of the rows shown
 
+  /** Show a command (ignoring a state older than the one shown); returns the newest known. */
   function showCommand(command) {
+    const shown = known.get(command.id);
+    if (shown && older(command, shown)) return shown;
+    known.set(command.id, command);
+    for (const follow of followers) follow(command);
     const existing = commandRows.get(command.id);
-    if (existing && Date.parse(existing.dataset.updated) > Date.parse(command.updatedAt)) return;
     const fresh = commandRow(command, { withDevice: false, onCancel: cancel });
-    fresh.dataset.updated = command.updatedAt;
     if (existing) existing.replaceWith(fresh); else commandsBody.prepend(fresh);
     commandRows.set(command.id, fresh);
     while (commandsBody.children.length > LATEST) {
       const last = commandsBody.lastElementChild;
       commandRows.delete(Number(last.dataset.id));
+      known.delete(Number(last.dataset.id));
       last.remove();
     }
+    return command;
   }
 
   async function cancel(command) {
@@ -75,6 +82,7 @@ export function render(main, { live, params }) {
     const found = await call("GET", `${path}/commands`, { query: { sort: "id", desc: true, take: LATEST } });
     commandsBody.replaceChildren();
     commandRows.clear();
+    known.clear();
     for (const command of found.reverse()) showCommand(command);
   }
 
@@ -130,6 +138,7 @@ export function render(main, { live, params }) {
       commandsBody);
     const notesTable = h("table", {}, h("caption", {}, "Latest notifications"),
       h("thead", {}, h("tr", {}, ["Time", "Name", "Parameters"].map((c) => h("th", { scope: "col" }, c)))), notesBody);
+    followers.clear(); // the form below replaces any earlier one
     windowSelect.onchange = () => loadNotifications().catch((f) => { error.textContent = f.message; });
 
     replace(main,
@@ -139,7 +148,7 @@ export function render(main, { live, params }) {
         h("section", { class: "card", "aria-labelledby": "d-identity" }, h("h2", { id: "d-identity" }, "Identity"), facts,
           h("div", { class: "filters" }, blockButton, credentialControl(device.id, device.hasCredential))),
         h("section", { class: "card" }, h("h2", {}, "Send a command"),
-          sendForm(path, device, showCommand), helpers(device, path, showCommand))),
+          sendForm(path, device, showCommand, followers), helpers(device, path, showCommand))),
       h("section", {}, h("h2", {}, "Commands"), commandsTable),
       h("section", { "aria-labelledby": "d-notes" }, h("h2", { id: "d-notes" }, "Notifications"),
         h("div", { class: "filters" }, field("Chart window", windowSelect)), chartOut, notesTable),
@@ -161,7 +170,7 @@ export function render(main, { live, params }) {
   return () => { stopped = true; clearInterval(redraw); for (const sub of subs) sub.close(); };
 }
 
-function sendForm(path, device, showCommand) {
+function sendForm(path, device, showCommand, followers) {
   const name = h("input", { name: "command", required: true, autocomplete: "off", list: "command-names" });
   const parameters = h("textarea", { name: "parameters", spellcheck: "false", placeholder: '{"key": "value"}' });
   const wait = h("input", { type: "checkbox", name: "wait" });
@@ -193,16 +202,25 @@ function sendForm(path, device, showCommand) {
       const { status, data } = await callWithStatus("POST", `${path}/commands`, {
         body: { name: name.value.trim(), parameters: body }, query: wait.checked ? { wait: 30 } : undefined,
       });
-      showCommand(data);
-      replace(outcome, h("p", {}, `Command ${data.id} `, stateBadge(data.state),
-        status === 202 ? " (still running after the wait)" : "",
-        FINISHED.has(data.state) && data.result !== null ? json(data.result) : ""));
+      sent = data.id;
+      // Live events may have overtaken this answer (the agent can finish first).
+      describe(showCommand(data), status === 202);
     } catch (failure) {
       error.textContent = `Not sent: ${failure.message}`;
     } finally {
       button.disabled = false;
     }
   });
+  // The outcome of the last command sent follows it live, as the table does.
+  let sent = null;
+  function describe(command, stillRunning) {
+    const finished = FINISHED.has(command.state);
+    replace(outcome, h("p", {}, `Command ${command.id} `, stateBadge(command.state),
+      stillRunning && !finished ? " (still running after the wait)" : "",
+      command.error ? ` (${command.error})` : ""),
+    finished && command.result !== null && command.result !== undefined ? json(command.result) : "");
+  }
+  followers.add((command) => { if (command.id === sent) describe(command, false); });
   if (device.blocked) replace(outcome, h("p", { class: "muted" }, "This device is blocked: commands are refused."));
   return form;
 }
