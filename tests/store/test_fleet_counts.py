@@ -7,12 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
+from tether.core.access import Principal
 from tether.core.lifecycle import CommandState
-from tether.core.model import Role
 from tether.store import NewNotification, Store
 
-from .conftest import NOW, add_device, at
+from .conftest import NOW, add_device, at, client_of
 
 
 @pytest.fixture
@@ -21,14 +20,7 @@ async def fleet(store: Store) -> tuple[Store, Principal]:
     await add_device(store, "n1", dialect="native", network_id=network.id)
     await add_device(store, "e1", dialect="ewelink")
     await add_device(store, "e2", dialect="ewelink", network_id=network.id)
-    client = Principal(
-        kind=PrincipalKind.USER,
-        actions=ALL_ACTIONS,
-        user_id=999,
-        role=Role.CLIENT,
-        network_ids=frozenset({network.id}),
-    )
-    return store, client
+    return store, client_of(network.id)
 
 
 async def test_dialects_of_every_visible_device(fleet: tuple[Store, Principal]) -> None:

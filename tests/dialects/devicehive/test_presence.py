@@ -8,13 +8,10 @@ any poll. A client watching a device's commands does not make it online.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
-from tests.dialects.devicehive.helpers import Server
-
-from tether.dialects.devicehive.agent import DeviceHiveAgent
+from tests.dialects.devicehive.helpers import Server, agent_running
 
 
 async def online(server: Server, device_id: str) -> bool:
@@ -32,19 +29,10 @@ async def until(server: Server, device_id: str, want: bool, within: float) -> No
 @pytest.mark.parametrize("transport", ["ws", "http"])
 async def test_device_is_online_while_its_agent_listens(server: Server, transport: str) -> None:
     device_id = f"presence-{transport}"
-    agent = DeviceHiveAgent(
-        server.run.url, device_id, refresh_token=server.refresh, transport=transport, poll_wait=1
-    )
-    runner = asyncio.create_task(agent.run())
-    try:
-        await asyncio.wait_for(agent.connected.wait(), 20)
+    async with agent_running(server, device_id, transport=transport, poll_wait=1):
         await until(server, device_id, True, 5)
         await asyncio.sleep(1.5)  # across a poll of the HTTP agent
         assert await online(server, device_id)
-    finally:
-        await agent.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(runner, 20)
     if transport == "ws":
         await until(server, device_id, False, 3)
 
