@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tether import console
 from tether.api.health import serve_metrics_apart
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
@@ -86,6 +87,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     if settings.metrics_listen is not None:
         serve_metrics_apart(app, settings.metrics_listen, reuse_port=worker_index() is not None)
     mount_dialects(app, settings)
+    console.mount(app)
     return app
 
 

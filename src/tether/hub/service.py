@@ -46,6 +46,7 @@ from tether.hub.events import (
     SessionTakenOver,
     UserChanged,
 )
+from tether.hub.fleet import Fleet
 from tether.hub.index import CommandIndex
 from tether.hub.notifications import Notifications
 from tether.hub.presence import Presence
@@ -91,6 +92,7 @@ class Hub:
         self.commands = Commands(self)
         self.notifications = Notifications(self)
         self.twins = Twins(self)
+        self.fleet = Fleet(self)
         self.delivery = Delivery(self)
         self.writer = CommandWriter(self)
         self.dialect_state = DialectState(self)
@@ -302,7 +304,7 @@ class Hub:
             await self.commands.fire_deadline(command_id, expired=False)
 
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
-        self.presence.activity(notification.device_id)
+        self.presence.seen(notification.device_id)
         self._fan_out_notification(notification, device)
         await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
 
@@ -398,6 +400,7 @@ class Hub:
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
+            self.directory.seen(dirty)
         held = self.presence.online_ids()
         if held and self.bus.shared:
             await self.bus.hold(held, self._hold_ttl)
