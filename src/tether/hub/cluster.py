@@ -161,6 +161,9 @@ class Reconciler:
 
     async def _resync(self, reason: str) -> None:
         hub = self._hub
+        # A user locked or a key revoked while events went missing must not live on in a
+        # cache.
+        hub.auth.forget_all()
         replay: list[Command] = []
         self._replay = replay
         try:
