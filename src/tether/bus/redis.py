@@ -39,6 +39,7 @@ from redis.asyncio.connection import Connection, parse_url
 from redis.exceptions import RedisError
 
 from tether.bus._handlers import HandlerTable
+from tether.bus._membership import MEMBERSHIP
 from tether.bus._pipe import CommandPipe
 from tether.bus.base import Bus
 from tether.core.errors import Unavailable
@@ -329,8 +330,7 @@ class RedisBus(Bus):
             self._publish_lost()
 
     # --- membership -----------------------------------------------------------------------
-    # One hash, ``<namespace>:members``: ``node:<id>`` -> ``<expiry ms>|<incarnation>`` per
-    # member, and ``epoch``. One key, so the script below also runs on a Redis Cluster.
+    # One hash, ``<namespace>:members`` (see bus/_membership.py).
 
     async def beat(self, ttl: float, *, gap: bool = False) -> int:
         self._check_open()
@@ -343,7 +343,7 @@ class RedisBus(Bus):
     async def _membership(self, ttl_ms: int, action: str) -> int:
         key = f"{self._key_prefix}members"
         epoch = await self._publisher.execute(
-            "EVAL", _MEMBERSHIP, 1, key, self.node_id, self._incarnation, ttl_ms, action
+            "EVAL", MEMBERSHIP, 1, key, self.node_id, self._incarnation, ttl_ms, action
         )
         return int(epoch)
 
@@ -393,40 +393,6 @@ class RedisBus(Bus):
             if live:
                 found[device_id] = live
         return found
-
-
-#: Beat, leave or report a gap, atomically, on the server's clock (members on several
-#: machines need not agree on the time). Members whose expiry passed are removed, and
-#: removing one moves the epoch, as does this node id appearing with a new incarnation
-#: (a restart quicker than the TTL). Returns the epoch.
-_MEMBERSHIP = """
-if redis.replicate_commands then redis.replicate_commands() end  -- TIME, then writes
-local key, me, incarnation = KEYS[1], 'node:' .. ARGV[1], ARGV[2]
-local ttl, action = tonumber(ARGV[3]), ARGV[4]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local moved = action ~= 'beat'
-local fields = redis.call('HGETALL', key)
-for i = 1, #fields, 2 do
-  local field, value = fields[i], fields[i + 1]
-  if string.sub(field, 1, 5) == 'node:' then
-    local bar = string.find(value, '|', 1, true)
-    if field == me then
-      if string.sub(value, bar + 1) ~= incarnation then moved = true end
-    elseif tonumber(string.sub(value, 1, bar - 1)) <= now then
-      redis.call('HDEL', key, field)
-      moved = true
-    end
-  end
-end
-if action == 'leave' then
-  redis.call('HDEL', key, me)
-else
-  redis.call('HSET', key, me, (now + ttl) .. '|' .. incarnation)
-end
-if moved then return redis.call('HINCRBY', key, 'epoch', 1) end
-return tonumber(redis.call('HGET', key, 'epoch') or '0')
-"""
 
 
 def _text(value: Any) -> str:
