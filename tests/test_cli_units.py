@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tether.cli_client import GROUPS, register
+from tether.cli_client import GROUPS, ClientGroup
 from tether.cli_commands.commands import exit_code
 from tether.cli_commands.common import (
     cell,
@@ -25,13 +25,12 @@ from tether.cli_commands.notifications import notification_line, precise_time
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    root = typer.Typer(no_args_is_help=True)
+    root = typer.Typer(cls=ClientGroup, no_args_is_help=True)
 
     @root.callback()
     def main() -> None:
         """Root of the test app."""
 
-    register(root)
     return root
 
 
@@ -184,17 +183,19 @@ def test_unwrap_doc_joins_paragraph_lines() -> None:
 
 def _commands(app: typer.Typer) -> list[list[str]]:
     group = typer.main.get_group(app)
+    ctx = typer.Context(group)
     found: list[list[str]] = []
-    for name, sub in group.commands.items():
+    for name in group.list_commands(ctx):
         found.append([name])
-        children = getattr(sub, "commands", {})
-        found.extend([name, child] for child in children)
+        sub = group.get_command(ctx, name)
+        if hasattr(sub, "list_commands"):
+            found.extend([name, child] for child in sub.list_commands(typer.Context(sub)))
     return found
 
 
 def test_every_group_and_command_has_help(app: typer.Typer, runner: CliRunner) -> None:
     paths = _commands(app)
-    assert {p[0] for p in paths} == {name for name, _ in GROUPS}
+    assert {p[0] for p in paths} == set(GROUPS)
     assert ["device", "credential"] in paths
     assert ["agent", "native"] in paths
     assert ["device", "assign"] in paths  # issue 8: assign a device to a user

@@ -17,6 +17,7 @@ from aiohttp import web
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
+from tether.core.backoff import Backoff
 from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable
 from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, opengate
@@ -114,7 +115,7 @@ async def start_listeners(
 
 async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) -> None:
     """Build the hub, retrying with backoff while the database or the bus is unreachable."""
-    delay = RETRY_FIRST
+    backoff = Backoff(RETRY_FIRST, RETRY_MAX)
     while True:
         try:
             hub = await build_hub(settings, clock)
@@ -123,8 +124,7 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
             if startup.error != reason:
                 log.warning("waiting for the database or bus: %s (retrying)", reason)
             startup.error = reason
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+            await asyncio.sleep(backoff.next())
             continue
         password = settings.admin_password.get_secret_value() if settings.admin_password else None
         try:

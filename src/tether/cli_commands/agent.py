@@ -22,23 +22,21 @@ from tether.api.views import CommandView
 from tether.cli_commands.common import (
     DEFAULT_URL,
     ApiError,
+    LogFormatOption,
+    LogLevelOption,
     compact_json,
     error_of,
     fail,
+    setup_logging,
     stop_on_signals,
     tidy_help,
 )
 
 log = logging.getLogger("tether.cli.agent")
 
-agent_app = typer.Typer(
-    help="Run a device agent in the foreground: connect as a device and execute its "
-    "commands, to try Tether without hardware or to drive a simulated fleet.\n\n"
-    "Example: tether agent native --device-id lamp-1 --credential $SECRET",
-    no_args_is_help=True,
-)
+#: ``tether agent native`` (one command; see :mod:`tether.cli_client`).
+native_agent_app = typer.Typer(add_completion=False)
 
-LogLevel = Literal["debug", "info", "warning", "error"]
 #: How often the agent's connection state is checked, to log connects and disconnects.
 WATCH_INTERVAL = 0.25
 
@@ -74,7 +72,7 @@ def logging_handler(inner: Handler) -> Handler:
     return handle
 
 
-@agent_app.command("native")
+@native_agent_app.command("native")
 @tidy_help
 def native(
     device_id: Annotated[
@@ -116,7 +114,8 @@ def native(
             help="Seconds each HTTP long-poll waits for a command (--transport http).", min=0.0
         ),
     ] = 30.0,
-    log_level: Annotated[LogLevel, typer.Option(help="Log verbosity (on stderr).")] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run the native device agent until Ctrl-C or SIGTERM, logging every command it runs.
 
@@ -134,9 +133,7 @@ def native(
             raise typer.BadParameter(
                 f"{one!r} must start with http:// or https://", param_hint="--url"
             )
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, log_format)
     agent = NativeAgent(
         urls,
         device_id,

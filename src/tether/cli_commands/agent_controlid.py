@@ -32,21 +32,21 @@ from tether.cli_commands.common import (
     MAX_SERVER_WAIT,
     Api,
     Client,
+    LogFormatOption,
+    LogLevelOption,
     emit_record,
     fail,
     parse_duration,
     parse_json,
+    setup_logging,
     stop_on_signals,
     tidy_help,
     with_client,
 )
 from tether.dialects.controlid.agent import Terminal
 
-controlid_agent_app = typer.Typer(
-    help="Act as a Control iD terminal: poll /push, run commands, post /result.\n\n"
-    "Example: tether agent controlid --device-id 4408955728035889 --url http://127.0.0.1:8080",
-    no_args_is_help=False,
-)
+#: ``tether agent controlid`` (one command; see :mod:`tether.cli_client`).
+controlid_agent_app = typer.Typer(add_completion=False)
 
 controlid_app = typer.Typer(
     help="Queue Control iD local-API commands for a terminal (checked before queueing).\n\n"
@@ -54,10 +54,8 @@ controlid_app = typer.Typer(
     no_args_is_help=True,
 )
 
-LogLevel = Literal["debug", "info", "warning", "error"]
 
-
-@controlid_agent_app.callback(invoke_without_command=True)
+@controlid_agent_app.command("controlid")
 @tidy_help
 def controlid(
     device_id: Annotated[
@@ -91,7 +89,8 @@ def controlid(
     uuid: Annotated[
         bool, typer.Option(help="Send a uuid on each poll (newer firmware does).")
     ] = True,
-    log_level: Annotated[LogLevel, typer.Option(help="Log verbosity (on stderr).")] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run an emulated terminal until Ctrl-C or SIGTERM, logging every command it runs.
 
@@ -101,9 +100,7 @@ def controlid(
 
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"{url!r} must start with http:// or https://", param_hint="--url")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, log_format)
     terminal = Terminal(
         url,
         device_id,

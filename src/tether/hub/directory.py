@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from cachetools import LRUCache
+
 from tether.core.access import (
     Action,
     Principal,
@@ -31,12 +33,14 @@ if TYPE_CHECKING:
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+#: Devices kept in memory for lookups (least recently used forgotten first).
+DEVICE_CACHE = 200_000
 
 
 class Directory:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self._devices: dict[str, Device] = {}
+        self._devices: LRUCache[str, Device] = LRUCache(maxsize=DEVICE_CACHE)
         store = hub.store
         self.networks: Scopes[Network] = Scopes(
             what="network",
@@ -67,8 +71,6 @@ class Directory:
         if device is None:
             device = await self._hub.store.devices.get(device_id)
             if device is not None:
-                if len(self._devices) > 200_000:
-                    self._devices.clear()
                 self._devices[device_id] = device
         return device
 

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("info", description="Logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text, or as JSON objects (one per line, with request and "
+        "device ids where known).",
+    )
 
     # --- dialects: one table each, documented on the dialect's page in docs/dialects/ ---
     devicehive: DeviceHiveSettings = Field(

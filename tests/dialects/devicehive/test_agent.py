@@ -10,7 +10,7 @@ import typer
 from tests.dialects.devicehive.helpers import Server
 from typer.testing import CliRunner
 
-from tether.cli_client import register
+from tether.cli_client import ClientGroup
 from tether.dialects.devicehive.agent import DeviceHiveAgent
 
 
@@ -51,8 +51,8 @@ async def test_agent_runs_commands_and_reports_results(server: Server, transport
 
 
 def test_cli_offers_the_agent() -> None:
-    app = typer.Typer()
-    register(app)
+    app = typer.Typer(cls=ClientGroup)
+    app.callback()(lambda: None)
     result = CliRunner().invoke(app, ["agent", "devicehive", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert "--device-id" in result.output
