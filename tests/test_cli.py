@@ -412,3 +412,142 @@ def test_cancel_a_command_nobody_takes(server: Server) -> None:
     assert shown.returncode == 1  # cancelled counts as not succeeded
     listed = server.json("command", "list", "--device", idle, "--state", "cancelled")
     assert [c["id"] for c in listed] == [command["id"]]
+
+
+def test_piped_tables_do_not_wrap(server: Server, device: Device) -> None:
+    """Sent to a file or pipe (no COLUMNS), a table keeps every cell on one line."""
+    name = "A rather long device name that would not fit in eighty columns, by far " * 1 + "x" * 40
+    long_id = f"wide-{uuid.uuid4().hex[:6]}"
+    server.json("device", "create", "--id", long_id, "--name", name.strip())
+    env = server.env()
+    env.pop("COLUMNS")
+    listed = server.cli("device", "list", "--name", name.strip(), env=env)
+    assert listed.returncode == 0, explain(listed)
+    row = next(line for line in listed.stdout.splitlines() if long_id in line)
+    assert name.strip() in row
+
+
+def test_device_attributes_owner_desired_state_and_config(server: Server) -> None:
+    owner = server.json(
+        "user", "create", "--login", f"own-{uuid.uuid4().hex[:6]}", "--password", "secret-pass-2"
+    )
+    device_id = f"sonoff-{uuid.uuid4().hex[:6]}"
+    created = server.json(
+        "device",
+        "create",
+        "--id",
+        device_id,
+        "--dialect",
+        "ewelink",
+        "--owner",
+        owner["login"],
+        "--attributes",
+        '{"apikey": "6f5a1e7c-0000-4000-8000-000000000001"}',
+    )
+    assert created["ownerId"] == owner["id"]
+    assert created["attributes"]["apikey"] == "6f5a1e7c-0000-4000-8000-000000000001"
+    state = server.json("device", "desire", device_id, '{"switch": "on"}')
+    assert state["desired"] == {"switch": "on"}
+    assert server.json("device", "state", device_id)["desired"] == {"switch": "on"}
+
+    published = server.json("config", "publish", '{"interval": 30}', "--device", device_id)
+    assert published["deviceId"] == device_id
+    assert server.json("device", "config", device_id)["document"] == {"interval": 30}
+    assert published["id"] in [
+        c["id"] for c in server.json("config", "list", "--device", device_id)
+    ]
+
+    target = server.json(
+        "firmware",
+        "set",
+        "--version",
+        "1.2.0",
+        "--url",
+        "http://fw.test/1.2.0.bin",
+        "--device",
+        device_id,
+    )
+    assert target["version"] == "1.2.0"
+    assert target["id"] in [t["id"] for t in server.json("firmware", "list")]
+    assert server.cli("firmware", "delete", str(target["id"]), "--yes").returncode == 0
+    assert target["id"] not in [t["id"] for t in server.json("firmware", "list")]
+    bad = server.cli("device", "create", "--id", "x-bad", "--attributes", "[1]")
+    assert bad.returncode == 2
+    assert "must be a JSON object" in bad.stderr
+
+
+def test_network_and_devicetype_show_update_and_paging(server: Server) -> None:
+    for group in ("network", "devicetype"):
+        made = server.json(group, "create", "--name", f"g-{uuid.uuid4().hex[:6]}")
+        updated = server.json(group, "update", str(made["id"]), "--description", "Ground floor")
+        assert (updated["name"], updated["description"]) == (made["name"], "Ground floor")
+        assert server.json(group, "show", str(made["id"]))["description"] == "Ground floor"
+    prefix = f"page-{uuid.uuid4().hex[:6]}"
+    for n in range(3):
+        server.json("device", "create", "--id", f"{prefix}-{n}")
+    first = server.json("device", "list", "--name", f"{prefix}-%", "--take", "2")
+    rest = server.json("device", "list", "--name", f"{prefix}-%", "--take", "2", "--skip", "2")
+    assert len(first) == 2
+    assert len(rest) == 1
+    assert {d["id"] for d in first + rest} == {f"{prefix}-{n}" for n in range(3)}
+
+
+def test_notification_sent_as_the_device_and_presence_watched(server: Server) -> None:
+    device_id = f"watched-{uuid.uuid4().hex[:6]}"
+    credential = server.json("device", "create", "--id", device_id, "--with-credential")[
+        "credential"
+    ]
+    sent = server.cli(
+        "notifications",
+        "send",
+        device_id,
+        "door",
+        "--params",
+        '{"open": true}',
+        "--json",
+        env=clean_env(TETHER_URL=server.url, TETHER_DEVICE_CREDENTIAL=credential),
+    )
+    assert sent.returncode == 0, explain(sent)
+    assert json.loads(sent.stdout)["parameters"] == {"open": True}
+    listed = server.json("notifications", "list", "--device", device_id)
+    assert [n["name"] for n in listed] == ["door"]
+
+    watch = subprocess.Popen(
+        [*TETHER, "presence", "watch", "--device", device_id, "--count", "1", "--json"],
+        env=server.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    agent = None
+    try:
+        deadline = time.monotonic() + 20
+        while "following presence" not in (watch.stderr.readline() if watch.stderr else ""):
+            assert time.monotonic() < deadline, "watch never subscribed"
+            assert watch.poll() is None, "watch exited before subscribing"
+        agent = subprocess.Popen(
+            [*TETHER, "agent", "native", "--device-id", device_id, "--telemetry", "0.2"],
+            env=clean_env(TETHER_URL=server.url, TETHER_DEVICE_CREDENTIAL=credential),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        out, _ = watch.communicate(timeout=20)
+        change = json.loads(out.strip().splitlines()[0])
+        assert (change["deviceId"], change["online"]) == (device_id, True)
+        # --telemetry: the agent reports by itself
+        deadline = time.monotonic() + 20
+        while True:
+            found = server.json(
+                "notifications", "list", "--device", device_id, "--name", "telemetry"
+            )
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert found
+        assert {"count", "uptime", "temperature"} <= set(found[0]["parameters"])
+    finally:
+        for process in (watch, agent):
+            if process is not None:
+                stop(process)

@@ -24,7 +24,7 @@ from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, open
 from tether.hub.service import Hub
 from tether.settings import Settings
 from tether.store import Store
-from tether.web import LISTENERS, STARTUP, Startup
+from tether.web import LISTENERS, STARTUP, Startup, log_context_middleware
 
 log = logging.getLogger("tether")
 
@@ -51,7 +51,7 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The aiohttp application; the hub starts and stops with it."""
     app = web.Application(
-        middlewares=[node_middleware, error_middleware],
+        middlewares=[log_context_middleware, node_middleware, error_middleware],
         client_max_size=settings.max_message_bytes,
     )
     for table in native_routes():

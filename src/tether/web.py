@@ -19,12 +19,14 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from tether import logs
 from tether.core.errors import Unavailable
 
 if TYPE_CHECKING:  # the device agents import their dialect without the hub
@@ -113,3 +115,27 @@ def when_hub_ready(app: web.Application, name: str, attach: Attach) -> None:
                     log.exception("%s did not stop cleanly", name)
 
     app.cleanup_ctx.append(context)
+
+
+#: A caller's ``X-Request-Id`` is kept when it is this short and printable.
+MAX_REQUEST_ID = 128
+
+
+@web.middleware
+async def log_context_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Log lines written while a request is served carry its request id and device id.
+
+    The request id is the caller's ``X-Request-Id`` (a proxy's, say) or a new one, and is
+    sent back in the answer's ``X-Request-Id``; the device id is the path's
+    ``{device_id}`` where the route has one.
+    """
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if 0 < len(given) <= MAX_REQUEST_ID and given.isprintable() else None
+    request_id = request_id or uuid.uuid4().hex
+    with logs.bind(request=request_id, device=request.match_info.get("device_id")):
+        response = await handler(request)
+    if not response.prepared:  # a WebSocket has sent its headers already
+        response.headers["X-Request-Id"] = request_id
+    return response

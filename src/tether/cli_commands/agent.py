@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -114,6 +115,15 @@ def native(
             help="Seconds each HTTP long-poll waits for a command (--transport http).", min=0.0
         ),
     ] = 30.0,
+    telemetry: Annotated[
+        float | None,
+        typer.Option(
+            help="Also send a 'telemetry' notification every this many seconds (a counter, "
+            "uptime and a drifting temperature), to watch with 'tether notifications tail'.",
+            min=0.1,
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevelOption = "info",
     log_format: LogFormatOption = "text",
 ) -> None:
@@ -123,7 +133,7 @@ def native(
     once. The built-in handler answers echo, sleep {"seconds": s}, fail {"error": "..."}
     and steps {"steps": ["a", "b"]}; any other command is echoed back.
 
-    Example: TETHER_DEVICE_CREDENTIAL=... tether agent native --device-id lamp-1 --transport http
+    Example: TETHER_DEVICE_CREDENTIAL=... tether agent native --device-id lamp-1 --telemetry 5
     """
     from tether.cli import _run
 
@@ -143,7 +153,7 @@ def native(
         poll_wait=poll_wait,
     )
     try:
-        _run(run_agent(agent))
+        _run(run_agent(agent, telemetry))
     except ApiError as error:
         fail(f"error {error.code}: {error.message}")
 
@@ -162,16 +172,19 @@ async def preflight(agent: NativeAgent) -> None:
         log.warning("cannot reach Tether at %s yet (%s); retrying", agent.base_url, error)
 
 
-async def run_agent(agent: NativeAgent) -> None:
+async def run_agent(agent: NativeAgent, telemetry: float | None = None) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly."""
     await preflight(agent)
     stop = stop_on_signals()
     running = asyncio.create_task(agent.run())
-    watching = asyncio.create_task(watch(agent))
+    helpers = [asyncio.create_task(watch(agent))]
+    if telemetry is not None:
+        helpers.append(asyncio.create_task(send_telemetry(agent, telemetry)))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping")
-    watching.cancel()
+    for helper in helpers:
+        helper.cancel()
     stopping.cancel()
     await agent.stop()
     try:
@@ -180,6 +193,34 @@ async def run_agent(agent: NativeAgent) -> None:
         pass
     except Exception as error:  # the agent is gone either way; say why
         log.warning("agent stopped with an error: %s", error)
+
+
+async def send_telemetry(agent: NativeAgent, period: float) -> None:
+    """Every ``period`` seconds while connected, a ``telemetry`` notification.
+
+    Its parameters change on every send (a counter, the uptime, a temperature that
+    wanders by up to 0.2 degrees), so a watcher sees the device is alive and reporting.
+    """
+    started = time.monotonic()
+    count = 0
+    temperature = 21.0
+    while True:
+        await asyncio.sleep(period)
+        if not agent.connected.is_set():
+            continue
+        count += 1
+        temperature = round(temperature + random.uniform(-0.2, 0.2), 2)
+        parameters = {
+            "count": count,
+            "uptime": round(time.monotonic() - started, 1),
+            "temperature": temperature,
+        }
+        try:
+            await agent.notify("telemetry", parameters)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("telemetry %d not sent: %s", count, error)
+        else:
+            log.debug("telemetry %d sent: %s", count, compact_json(parameters))
 
 
 async def watch(agent: NativeAgent) -> None:

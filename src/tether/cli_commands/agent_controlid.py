@@ -19,14 +19,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from tether.cli_commands.commands import (
-    COMMAND_FIELDS,
-    EXIT_FAILED,
-    EXIT_RUNNING,
-    FAILED,
-    SUCCEEDED,
-    follow,
-)
+from tether.cli_commands.commands import finish, follow, outcome_title
 from tether.cli_commands.common import (
     DEFAULT_URL,
     MAX_SERVER_WAIT,
@@ -34,7 +27,6 @@ from tether.cli_commands.common import (
     Client,
     LogFormatOption,
     LogLevelOption,
-    emit_record,
     fail,
     parse_duration,
     parse_json,
@@ -148,13 +140,7 @@ def queue(client: Client, device_id: str, name: str, parameters: Any, wait: str 
         return await follow(api, command, seconds) if seconds else command
 
     command = client.run(send)
-    emit_record(client, command, COMMAND_FIELDS, title=f"{name} queued")
-    if seconds:
-        state = command.get("state")
-        if state in FAILED:
-            raise typer.Exit(EXIT_FAILED)
-        if state != SUCCEEDED:
-            raise typer.Exit(EXIT_RUNNING)
+    finish(client, command, seconds, outcome_title(name, command))
 
 
 def _json(value: str | None, option: str) -> Any:
