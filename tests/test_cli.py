@@ -462,7 +462,7 @@ def test_device_attributes_owner_desired_state_and_config(server: Server) -> Non
         "set",
         "--version",
         "1.2.0",
-        "--url",
+        "--image-url",
         "http://fw.test/1.2.0.bin",
         "--device",
         device_id,
@@ -497,21 +497,7 @@ def test_notification_sent_as_the_device_and_presence_watched(server: Server) ->
     credential = server.json("device", "create", "--id", device_id, "--with-credential")[
         "credential"
     ]
-    sent = server.cli(
-        "notifications",
-        "send",
-        device_id,
-        "door",
-        "--params",
-        '{"open": true}',
-        "--json",
-        env=clean_env(TETHER_URL=server.url, TETHER_DEVICE_CREDENTIAL=credential),
-    )
-    assert sent.returncode == 0, explain(sent)
-    assert json.loads(sent.stdout)["parameters"] == {"open": True}
-    listed = server.json("notifications", "list", "--device", device_id)
-    assert [n["name"] for n in listed] == ["door"]
-
+    device_env = clean_env(TETHER_URL=server.url, TETHER_DEVICE_CREDENTIAL=credential)
     watch = subprocess.Popen(
         [*TETHER, "presence", "watch", "--device", device_id, "--count", "1", "--json"],
         env=server.env(),
@@ -526,17 +512,33 @@ def test_notification_sent_as_the_device_and_presence_watched(server: Server) ->
         while "following presence" not in (watch.stderr.readline() if watch.stderr else ""):
             assert time.monotonic() < deadline, "watch never subscribed"
             assert watch.poll() is None, "watch exited before subscribing"
+        # the device's first word brings it online
+        sent = server.cli(
+            "notifications",
+            "send",
+            device_id,
+            "door",
+            "--params",
+            '{"open": true}',
+            "--json",
+            env=device_env,
+        )
+        assert sent.returncode == 0, explain(sent)
+        assert json.loads(sent.stdout)["parameters"] == {"open": True}
+        out, _ = watch.communicate(timeout=20)
+        change = json.loads(out.strip().splitlines()[0])
+        assert (change["deviceId"], change["online"]) == (device_id, True)
+        listed = server.json("notifications", "list", "--device", device_id)
+        assert [n["name"] for n in listed] == ["door"]
+
+        # --telemetry: the agent reports by itself
         agent = subprocess.Popen(
             [*TETHER, "agent", "native", "--device-id", device_id, "--telemetry", "0.2"],
-            env=clean_env(TETHER_URL=server.url, TETHER_DEVICE_CREDENTIAL=credential),
+            env=device_env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
         )
-        out, _ = watch.communicate(timeout=20)
-        change = json.loads(out.strip().splitlines()[0])
-        assert (change["deviceId"], change["online"]) == (device_id, True)
-        # --telemetry: the agent reports by itself
         deadline = time.monotonic() + 20
         while True:
             found = server.json(

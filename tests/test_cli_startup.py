@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 
-
 HEAVY = ("sqlalchemy", "alembic", "asyncpg", "redis", "aiohttp")
 #: The issue's bound for ``tether --version``: "well under 250 modules".
 VERSION_MODULE_BUDGET = 250

@@ -31,7 +31,7 @@ config_app = typer.Typer(
 )
 firmware_app = typer.Typer(
     help="Set the firmware a device, a device type, or every device should run (admin).\n\n"
-    "Example: tether firmware set --version 1.2.0 --url https://fw.example/1.2.0.bin",
+    "Example: tether firmware set --version 1.2.0 --image-url https://fw.example/1.2.0.bin",
     no_args_is_help=True,
 )
 
@@ -114,7 +114,9 @@ def list_firmware(client: Client) -> None:
 def set_firmware(
     client: Client,
     version: Annotated[str, typer.Option(help="Firmware version.", show_default=False)],
-    url: Annotated[str, typer.Option(help="Where devices download it.", show_default=False)],
+    image_url: Annotated[
+        str, typer.Option(help="Where devices download the image.", show_default=False)
+    ],
     size: Annotated[
         int | None, typer.Option(help="Image size in bytes.", min=0, show_default=False)
     ] = None,
@@ -126,11 +128,12 @@ def set_firmware(
 ) -> None:
     """Set the firmware to run (for everyone unless --device or --device-type).
 
-    Example: tether firmware set --version 1.2.0 --url https://fw.example/1.2.0.bin --device-type 2
+    Example: tether firmware set --version 1.2.0 --image-url https://fw.example/1.2.0.bin
+    --device-type 2
     """
     body = FirmwareCreate(
         version=version,
-        url=url,
+        url=image_url,
         size=size,
         sha256=sha256,
         device_id=device,
