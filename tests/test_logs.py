@@ -43,7 +43,7 @@ def test_json_format_is_one_object_per_line_with_the_ids(
     assert first["message"] == "hello there"
     assert (first["level"], first["logger"]) == ("INFO", "tether.test")
     assert (first["request_id"], first["device_id"]) == ("r-1", "lamp-1")
-    assert "time" in first
+    assert str(first["time"]).endswith("Z")  # ISO 8601, UTC
     assert "request_id" not in second
 
 

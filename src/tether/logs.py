@@ -4,9 +4,9 @@
 
 * ``text``: ``time level logger: message`` lines, for a terminal;
 * ``json``: one JSON object per line (python-json-logger, encoded with msgspec like the
-  rest of Tether), with ``time``, ``level``, ``logger``, ``message``, and the
-  ``request_id`` / ``device_id`` of the work being logged when they are known, for a
-  log shipper.
+  rest of Tether), with ``level``, ``logger``, ``message``, ``time`` (ISO 8601, UTC),
+  any ``extra`` fields of the call, and the ``request_id`` / ``device_id`` of the work
+  being logged when they are known, for a log shipper.
 
 The ids come from :data:`request_id` and :data:`device_id`, two context variables that
 request handlers and device sessions set (:func:`bind`); a call may also name them
@@ -34,9 +34,9 @@ LogFormat = Literal["text", "json"]
 #: The logger the HTTP access log is written to.
 ACCESS_LOGGER = "tether.access"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-#: The fields of a JSON line, in order, before any ``extra`` the call adds.
-JSON_FIELDS = ("asctime", "levelname", "name", "message")
-JSON_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+#: The fields of a JSON line, in order, before any ``extra`` the call adds and ``time``.
+JSON_FIELDS = ("levelname", "name", "message")
+JSON_RENAMES = {"levelname": "level", "name": "logger"}
 #: Chatty libraries, kept at WARNING unless the level is DEBUG.
 QUIET_LIBRARIES = ("alembic", "aiosqlite")
 
@@ -79,6 +79,7 @@ def config(level: str = "info", log_format: LogFormat = "text") -> dict[str, Any
             "()": "pythonjsonlogger.msgspec.MsgspecFormatter",
             "fmt": list(JSON_FIELDS),
             "rename_fields": JSON_RENAMES,
+            "timestamp": "time",
         }
     else:
         formatter = {"format": TEXT_FORMAT}

@@ -20,6 +20,7 @@ from tether.cli_commands.common import (
     Api,
     Client,
     Col,
+    SkipOption,
     emit_list,
     emit_record,
     note,
@@ -260,6 +261,7 @@ def list_commands(
     take: Annotated[
         int, typer.Option(help="At most this many, newest first.", min=1, max=1000)
     ] = 50,
+    skip: SkipOption = 0,
 ) -> None:
     """List commands, newest first.
 
@@ -270,6 +272,7 @@ def list_commands(
         "state": [s.value for s in state] if state else None,
         "name": name,
         "take": take,
+        "skip": skip or None,
         "desc": True,
     }
     rows = client.run(lambda api: api.call("GET", "/api/v1/commands", params=params))

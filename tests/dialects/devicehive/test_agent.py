@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 import typer
@@ -16,7 +17,10 @@ from tether.dialects.devicehive.agent import DeviceHiveAgent
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("transport", ["ws", "http"])
-async def test_agent_runs_commands_and_reports_results(server: Server, transport: str) -> None:
+async def test_agent_runs_commands_and_reports_results(
+    server: Server, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tether.devicehive.agent")
     device_id = f"agent-{transport}"
     agent = DeviceHiveAgent(
         server.run.url, device_id, refresh_token=server.refresh, transport=transport, poll_wait=5
@@ -39,6 +43,11 @@ async def test_agent_runs_commands_and_reports_results(server: Server, transport
             assert status == 200
             results.append((body["status"], body["result"]))
         assert results == [("done", {"n": 1}), ("failed", {"error": "no"})]
+        # An operator sees it connect and what it runs.
+        logged = [r.getMessage() for r in caplog.records if r.name == "tether.devicehive.agent"]
+        assert any(f"device {device_id} connected to" in line for line in logged), logged
+        assert any(f"command {ids[0]} echo" in line and "-> done" in line for line in logged)
+        assert any(f"command {ids[1]} fail" in line and "-> failed" in line for line in logged)
         states = [(await server.run.call("GET", f"/api/v1/commands/{i}"))["state"] for i in ids]
         assert states == ["succeeded", "failed"]
         note_id = await agent.notify("temp", {"v": 3})
