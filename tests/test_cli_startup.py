@@ -1,7 +1,7 @@
-"""What the ``tether`` command costs to start, and what its help looks like, as a user runs it.
+"""What the ``tether`` command costs to start, as a user runs it.
 
-Each test runs the real entry point in a subprocess (no server needed): import cost is a
-property of a fresh interpreter, and help layout of the real terminal-less output.
+Each test runs the real entry point in a fresh interpreter (no server needed) with
+Python's import log on, and reads which modules it loaded.
 """
 
 from __future__ import annotations
@@ -79,28 +79,3 @@ def test_a_client_group_imports_only_what_it_uses() -> None:
     assert not any(
         name.startswith(("tether.cli_commands.agent", "tether.dialects")) for name in names
     )
-
-
-def test_serve_help_shows_its_defaults() -> None:
-    result = run("serve", "--help", COLUMNS="200")
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = {line.split()[1]: line for line in result.stdout.splitlines() if "--" in line}
-    assert "127.0.0.1" in lines["--host"]
-    assert "8080" in lines["--port"]
-    assert "./tether-data" in lines["--data-dir"]
-    assert "memory" in lines["--bus"]
-    assert "<bool>" not in result.stdout  # a flag takes no value
-
-
-def test_flags_have_no_value_placeholder_and_agents_no_subcommand_usage() -> None:
-    device = run("device", "create", "--help", COLUMNS="200")
-    assert device.returncode == 0, device.stderr[-2000:]
-    assert "--with-credential" in device.stdout
-    assert "<bool>" not in device.stdout
-    for dialect in ("native", "devicehive", "ewelink", "controlid", "opengate", "keepalive"):
-        agent = run("agent", dialect, "--help", COLUMNS="200")
-        assert agent.returncode == 0, agent.stderr[-2000:]
-        assert f"Usage: tether agent {dialect} [OPTIONS]" in agent.stdout
-        assert "COMMAND [ARGS]" not in agent.stdout
-        assert "<bool>" not in agent.stdout
-        assert "--log-format" in agent.stdout
