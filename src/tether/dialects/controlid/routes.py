@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from cachetools import FIFOCache
 
 from tether.core.errors import TetherError
 from tether.core.lifecycle import TERMINAL, CommandState
@@ -104,7 +105,7 @@ class Handlers:
     def __init__(self, state: State) -> None:
         self.state = state
         self.gate = Gate(state.settings)
-        self._dao_seen: dict[tuple[str, str, str], None] = {}
+        self._dao_seen: FIFOCache[tuple[str, str, str], None] = FIFOCache(maxsize=DAO_SEEN_CAP)
 
     def _ready(self) -> Terminals | None:
         return self.state.terminals
@@ -341,8 +342,6 @@ class Handlers:
             return True
         for key in keys:
             seen[key] = None
-        while len(seen) > DAO_SEEN_CAP:
-            del seen[next(iter(seen))]
         return False
 
 
