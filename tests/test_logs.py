@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -21,6 +29,16 @@ def restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+SERVE = [sys.executable, "-m", "tether.cli", "serve"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -69,16 +87,57 @@ async def test_a_request_logs_with_its_request_and_device_id(
 
     app = web.Application(middlewares=[log_context_middleware])
     app.router.add_get("/api/v1/device/{device_id}/state", handler)
+    app.router.add_get("/push", handler)
     async with TestClient(TestServer(app)) as client:
         given = await client.get("/api/v1/device/lamp-7/state", headers={"X-Request-Id": "abc"})
         assert given.headers["X-Request-Id"] == "abc"
         made = await client.get("/api/v1/device/lamp-8/state")
         generated = made.headers["X-Request-Id"]
         assert len(generated) == 32
+        polled = await client.get("/push?deviceId=4242", headers={"X-Request-Id": "x\ty"})
+        assert polled.headers["X-Request-Id"] != "x\ty"  # not printable: replaced
     handled = [
         line for line in json_lines(capsys.readouterr().err) if line["message"] == "handling"
     ]
     assert [(line["request_id"], line["device_id"]) for line in handled] == [
         ("abc", "lamp-7"),
         (generated, "lamp-8"),
+        (polled.headers["X-Request-Id"], "4242"),
     ]
+
+
+def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path) -> None:
+    """``tether serve --log-format json``: every line it writes is one JSON object."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env.update(TETHER_ADMIN_PASSWORD="json-admin-1", TETHER_LOG_FORMAT="json")
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [*SERVE, "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    messages = [str(line["message"]) for line in lines]
+    assert any(message.startswith("Tether ") and "listening on" in message for message in messages)
+    assert any(message.startswith("ready as node") for message in messages)
+    assert "shutting down" in messages
+    assert all({"level", "logger", "message", "time"} <= set(line) for line in lines)

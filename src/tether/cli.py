@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -32,6 +33,17 @@ def console() -> Console:
     from tether.cli_commands.common import console as make_console
 
     return make_console(stderr=True, soft_wrap=True)
+
+
+def say(settings: Any, message: str, level: int = logging.INFO) -> None:
+    """Tell the operator ``message`` (Rich markup): on the console, or with
+    ``log_format = json`` as a log line, so that a log shipper reads only JSON."""
+    if settings.log_format == "json":
+        from rich.text import Text
+
+        logging.getLogger("tether.serve").log(level, Text.from_markup(message).plain)
+    else:
+        console().print(message)
 
 
 app = typer.Typer(
@@ -181,13 +193,15 @@ def serve(
         # The parent: migrate and bootstrap once, then supervise the workers.
         generated = _run(_prepare(settings))
         if generated:
-            console().print(
+            say(
+                settings,
                 f"Created admin user [bold]{settings.admin_login}[/bold] with password "
-                f"[bold yellow]{generated}[/bold yellow] (shown once; change it)."
+                f"[bold yellow]{generated}[/bold yellow] (shown once; change it).",
             )
         node = settings.node_id or uuid.uuid4().hex[:8]
-        console().print(
-            f"starting {settings.workers} workers as nodes {node}-0..{settings.workers - 1}"
+        say(
+            settings,
+            f"starting {settings.workers} workers as nodes {node}-0..{settings.workers - 1}",
         )
         args = sys.argv[sys.argv.index("serve") + 1 :]
         raise typer.Exit(supervise(args, settings.workers, node))
@@ -222,7 +236,7 @@ async def _serve(settings: Any) -> None:
     try:
         await runner.setup()
     except Exception as error:
-        console().print(f"[red]start-up failed:[/red] {error}")
+        say(settings, f"[red]start-up failed:[/red] {error}", logging.ERROR)
         raise typer.Exit(1) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -243,33 +257,35 @@ async def _serve(settings: Any) -> None:
         await site.start()
         extra = await start_listeners(runner, app, reuse_port=worker_index() is not None)
     except OSError as error:
-        console().print(f"[red]cannot listen:[/red] {error}")
+        say(settings, f"[red]cannot listen:[/red] {error}", logging.ERROR)
         await runner.cleanup()
         raise typer.Exit(1) from None
     scheme = "https" if settings.tls_cert else "http"
     bound = runner.addresses[0] if runner.addresses else (settings.host, settings.port)
-    console().print(
+    say(
+        settings,
         f"[bold green]Tether {__version__}[/bold green] listening on "
         f"{scheme}://{bound[0]}:{bound[1]}  (data: {settings.resolved_database_url}, "
-        f"bus: {settings.bus})"
+        f"bus: {settings.bus})",
     )
     for name, url in extra.items():
-        console().print(f"  {name} listening on {url}")
+        say(settings, f"  {name} listening on {url}")
     startup = app[STARTUP]
 
     async def announce() -> None:
         await startup.ready.wait()
         if startup.generated_password:
-            console().print(
+            say(
+                settings,
                 f"Created admin user [bold]{settings.admin_login}[/bold] with password "
-                f"[bold yellow]{startup.generated_password}[/bold yellow] (shown once; change it)."
+                f"[bold yellow]{startup.generated_password}[/bold yellow] (shown once; change it).",
             )
         sys.stderr.flush()
 
     announcing = asyncio.create_task(announce())
     await stop.wait()
     announcing.cancel()
-    console().print("shutting down")
+    say(settings, "shutting down")
     await runner.cleanup()
 
 
