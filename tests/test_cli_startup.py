@@ -79,3 +79,14 @@ def test_a_client_group_imports_only_what_it_uses() -> None:
     assert not any(
         name.startswith(("tether.cli_commands.agent", "tether.dialects")) for name in names
     )
+
+
+def test_the_full_help_imports_no_heavy_library() -> None:
+    """``tether --help`` lists every group (loading them) without their I/O libraries."""
+    result = run("--help", COLUMNS="200")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for group in ("device", "config", "firmware", "presence", "controlid", "agent"):
+        assert f" {group} " in result.stdout
+    names = imported(result.stderr)
+    assert "tether.cli" in names  # the import log is on
+    assert not top_level(names) & set(HEAVY)

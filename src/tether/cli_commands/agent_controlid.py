@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -35,7 +35,10 @@ from tether.cli_commands.common import (
     tidy_help,
     with_client,
 )
-from tether.dialects.controlid.agent import Terminal
+
+if TYPE_CHECKING:
+    # Imported where the agent starts: the builders below (and --help) need no aiohttp.
+    from tether.dialects.controlid.agent import Terminal
 
 #: ``tether agent controlid`` (one command; see :mod:`tether.cli_client`).
 controlid_agent_app = typer.Typer(add_completion=False)
@@ -93,6 +96,8 @@ def controlid(
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"{url!r} must start with http:// or https://", param_hint="--url")
     setup_logging(log_level, log_format)
+    from tether.dialects.controlid.agent import Terminal
+
     terminal = Terminal(
         url,
         device_id,
