@@ -315,3 +315,11 @@ def test_command_records_are_titled_by_outcome_without_empty_delivery() -> None:
     assert "deliveredAt" not in [col.key for col in record_fields(answered)]
     acknowledged = {**answered, "deliveredAt": "2026-01-01T00:00:00Z"}
     assert "deliveredAt" in [col.key for col in record_fields(acknowledged)]
+
+
+def test_device_attributes_must_be_an_object(app: typer.Typer, runner: CliRunner) -> None:
+    result = runner.invoke(
+        app, ["device", "create", "--id", "x", "--attributes", "[1]", "--token", "tk_x"]
+    )
+    assert result.exit_code == 2
+    assert "must be a JSON object" in result.output
