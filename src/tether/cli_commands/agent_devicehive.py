@@ -16,11 +16,12 @@ from tether.cli_commands.common import (
     DEFAULT_URL,
     LogFormatOption,
     LogLevelOption,
+    fail,
     setup_logging,
     stop_on_signals,
     tidy_help,
 )
-from tether.dialects.devicehive.agent import DeviceHiveAgent
+from tether.dialects.devicehive.agent import AuthError, DeviceHiveAgent
 
 #: ``tether agent devicehive`` (one command; see :mod:`tether.cli_client`).
 devicehive_agent_app = typer.Typer(add_completion=False)
@@ -82,4 +83,7 @@ def devicehive(
         stop_on_signals(lambda: stopping.append(asyncio.create_task(agent.stop())))
         await agent.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except AuthError as error:
+        fail(f"refused: {error}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 import pytest
 import typer
@@ -66,3 +67,28 @@ def test_cli_offers_the_agent() -> None:
     assert result.exit_code == 0, result.output
     assert "--device-id" in result.output
     assert "--refresh-token" in result.output
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_agent_waits_for_a_server_that_is_not_up_yet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Like the native agent, it retries an unreachable server instead of crashing."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    agent = DeviceHiveAgent(f"http://127.0.0.1:{port}", "early", refresh_token="t")
+    caplog.set_level(logging.WARNING, logger="tether.devicehive.agent")
+    runner = asyncio.create_task(agent.run())
+    try:
+        for _ in range(100):
+            if any("cannot reach" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
+        assert not runner.done(), runner
+        assert any(
+            f"cannot reach http://127.0.0.1:{port}" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        await agent.stop()
+        await asyncio.wait_for(runner, 10)

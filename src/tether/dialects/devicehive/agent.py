@@ -141,19 +141,19 @@ class DeviceHiveAgent:
     # --- running ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve commands until :meth:`stop`; reconnects, falling back to HTTP polling."""
+        """Serve commands until :meth:`stop`; reconnects, falling back to HTTP polling.
+
+        A server that cannot be reached (yet, or any more) is retried with backoff; a
+        refused credential or registration ends the run with :class:`AuthError`.
+        """
         try:
-            await self.authorize()
-            if self.register:
-                status, body = await self.call("PUT", f"/device/{self.device_id}", {})
-                if status not in (200, 204):
-                    raise AuthError(f"device registration refused: {status} {body}")
-            if self.cursor is None:
-                status, info = await self.call("GET", "/info")
-                self.cursor = info["serverTimestamp"] if status == 200 else None
+            prepared = False
             backoff = Backoff(RECONNECT_FIRST, RECONNECT_MAX)
             while not self._stopping.is_set():
                 try:
+                    if not prepared:
+                        await self._prepare()
+                        prepared = True
                     if self.transport == "ws":
                         try:
                             await self._run_ws()
@@ -166,7 +166,8 @@ class DeviceHiveAgent:
                 except (aiohttp.ClientError, OSError, TimeoutError) as error:
                     self.connected.clear()
                     delay = backoff.next()
-                    log.warning("connection lost (%s); retrying in %.1fs", error, delay)
+                    what = "connection lost" if prepared else f"cannot reach {self.base_url}"
+                    log.warning("%s (%s); retrying in %.1fs", what, error, delay)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), delay)
         finally:
@@ -177,6 +178,17 @@ class DeviceHiveAgent:
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    async def _prepare(self) -> None:
+        """Log in, register the device if asked, and start the replay cursor at "now"."""
+        await self.authorize()
+        if self.register:
+            status, body = await self.call("PUT", f"/device/{self.device_id}", {})
+            if status not in (200, 204):
+                raise AuthError(f"device registration refused: {status} {body}")
+        if self.cursor is None:
+            status, info = await self.call("GET", "/info")
+            self.cursor = info["serverTimestamp"] if status == 200 else None
 
     async def _run_ws(self) -> None:
         async with self.session.ws_connect(self.ws_url, heartbeat=30) as ws:
