@@ -525,6 +525,21 @@ def test_notification_sent_as_the_device_and_presence_watched(server: Server) ->
         "credential"
     ]
     device_env = clean_env(TETHER_URL=server.url, TETHER_DEVICE_CREDENTIAL=credential)
+    sent = server.cli(
+        "notifications",
+        "send",
+        device_id,
+        "door",
+        "--params",
+        '{"open": true}',
+        "--json",
+        env=device_env,
+    )
+    assert sent.returncode == 0, explain(sent)
+    assert json.loads(sent.stdout)["parameters"] == {"open": True}
+    listed = admin_call(server, "GET", f"/api/v1/devices/{device_id}/notifications")
+    assert [n["name"] for n in listed] == ["door"]
+
     watch = subprocess.Popen(
         [*TETHER, "presence", "watch", "--device", device_id, "--count", "1", "--json"],
         env=server.env(),
@@ -535,30 +550,11 @@ def test_notification_sent_as_the_device_and_presence_watched(server: Server) ->
     )
     agent = None
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while "following presence" not in (watch.stderr.readline() if watch.stderr else ""):
             assert time.monotonic() < deadline, "watch never subscribed"
             assert watch.poll() is None, "watch exited before subscribing"
-        # the device's first word brings it online
-        sent = server.cli(
-            "notifications",
-            "send",
-            device_id,
-            "door",
-            "--params",
-            '{"open": true}',
-            "--json",
-            env=device_env,
-        )
-        assert sent.returncode == 0, explain(sent)
-        assert json.loads(sent.stdout)["parameters"] == {"open": True}
-        out, _ = watch.communicate(timeout=20)
-        change = json.loads(out.strip().splitlines()[0])
-        assert (change["deviceId"], change["online"]) == (device_id, True)
-        listed = server.json("notifications", "list", "--device", device_id)
-        assert [n["name"] for n in listed] == ["door"]
-
-        # --telemetry: the agent reports by itself
+        # the agent's session brings the device online; --telemetry makes it report by itself
         agent = subprocess.Popen(
             [*TETHER, "agent", "native", "--device-id", device_id, "--telemetry", "0.2"],
             env=device_env,
@@ -566,13 +562,12 @@ def test_notification_sent_as_the_device_and_presence_watched(server: Server) ->
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 20
-        while True:
-            found = server.json(
-                "notifications", "list", "--device", device_id, "--name", "telemetry"
-            )
-            if found or time.monotonic() > deadline:
-                break
+        out, _ = watch.communicate(timeout=30)
+        change = json.loads(out.strip().splitlines()[0])
+        assert (change["deviceId"], change["online"]) == (device_id, True)
+        deadline = time.monotonic() + 30
+        path = f"/api/v1/devices/{device_id}/notifications?name=telemetry"
+        while not (found := admin_call(server, "GET", path)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert found
         assert {"count", "uptime", "temperature"} <= set(found[0]["parameters"])
