@@ -163,8 +163,8 @@ def serve(
     With no options it listens on 127.0.0.1:8080, keeps its data in ./tether-data
     (SQLite), uses an in-process bus, and on first start creates the admin user
     (TETHER_ADMIN_LOGIN, default 'admin') with TETHER_ADMIN_PASSWORD or a generated
-    password printed once. More settings (timeouts, limits, retention) are TETHER_*
-    environment variables; see docs/operations.md.
+    password written to DATA_DIR/admin-password (0600). More settings (timeouts, limits,
+    retention) are TETHER_* environment variables; see docs/operations.md.
     """
     settings = _settings(
         config,
@@ -191,13 +191,9 @@ def serve(
 
     if settings.workers > 1 and worker_index() is None:
         # The parent: migrate and bootstrap once, then supervise the workers.
-        generated = _run(_prepare(settings))
-        if generated:
-            say(
-                settings,
-                f"Created admin user [bold]{settings.admin_login}[/bold] with password "
-                f"[bold yellow]{generated}[/bold yellow] (shown once; change it).",
-            )
+        password_file = _run(_prepare(settings))
+        if password_file:
+            _announce_password_file(settings, password_file)
         node = settings.node_id or uuid.uuid4().hex[:8]
         say(
             settings,
@@ -208,21 +204,27 @@ def serve(
     _run(_serve(settings))
 
 
-async def _prepare(settings: Any) -> str | None:
+async def _prepare(settings: Any) -> Path | None:
     """Migrate the database and create the first admin, once, before workers start."""
+    from tether.app import bootstrap_admin
     from tether.bus import MemoryBus
     from tether.hub.service import Hub
     from tether.store import Store
 
     store = await Store.open(settings.resolved_database_url, migrate=True)
     try:
-        password = settings.admin_password.get_secret_value() if settings.admin_password else None
-        generated: str | None = await Hub(store, MemoryBus(), settings).auth.bootstrap_admin(
-            settings.admin_login, password
-        )
-        return generated
+        return await bootstrap_admin(Hub(store, MemoryBus(), settings), settings)
     finally:
         await store.close()
+
+
+def _announce_password_file(settings: Any, path: Path) -> None:
+    """Say where the generated password is; the password itself never reaches a log."""
+    say(
+        settings,
+        f"Created admin user [bold]{settings.admin_login}[/bold]; its password is in "
+        f"[bold]{path}[/bold] (readable by you only): log in, change it, delete the file.",
+    )
 
 
 async def _serve(settings: Any) -> None:
@@ -274,12 +276,8 @@ async def _serve(settings: Any) -> None:
 
     async def announce() -> None:
         await startup.ready.wait()
-        if startup.generated_password:
-            say(
-                settings,
-                f"Created admin user [bold]{settings.admin_login}[/bold] with password "
-                f"[bold yellow]{startup.generated_password}[/bold yellow] (shown once; change it).",
-            )
+        if startup.password_file:
+            _announce_password_file(settings, startup.password_file)
         sys.stderr.flush()
 
     announcing = asyncio.create_task(announce())
@@ -303,8 +301,6 @@ def db_upgrade(
     async def upgrade() -> None:
         from tether.store import Store
 
-        if settings.database_url is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(settings.resolved_database_url, migrate=True)
         await store.close()
 
