@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     poll_wait_max: float = Field(60.0, ge=0, description="Longest long-poll a device may ask for.")
 
     # --- connections and presence ------------------------------------------------------------
+    http_idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an HTTP connection may take to send a complete request header, "
+        "from opening or from its previous answer; then it is closed.",
+    )
     max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted message.")
     send_queue_size: int = Field(
         1024, ge=1, description="Per-connection send queue; a consumer that overflows it is cut."
