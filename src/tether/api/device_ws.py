@@ -53,8 +53,10 @@ _decoder = msgspec.json.Decoder(DeviceInbound)
 class DeviceConnection(Connection):
     """A device's live session, as the hub's delivery sees it."""
 
-    def __init__(self, ws: web.WebSocketResponse, device: Device, hub: Hub) -> None:
-        super().__init__(ws, hub.settings.send_queue_size)
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, device: Device, hub: Hub
+    ) -> None:
+        super().__init__(ws, request, hub.settings)
         self.device_id = device.id
         self.device = device
         self.max_in_flight = hub.settings.max_in_flight
@@ -88,7 +90,7 @@ async def device_socket(request: web.Request) -> web.StreamResponse:
         device = await _hello(ws, hub)
         if device is None:
             return ws
-    conn = DeviceConnection(ws, device, hub)
+    conn = DeviceConnection(ws, request, device, hub)
     hub.delivery.attach(conn)
 
     async def handle(data: str | bytes) -> None:

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     send_queue_size: int = Field(
         1024, ge=1, description="Per-connection send queue; a consumer that overflows it is cut."
     )
+    ws_close_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a closing WebSocket has to get its close frame out (1008 for a "
+        "slow consumer); a peer that does not read it by then is disconnected at once.",
+    )
     presence_timeout: float = Field(
         90.0, gt=0, description="Seconds of silence after which a polling device is offline."
     )

@@ -36,6 +36,7 @@ from tether.dialects.devicehive.streams import MessageOps, Selection
 from tether.dialects.devicehive.ws_directory import DirectoryActions
 from tether.hub.subscriptions import Subscription
 from tether.hub.tokens import TokenType
+from tether.outbox import Outbox
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -62,12 +63,15 @@ class DhConnection(DirectoryActions):
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        request: web.Request,
         hub: Hub,
         ops: DirectoryOps,
         msgs: MessageOps,
         rest_url: str,
     ) -> None:
         self.ws = ws
+        settings = hub.settings
+        self.outbox = Outbox(ws, request, settings.send_queue_size, settings.ws_close_timeout)
         self.hub = hub
         self.ops = ops
         self.msgs = msgs
@@ -142,10 +146,8 @@ class DhConnection(DirectoryActions):
     # --- plumbing ----------------------------------------------------------------------
 
     async def send(self, frame: dict[str, Any]) -> None:
-        if self.ws.closed:
-            return
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(codec.encode(frame))
+        """Queue an answer; a peer whose queue is full is cut off as a slow consumer."""
+        self.outbox.send(codec.encode(frame))
 
     async def handle(self, raw: str, parsed: tuple[str, Any, dict[str, Any]] | None = None) -> None:
         try:
@@ -189,9 +191,7 @@ class DhConnection(DirectoryActions):
             self.events.put_nowait((state, item))
         except asyncio.QueueFull:
             self.closing = True
-            asyncio.get_running_loop().create_task(
-                self.ws.close(code=1008, message=b"too slow to read events")
-            )
+            self.outbox.cut(1008, "too slow to read events")
             return False
         return True
 
@@ -220,7 +220,9 @@ class DhConnection(DirectoryActions):
             else:
                 action = "command/update" if state.sel.return_updated else "command/insert"
                 frame = codec.event(action, state.sub.id, "command", view)
-            await self.send(frame)
+            # Paced by the socket: while the outbox is full, events wait in their own
+            # bounded queue, whose overflow cuts the peer (offer).
+            await self.outbox.put(codec.encode(frame))
 
     async def start_replay(self, subscription_id: int) -> None:
         state = self.subs.get(subscription_id)
@@ -435,7 +437,7 @@ async def serve(
     live.add(ws)
     scheme = "https" if request.secure else "http"
     rest_url = f"{scheme}://{request.host}/api/rest"
-    conn = DhConnection(ws, hub, ops, msgs, rest_url)
+    conn = DhConnection(ws, request, hub, ops, msgs, rest_url)
     pump = asyncio.create_task(conn.pump(), name="devicehive-ws-pump")
     running: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_CONCURRENT)
@@ -472,4 +474,5 @@ async def serve(
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+        await conn.outbox.finish()
     return ws
