@@ -11,7 +11,9 @@ waits for the peer forever. So a close is given ``close_timeout`` seconds: if th
 frame (1008 for a slow consumer) has not left the process by then, the transport is
 aborted, which frees the socket and its kernel buffers at once.
 
-The native API, DeviceHive and eWeLink WebSockets all send through this.
+Every socket that has not authenticated is also given a deadline to do so
+(:meth:`Outbox.require_auth`). The native API, DeviceHive and eWeLink WebSockets all send
+through this.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -27,6 +30,8 @@ from tether.hub import metrics
 log = logging.getLogger("tether.outbox")
 
 CLOSE_SLOW_CONSUMER = WSCloseCode.POLICY_VIOLATION
+#: A peer that has not authenticated in time (the native API's code for a refused login).
+CLOSE_UNAUTHENTICATED = 4401
 _CLOSE = object()
 
 
@@ -43,7 +48,22 @@ class Outbox:
         self._close_timeout = close_timeout
         self._queue: asyncio.Queue[bytes | object] = asyncio.Queue(queue_size)
         self._close: tuple[int, str] | None = None
+        self._auth_deadline: asyncio.TimerHandle | None = None
         self._writer = asyncio.create_task(self._write(), name="tether-ws-writer")
+
+    def require_auth(
+        self, authenticated: Callable[[], bool], within: float, code: int = CLOSE_UNAUTHENTICATED
+    ) -> None:
+        """Close the connection unless ``authenticated()`` holds ``within`` seconds from
+        now: an anonymous socket costs a file descriptor and memory, so nobody may keep
+        one open without proving who they are."""
+
+        def check() -> None:
+            if not authenticated():
+                log.info("closing a WebSocket that did not authenticate within %ss", within)
+                self.close(code, "authentication timeout")
+
+        self._auth_deadline = asyncio.get_running_loop().call_later(within, check)
 
     @property
     def closing(self) -> bool:
@@ -123,6 +143,8 @@ class Outbox:
         stays armed: the transport may still hold what a non-reading peer never took."""
         if self._close is None:
             self._close = (WSCloseCode.OK, "")
+        if self._auth_deadline is not None:
+            self._auth_deadline.cancel()
         if not self._writer.done():
             self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -90,11 +90,15 @@ async def client_socket(request: web.Request) -> web.StreamResponse:
     if credential:
         principal = await hub.auth.principal(credential)  # 401 before upgrading
     ws = web.WebSocketResponse(
-        heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes, compress=False
+        heartbeat=hub.settings.ws_heartbeat,
+        max_msg_size=hub.settings.max_message_bytes,
+        compress=False,
     )
     await ws.prepare(request)
     conn = ClientConnection(ws, request, hub)
     conn.principal = principal
+    if principal is None:
+        conn.require_auth(lambda: conn.principal is not None, hub.settings.ws_auth_timeout)
 
     async def handle(data: str | bytes) -> None:
         await answer_frame(

@@ -46,7 +46,6 @@ log = logging.getLogger("tether.api.device_ws")
 
 routes = web.RouteTableDef()
 
-HELLO_TIMEOUT = 10.0
 _decoder = msgspec.json.Decoder(DeviceInbound)
 
 
@@ -83,7 +82,9 @@ async def device_socket(request: web.Request) -> web.StreamResponse:
     if credential and device_id:
         device, _ = await hub.auth.device(device_id, credential)  # 401 before upgrading
     ws = web.WebSocketResponse(
-        heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes, compress=False
+        heartbeat=hub.settings.ws_heartbeat,
+        max_msg_size=hub.settings.max_message_bytes,
+        compress=False,
     )
     await ws.prepare(request)
     if device is None:
@@ -115,7 +116,7 @@ async def device_socket(request: web.Request) -> web.StreamResponse:
 async def _hello(ws: web.WebSocketResponse, hub: Hub) -> Device | None:
     """Authenticate from the first frame; close with 4401 on failure."""
     try:
-        message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT)
+        message = await asyncio.wait_for(ws.receive(), hub.settings.ws_auth_timeout)
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             raise Unauthorized("expected a hello frame")
         frame = _decoder.decode(message.data)

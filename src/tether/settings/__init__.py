@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     send_queue_size: int = Field(
         1024, ge=1, description="Per-connection send queue; a consumer that overflows it is cut."
     )
+    ws_auth_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a WebSocket may stay open without authenticating (every "
+        "WebSocket endpoint); then it is closed.",
+    )
+    ws_heartbeat: float = Field(
+        30.0,
+        gt=0,
+        description="Ping interval of the native and DeviceHive WebSockets; a peer that "
+        "leaves a ping unanswered for half of it is disconnected.",
+    )
     ws_close_timeout: float = Field(
         5.0,
         gt=0,

@@ -432,12 +432,19 @@ async def serve(
     msgs: MessageOps,
     live: set[web.WebSocketResponse],
 ) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes)
+    ws = web.WebSocketResponse(
+        heartbeat=hub.settings.ws_heartbeat, max_msg_size=hub.settings.max_message_bytes
+    )
     await ws.prepare(request)
     live.add(ws)
     scheme = "https" if request.secure else "http"
     rest_url = f"{scheme}://{request.host}/api/rest"
     conn = DhConnection(ws, request, hub, ops, msgs, rest_url)
+    # Anonymous actions (server/info, token) are allowed, but not an anonymous socket
+    # kept open: authenticate within the deadline or be closed.
+    conn.outbox.require_auth(
+        lambda: conn.principal is not None, hub.settings.ws_auth_timeout, code=1008
+    )
     pump = asyncio.create_task(conn.pump(), name="devicehive-ws-pump")
     running: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_CONCURRENT)

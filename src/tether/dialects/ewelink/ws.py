@@ -50,6 +50,12 @@ class _Conn:
         self.ws = ws
         self.cloud = cloud
         self.peer: Peer = Peer(ws, request, cloud.hub.settings)
+        # The first frame (an app's userOnline, a device's register) must come in time.
+        self.peer.require_auth(
+            lambda: self.app is not None or self.link is not None,
+            cloud.hub.settings.ws_auth_timeout,
+            code=1008,
+        )
         self.app: AppSession | None = None
         self.link: DeviceLink | None = None
         self.slots = asyncio.Semaphore(IN_FLIGHT)
