@@ -23,7 +23,7 @@ async def flood_until_released(run: Running, sock: socket.socket, device_id: str
     device = await run.hub.directory.device(device_id)
     assert device is not None
     for i in range(600):  # about 10 MB, past any kernel buffer; it is cut long before
-        await run.hub.notifications.post_as_device(device, "reading", {"i": i, "blob": BLOB})
+        await run.hub.notifications.post_as_device(device, "update", {"i": i, "blob": BLOB})
         if not held(run, sock):
             break
     assert await until_released(run, sock, 3), "the server still holds a peer that reads nothing"
@@ -55,5 +55,30 @@ async def test_devicehive_ws_that_stops_reading_is_cut_off(tmp_path: Path) -> No
             await send_json(sock, {"action": "notification/subscribe", "requestId": 2})
             await read_frame(sock)
             await flood_until_released(run, sock, "loud-2")
+        finally:
+            sock.close()
+
+
+async def test_ewelink_app_socket_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
+    from tests.dialects.ewelink.helpers import APPID, FACTORY, SECRET, World
+
+    async with running(tmp_path, ewelink={"apps": {APPID: SECRET}}, **SETTINGS) as run:
+        user = await run.hub.directory.create_user(None, login="a@example.com", password="password-9")
+        world = World(run, int(user.id))
+        await world.add_device("100008db99", FACTORY)
+        login = await world.login("a@example.com", "password-9")
+        sock = await upgrade(run, "/api/ws", receive_buffer=4096)
+        try:
+            online = {
+                "action": "userOnline",
+                "at": login["at"],
+                "apikey": login["user"]["apikey"],
+                "appid": APPID,
+                "userAgent": "app",
+                "sequence": "1",
+            }
+            await send_json(sock, online)
+            await read_frame(sock)  # online; the app's state pushes now pile up unread
+            await flood_until_released(run, sock, "100008db99")
         finally:
             sock.close()
