@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from tests.support import Running, running
 from tests.wsraw import connect
@@ -22,9 +22,13 @@ from tests.wsraw import connect
 SHORT = {"http_idle_timeout": 1.0, "ws_auth_timeout": 0.5}
 
 
-@pytest.fixture
-async def run(tmp_path: Path) -> AsyncIterator[Running]:
-    async with running(tmp_path, **SHORT) as server:
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """One server for the module: each test opens connections of its own."""
+    async with running(tmp_path_factory.mktemp("deadlines"), **SHORT) as server:
         yield server
 
 

@@ -63,7 +63,9 @@ async def test_ewelink_app_socket_that_stops_reading_is_cut_off(tmp_path: Path) 
     from tests.dialects.ewelink.helpers import APPID, FACTORY, SECRET, World
 
     async with running(tmp_path, ewelink={"apps": {APPID: SECRET}}, **SETTINGS) as run:
-        user = await run.hub.directory.create_user(None, login="a@example.com", password="password-9")
+        user = await run.hub.directory.create_user(
+            None, login="a@example.com", password="password-9"
+        )
         world = World(run, int(user.id))
         await world.add_device("100008db99", FACTORY)
         login = await world.login("a@example.com", "password-9")
