@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tether import console
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
@@ -77,6 +78,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     app.cleanup_ctx.append(lifecycle)
     app[LISTENERS] = []
     mount_dialects(app, settings)
+    console.mount(app)
     return app
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from tether.core.access import (
     Action,
@@ -74,6 +76,14 @@ class Directory:
 
     def forget_device(self, device_id: str) -> None:
         self._devices.pop(device_id, None)
+
+    def seen(self, last_seen: Mapping[str, datetime]) -> None:
+        """Keep cached devices' ``last_seen`` as current as the write-behind just made the
+        store, so a device read from the cache agrees with one listed from the store."""
+        for device_id, at in last_seen.items():
+            device = self._devices.get(device_id)
+            if device is not None and (device.last_seen is None or device.last_seen < at):
+                self._devices[device_id] = msgspec.structs.replace(device, last_seen=at)
 
     async def get_device(self, principal: Principal, device_id: str) -> Device:
         return require_device(principal, Action.GET_DEVICE, await self.device(device_id), device_id)

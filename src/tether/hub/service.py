@@ -45,6 +45,7 @@ from tether.hub.events import (
     SessionTakenOver,
     UserChanged,
 )
+from tether.hub.fleet import Fleet
 from tether.hub.index import CommandIndex
 from tether.hub.notifications import Notifications
 from tether.hub.presence import Presence
@@ -90,6 +91,7 @@ class Hub:
         self.commands = Commands(self)
         self.notifications = Notifications(self)
         self.twins = Twins(self)
+        self.fleet = Fleet(self)
         self.delivery = Delivery(self)
         self.writer = CommandWriter(self)
         self.dialect_state = DialectState(self)
@@ -273,7 +275,7 @@ class Hub:
             await self.commands.fire_deadline(command_id, expired=False)
 
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
-        self.presence.activity(notification.device_id)
+        self.presence.seen(notification.device_id)
         self._fan_out_notification(notification, device)
         await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
 
@@ -369,6 +371,7 @@ class Hub:
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
+            self.directory.seen(dirty)
         held = self.presence.online_ids()
         if held and self.bus.shared:
             await self.bus.hold(held, self._hold_ttl)

@@ -249,8 +249,13 @@ class DhConnection(DirectoryActions):
     async def close(self) -> None:
         self.closing = True
         for sub_id in list(self.subs):
-            await self.hub.unsubscribe(sub_id)
-        self.subs.clear()
+            await self._drop(sub_id)
+
+    async def _drop(self, sub_id: int) -> None:
+        state = self.subs.pop(sub_id)
+        if state.sel.listener and state.sel.device_id is not None:
+            self.hub.presence.session_closed(state.sel.device_id)
+        await self.hub.unsubscribe(sub_id)
 
     # --- info and auth -----------------------------------------------------------------
 
@@ -366,6 +371,9 @@ class DhConnection(DirectoryActions):
         sub = await self.hub.subscribe(principal, sel.topic, sel.filter, self)
         state = SubState(sub, sel, raw_ts if raw_ts else None, 20 if limit is None else limit)
         self.subs[sub.id] = state
+        if sel.listener and sel.device_id is not None:
+            # The device's agent listening for its commands is its live session.
+            self.hub.presence.session_opened(sel.device_id)
         return {"subscriptionId": sub.id}
 
     async def command_subscribe(self, m: dict[str, Any]) -> dict[str, Any]:
@@ -380,15 +388,13 @@ class DhConnection(DirectoryActions):
         if raw is None:
             for sub_id, state in list(self.subs.items()):
                 if state.sel.kind == kind:
-                    del self.subs[sub_id]
-                    await self.hub.unsubscribe(sub_id)
+                    await self._drop(sub_id)
             return
         wanted = codec.opt_int(raw, "subscriptionId")
         found = self.subs.get(wanted) if wanted is not None else None
         if found is None or found.sel.kind != kind:
             raise DhError(404, f"Subscription with id {raw} was not found")
-        del self.subs[found.sub.id]
-        await self.hub.unsubscribe(found.sub.id)
+        await self._drop(found.sub.id)
 
     async def command_unsubscribe(self, m: dict[str, Any]) -> None:
         await self._unsubscribe("command", m)
