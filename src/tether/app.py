@@ -11,21 +11,31 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tether import console
+from tether.api.health import serve_metrics_apart
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
+from tether.core.backoff import Backoff
 from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable
 from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, opengate
 from tether.hub.service import Hub
 from tether.settings import Settings
 from tether.store import Store
-from tether.web import LISTENERS, STARTUP, Startup
+from tether.store.files import (
+    ADMIN_PASSWORD_FILE,
+    loose_permissions,
+    secret_files,
+    write_private,
+)
+from tether.web import LISTENERS, STARTUP, Startup, log_context_middleware
+from tether.workers import worker_index
 
 log = logging.getLogger("tether")
 
@@ -36,9 +46,8 @@ RETRY_FIRST, RETRY_MAX = 0.5, 10.0
 
 async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
     """Open the store (migrating it), connect the bus and start the hub."""
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.resolved_database_url, migrate=True)
+    warn_loose_permissions(settings)
     bus = create_bus(settings.bus, redis_url=settings.redis_url, node_id=settings.node_id)
     hub = Hub(store, bus, settings, clock)
     try:
@@ -52,7 +61,7 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The aiohttp application; the hub starts and stops with it."""
     app = web.Application(
-        middlewares=[node_middleware, error_middleware],
+        middlewares=[log_context_middleware, node_middleware, error_middleware],
         client_max_size=settings.max_message_bytes,
     )
     for table in native_routes():
@@ -77,6 +86,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     # background work stops while the hub it uses is still running.
     app.cleanup_ctx.append(lifecycle)
     app[LISTENERS] = []
+    if settings.metrics_listen is not None:
+        serve_metrics_apart(app, settings.metrics_listen, reuse_port=worker_index() is not None)
     mount_dialects(app, settings)
     console.mount(app)
     return app
@@ -139,7 +150,7 @@ async def start_listeners(
 
 async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) -> None:
     """Build the hub, retrying with backoff while the database or the bus is unreachable."""
-    delay = RETRY_FIRST
+    backoff = Backoff(RETRY_FIRST, RETRY_MAX)
     while True:
         try:
             hub = await build_hub(settings, clock)
@@ -148,21 +159,62 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
             if startup.error != reason:
                 log.warning("waiting for the database or bus: %s (retrying)", reason)
             startup.error = reason
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+            await asyncio.sleep(backoff.next())
             continue
-        password = settings.admin_password.get_secret_value() if settings.admin_password else None
-        try:
-            startup.generated_password = await hub.auth.bootstrap_admin(
-                settings.admin_login, password
-            )
-        except Conflict:
-            startup.generated_password = None  # another process created it first
+        startup.password_file = await bootstrap_admin(hub, settings)
         startup.error = None
         startup.hub = hub
         startup.ready.set()
         log.info("ready as node %s", hub.node_id)
         return
+
+
+async def bootstrap_admin(hub: Hub, settings: Settings) -> Path | None:
+    """Create the first admin if there are no users yet.
+
+    A generated password is written to ``<data_dir>/admin-password`` (0600), never to
+    the log or the console, which services keep; the path of that file is returned.
+    Once users exist, ``admin_password`` is ignored: it would otherwise reset a password
+    changed since on every restart. ``tether user set-password`` is the way back in.
+    """
+    if await hub.store.users.count() > 0:
+        if settings.admin_password is not None:
+            log.info(
+                "admin_password (TETHER_ADMIN_PASSWORD) is ignored: it only applies on first "
+                "start, and users exist. To reset a password (even with the server stopped): "
+                "tether user set-password LOGIN"
+            )
+        return None
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    try:
+        generated = await hub.auth.bootstrap_admin(settings.admin_login, password)
+    except Conflict:
+        return None  # another process created it first
+    if generated is None:
+        return None
+    path = (settings.data_dir / ADMIN_PASSWORD_FILE).resolve()
+    write_private(path, generated + "\n")
+    log.warning(
+        "created admin user %r; its generated password is in %s (readable by this user "
+        "only): log in, change it, then delete the file",
+        settings.admin_login,
+        path,
+    )
+    return path
+
+
+def warn_loose_permissions(settings: Settings) -> None:
+    """Say which secret-holding paths other local users can read (see store/files.py)."""
+    paths = secret_files(settings.data_dir, settings.resolved_database_url)
+    for path, mode in loose_permissions(paths):
+        private = "700" if path.is_dir() else "600"
+        log.warning(
+            "%s holds secrets but has mode %o, open to other local users: chmod %s %s",
+            path,
+            mode,
+            private,
+            path,
+        )
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

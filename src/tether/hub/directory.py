@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from cachetools import LRUCache
 
 from tether.core.access import (
     Action,
@@ -25,7 +26,7 @@ from tether.core.access import (
 from tether.core.errors import BadRequest, Forbidden, NotFound
 from tether.core.model import ApiKey, Device, DeviceType, Network, Role, User
 from tether.hub import secrets
-from tether.hub.events import DeviceChanged, UserChanged
+from tether.hub.events import ApiKeyRevoked, DeviceChanged, UserChanged
 from tether.hub.scopes import Scopes
 
 if TYPE_CHECKING:
@@ -33,12 +34,15 @@ if TYPE_CHECKING:
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD_LENGTH = 6
+#: Devices kept in memory for lookups (least recently used forgotten first).
+DEVICE_CACHE = 200_000
 
 
 class Directory:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self._devices: dict[str, Device] = {}
+        self._devices: LRUCache[str, Device] = LRUCache(maxsize=DEVICE_CACHE)
         store = hub.store
         self.networks: Scopes[Network] = Scopes(
             what="network",
@@ -69,8 +73,6 @@ class Directory:
         if device is None:
             device = await self._hub.store.devices.get(device_id)
             if device is not None:
-                if len(self._devices) > 200_000:
-                    self._devices.clear()
                 self._devices[device_id] = device
         return device
 
@@ -218,12 +220,12 @@ class Directory:
             require(principal, Action.MANAGE_USER)
         if not LOGIN.match(login):
             raise BadRequest("login must be 1-64 characters of letters, digits and _.@-")
-        if len(password) < 6:
-            raise BadRequest("password must be at least 6 characters")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
         return await self._hub.store.users.create(
             login=login,
             role=role,
-            password_hash=await secrets.hash_password(password),
+            password_hash=await self._hub.auth.hash_password(password),
             now=self._hub.clock.now(),
             data=data,
             all_device_types=all_device_types,
@@ -251,10 +253,10 @@ class Directory:
         if not principal.is_admin and ({"role", "status", "login"} & fields.keys()):
             raise Forbidden("only an admin may change login, role or status")
         if password is not None:
-            if len(password) < 6:
-                raise BadRequest("password must be at least 6 characters")
-            fields["password_hash"] = await secrets.hash_password(password)
-        user = await self._hub.store.users.update(user_id, **fields)
+            if len(password) < MIN_PASSWORD_LENGTH:
+                raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+            fields["password_hash"] = await self._hub.auth.hash_password(password)
+        user = await self._hub.store.users.update(user_id, keep_an_admin=True, **fields)
         if user is None:
             raise NotFound(f"user {user_id} not found")
         await self._hub.publish_directory(UserChanged(user_id=user_id))
@@ -262,7 +264,7 @@ class Directory:
 
     async def delete_user(self, principal: Principal, user_id: int) -> None:
         require(principal, Action.MANAGE_USER)
-        if not await self._hub.store.users.delete(user_id):
+        if not await self._hub.store.users.delete(user_id, keep_an_admin=True):
             raise NotFound(f"user {user_id} not found")
         await self._hub.publish_directory(UserChanged(user_id=user_id))
 
@@ -357,4 +359,4 @@ class Directory:
         if record is None or (record.user_id != principal.user_id and not principal.is_admin):
             raise NotFound(f"API key {key_id} not found")
         await self._hub.store.api_keys.revoke(key_id)
-        self._hub.auth.forget_api_key(record.prefix)
+        await self._hub.publish_directory(ApiKeyRevoked(prefix=record.prefix))

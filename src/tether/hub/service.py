@@ -26,7 +26,7 @@ from typing import Any
 from tether.bus import Bus
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
-from tether.core.errors import Unavailable
+from tether.core.errors import TetherError, Unauthorized, Unavailable
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL, execution_deadline
 from tether.core.model import Command, Device, Notification
@@ -37,6 +37,7 @@ from tether.hub.delivery import Delivery
 from tether.hub.dialect_state import DialectState
 from tether.hub.directory import Directory
 from tether.hub.events import (
+    ApiKeyRevoked,
     CommandChanged,
     DeviceChanged,
     DeviceRef,
@@ -161,6 +162,8 @@ class Hub:
         # The fresh index takes events from now on; the snapshot below is applied after
         # them, and the index ignores whatever in it is older than what it already has.
         self.index = CommandIndex()
+        # A user locked or a key revoked during the outage must not live on in a cache.
+        self.auth.forget_all()
         active = await self.store.commands.active()
         for command in active:
             self._track(command)
@@ -215,14 +218,40 @@ class Hub:
         elif isinstance(event, DeviceChanged):
             self.directory.forget_device(event.device_id)
         elif isinstance(event, UserChanged):
-            self.auth.forget_user(event.user_id)
+            self._user_changed(event.user_id)
+        elif isinstance(event, ApiKeyRevoked):
+            self.auth.forget_api_key(event.prefix)
         elif isinstance(event, SessionTakenOver):
             self.delivery.taken_over(event.device_id, event.by_node)
 
-    async def publish_directory(self, event: DeviceChanged | UserChanged) -> None:
+    async def publish_directory(self, event: DeviceChanged | UserChanged | ApiKeyRevoked) -> None:
         if isinstance(event, UserChanged):
-            self.auth.forget_user(event.user_id)
+            self._user_changed(event.user_id)
+        elif isinstance(event, ApiKeyRevoked):
+            self.auth.forget_api_key(event.prefix)
         await self._publish(event, events.DIRECTORY)
+
+    def _user_changed(self, user_id: int) -> None:
+        """Re-read the user before trusting its tokens again; if it is gone or no longer
+        active, its live subscriptions stop too, so a locked user's open connection gets
+        no more events."""
+        self.auth.forget_user(user_id)
+        if self.subscriptions.of_user(user_id):
+            self._background(asyncio.get_running_loop().create_task(self._end_streams(user_id)))
+
+    async def _end_streams(self, user_id: int) -> None:
+        try:
+            await self.auth.user_principal(user_id)
+            return
+        except Unauthorized:
+            pass
+        except TetherError as error:  # the store is down: the next change re-checks
+            log.warning("could not re-check user %d's subscriptions: %s", user_id, error)
+            return
+        ended = self.subscriptions.of_user(user_id)
+        for sub in ended:
+            await self.unsubscribe(sub.id)
+        log.info("ended %d subscriptions of user %d, no longer active", len(ended), user_id)
 
     async def device_ref(self, device_id: str, device: Device | None = None) -> DeviceRef:
         device = device or await self.directory.device(device_id)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from tether.core.access import Action, Principal
-from tether.core.errors import TetherError
+from tether.core.errors import TetherError, Unauthorized
 from tether.core.model import Command, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.clock import wall
@@ -68,10 +68,13 @@ class DhConnection(DirectoryActions):
         ops: DirectoryOps,
         msgs: MessageOps,
         rest_url: str,
+        source: str,
     ) -> None:
         self.ws = ws
         settings = hub.settings
         self.outbox = Outbox(ws, request, settings.send_queue_size, settings.ws_close_timeout)
+        #: The peer's address, which logins over this connection are throttled by.
+        self.source = source
         self.hub = hub
         self.ops = ops
         self.msgs = msgs
@@ -163,6 +166,14 @@ class DhConnection(DirectoryActions):
             handler = self.handlers.get(action)
             if handler is None:
                 raise DhError(400, f"Illegal argument: {action}")
+            if self.principal is not None:
+                # A user locked, disabled or deleted since authenticating loses the identity
+                # at once (and may authenticate again as someone else).
+                try:
+                    await self.hub.auth.recheck(self.principal)
+                except Unauthorized as gone:
+                    self.principal = self.expires_at = None
+                    self.why = gone.message
             payload = await handler(message)
             frame = codec.success(action, request_id, payload)
         except asyncio.CancelledError:
@@ -282,7 +293,7 @@ class DhConnection(DirectoryActions):
         return None
 
     async def token(self, m: dict[str, Any]) -> dict[str, Any]:
-        return await self.ops.token(m)
+        return await self.ops.token(m, source=self.source)
 
     async def token_refresh(self, m: dict[str, Any]) -> dict[str, Any]:
         return await self.ops.refresh(m)
@@ -445,7 +456,7 @@ async def serve(
     live.add(ws)
     scheme = "https" if request.secure else "http"
     rest_url = f"{scheme}://{request.host}/api/rest"
-    conn = DhConnection(ws, request, hub, ops, msgs, rest_url)
+    conn = DhConnection(ws, request, hub, ops, msgs, rest_url, request.remote or "")
     # Anonymous actions (server/info, token) are allowed, but not an anonymous socket
     # kept open: authenticate within the deadline or be closed.
     conn.outbox.require_auth(
