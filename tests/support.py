@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tether.app import build_app, start_listeners
+from tether.app import build_app, make_runner, start_listeners
 from tether.hub.service import Hub
 from tether.settings import Settings
 from tether.web import STARTUP
@@ -78,13 +79,25 @@ class Running:
         return str(made["credential"])
 
 
+class ServedAsInProduction(TestServer):
+    """aiohttp's test server, with the runner ``tether serve`` uses (aiohttp's own test
+    runner cancels a handler whose client leaves, which production never does)."""
+
+    def __init__(self, app: web.Application, settings: Settings) -> None:
+        super().__init__(app, host="127.0.0.1")
+        self.settings = settings
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return make_runner(self.app, self.settings)
+
+
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running]:
     """Start the full application (store, bus, hub, every route) on a free port."""
     options: dict[str, Any] = {"data_dir": tmp_path / "data", "admin_password": ADMIN_PASSWORD}
     options.update(overrides)
     settings = Settings(**options)
-    server = TestServer(build_app(settings), host="127.0.0.1")
+    server = ServedAsInProduction(build_app(settings), settings)
     await server.start_server()
     assert server.runner is not None
     listeners = await start_listeners(server.runner, server.app)

@@ -12,6 +12,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -95,6 +96,28 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     mount_dialects(app, settings)
     console.mount(app)
     return app
+
+
+def make_runner(app: web.Application, settings: Settings, **options: Any) -> web.AppRunner:
+    """The runner that serves ``app`` on every listener, with Tether's connection rules.
+
+    * A handler is never cancelled because its client left (``handler_cancellation``
+      off): a request that has started changing state finishes, and what it hands out
+      to a client that is gone goes back to the queue (:class:`tether.web.HandOut`).
+    * aiohttp's keep-alive timer also runs from the moment a connection opens until a
+      complete request header has arrived, so ``http_idle_timeout`` is both the header
+      read deadline (a half-sent or trickled header is cut) and the idle limit between
+      requests. It never cuts a request being handled (a long poll, a WebSocket).
+
+    Tests serve the application through this too, so they see what ``tether serve`` does.
+    """
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=False,
+        keepalive_timeout=settings.http_idle_timeout,
+        **options,
+    )
 
 
 def mount_dialects(app: web.Application, settings: Settings) -> None:

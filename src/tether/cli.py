@@ -230,11 +230,11 @@ def _announce_password_file(settings: Any, path: Path) -> None:
 async def _serve(settings: Any) -> None:
     from aiohttp import web
 
-    from tether.app import build_app, ssl_context, start_listeners
+    from tether.app import build_app, make_runner, ssl_context, start_listeners
     from tether.web import STARTUP
 
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = make_runner(app, settings, handle_signals=False)
     try:
         await runner.setup()
     except Exception as error:

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -31,6 +31,9 @@ from tether import logs
 from tether.core.errors import Unavailable
 
 if TYPE_CHECKING:  # the device agents import their dialect without the hub
+    from aiohttp.abc import AbstractStreamWriter
+
+    from tether.core.model import Command
     from tether.hub.service import Hub
 
 log = logging.getLogger("tether")
@@ -149,3 +152,62 @@ def _printable(value: str | None) -> str | None:
     if value and len(value) <= MAX_REQUEST_ID and value.isprintable():
         return value
     return None
+
+
+# --- commands handed out over HTTP ---------------------------------------------------------
+
+
+def still_connected(request: web.BaseRequest) -> Callable[[], bool]:
+    """Whether the request's client is still there to be answered.
+
+    aiohttp keeps running a handler whose client has gone (no handler cancellation), so
+    a parked poll must ask before it claims a command for an answer nobody will read.
+    """
+
+    def present() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    return present
+
+
+class HandOut(web.Response):
+    """An answer that carries commands to a device over HTTP.
+
+    If it cannot be written because the connection is gone (before or while it is sent),
+    the commands go back to the queue (:meth:`tether.hub.commands.Commands.hand_back`)
+    instead of being lost; a device that gives up on a request gets them on its next one.
+    Every HTTP transport that hands commands out answers with this.
+    """
+
+    def __init__(self, hub: Hub, device_id: str, commands: list[Command], **response: Any) -> None:
+        super().__init__(**response)
+        self._hub = hub
+        self._device_id = device_id
+        self._commands = commands
+
+    async def _give_back(self) -> None:
+        commands, self._commands = self._commands, []
+        if commands:
+            log.info(
+                "the client of %s left before commands %s went out; they are re-offered",
+                self._device_id,
+                [command.id for command in commands],
+            )
+            await self._hub.commands.hand_back(self._device_id, commands)
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if not still_connected(request)():
+            await self._give_back()
+        try:
+            return await super().prepare(request)
+        except ConnectionError:
+            await self._give_back()
+            raise
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        try:
+            await super().write_eof(data)
+        except ConnectionError:
+            await self._give_back()
+            raise

@@ -348,3 +348,39 @@ async def test_a_notification_reaches_only_processes_with_a_matching_subscriber(
         assert on_x.items.empty()
         assert wide.items.empty()
         assert on_y.items.empty()
+
+
+async def hand_back_scenario(hub: Hub) -> None:
+    """A poller that leaves while its claim is in flight: the claim is undone (back to
+    ``sent``, its execution clock stopped), and the next poll gets the command again.
+    A command the device has moved on is never taken back."""
+    await make_device(hub, "gone")
+    admin = await admin_of(hub)
+    made = await hub.commands.create(admin, "gone", "x", timeout=60)
+    answers = iter([True, False])  # there before the claim, gone once it is made
+    handed = await hub.delivery.poll(
+        "gone", limit=5, max_in_flight=8, wait=0, present=lambda: next(answers)
+    )
+    assert handed == []
+    stored = await hub.store.commands.get(made.id)
+    assert stored is not None
+    assert (stored.state, stored.delivered_at) == (CommandState.SENT, None)
+    again = await hub.delivery.poll("gone", limit=5, max_in_flight=8, wait=0)
+    assert [c.id for c in again] == [made.id]
+    device = await hub.directory.device("gone")
+    assert device is not None
+    running = await hub.commands.progress(device, made.id)
+    assert await hub.commands.hand_back("gone", again) == []
+    current = await hub.store.commands.get(made.id)
+    assert current is not None
+    assert current.state is running.state
+
+
+async def test_hand_back_when_the_poller_left_sqlite(tmp_path: Path, sqlite_url: str) -> None:
+    async with started_hub(sqlite_url, MemoryBus(), tmp_path) as hub:
+        await hand_back_scenario(hub)
+
+
+async def test_hand_back_when_the_poller_left_postgres(tmp_path: Path, postgres_url: str) -> None:
+    async with started_hub(postgres_url, MemoryBus(), tmp_path) as hub:
+        await hand_back_scenario(hub)

@@ -55,8 +55,8 @@ _decoder = msgspec.json.Decoder(ClientInbound)
 
 
 class ClientConnection(Connection):
-    def __init__(self, ws: web.WebSocketResponse, hub: Hub) -> None:
-        super().__init__(ws, hub.settings.send_queue_size)
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, hub: Hub) -> None:
+        super().__init__(ws, request, hub.settings)
         self.principal: Principal | None = None
         self.subscriptions: set[int] = set()
 
@@ -90,11 +90,15 @@ async def client_socket(request: web.Request) -> web.StreamResponse:
     if credential:
         principal = await hub.auth.principal(credential)  # 401 before upgrading
     ws = web.WebSocketResponse(
-        heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes, compress=False
+        heartbeat=hub.settings.ws_heartbeat,
+        max_msg_size=hub.settings.max_message_bytes,
+        compress=False,
     )
     await ws.prepare(request)
-    conn = ClientConnection(ws, hub)
+    conn = ClientConnection(ws, request, hub)
     conn.principal = principal
+    if principal is None:
+        conn.require_auth(lambda: conn.principal is not None, hub.settings.ws_auth_timeout)
 
     async def handle(data: str | bytes) -> None:
         await answer_frame(

@@ -26,12 +26,14 @@ from tether.api.views import (
     StateView,
     command_view,
     config_view,
+    encoder,
     notification_view,
     state_view,
 )
 from tether.core.errors import BadRequest, NotFound
 from tether.core.model import CommandStep
 from tether.hub.service import Hub
+from tether.web import HandOut, still_connected
 
 routes = web.RouteTableDef()
 
@@ -76,9 +78,19 @@ async def poll(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 10, low=1, high=1000)
     hub.presence.activity(device.id, timeout=max(hub.settings.presence_timeout, wait * 2))
     commands = await hub.delivery.poll(
-        device.id, limit=limit, max_in_flight=hub.settings.max_in_flight, wait=wait
+        device.id,
+        limit=limit,
+        max_in_flight=hub.settings.max_in_flight,
+        wait=wait,
+        present=still_connected(request),
     )
-    return json([command_view(c) for c in commands])
+    return HandOut(
+        hub,
+        device.id,
+        commands,
+        body=encoder.encode([command_view(c) for c in commands]),
+        content_type="application/json",
+    )
 
 
 @endpoint(

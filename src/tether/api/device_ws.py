@@ -46,15 +46,16 @@ log = logging.getLogger("tether.api.device_ws")
 
 routes = web.RouteTableDef()
 
-HELLO_TIMEOUT = 10.0
 _decoder = msgspec.json.Decoder(DeviceInbound)
 
 
 class DeviceConnection(Connection):
     """A device's live session, as the hub's delivery sees it."""
 
-    def __init__(self, ws: web.WebSocketResponse, device: Device, hub: Hub) -> None:
-        super().__init__(ws, hub.settings.send_queue_size)
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, device: Device, hub: Hub
+    ) -> None:
+        super().__init__(ws, request, hub.settings)
         self.device_id = device.id
         self.device = device
         self.max_in_flight = hub.settings.max_in_flight
@@ -81,14 +82,16 @@ async def device_socket(request: web.Request) -> web.StreamResponse:
     if credential and device_id:
         device, _ = await hub.auth.device(device_id, credential)  # 401 before upgrading
     ws = web.WebSocketResponse(
-        heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes, compress=False
+        heartbeat=hub.settings.ws_heartbeat,
+        max_msg_size=hub.settings.max_message_bytes,
+        compress=False,
     )
     await ws.prepare(request)
     if device is None:
         device = await _hello(ws, hub)
         if device is None:
             return ws
-    conn = DeviceConnection(ws, device, hub)
+    conn = DeviceConnection(ws, request, device, hub)
     hub.delivery.attach(conn)
 
     async def handle(data: str | bytes) -> None:
@@ -113,7 +116,7 @@ async def device_socket(request: web.Request) -> web.StreamResponse:
 async def _hello(ws: web.WebSocketResponse, hub: Hub) -> Device | None:
     """Authenticate from the first frame; close with 4401 on failure."""
     try:
-        message = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT)
+        message = await asyncio.wait_for(ws.receive(), hub.settings.ws_auth_timeout)
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             raise Unauthorized("expected a hello frame")
         frame = _decoder.decode(message.data)

@@ -1,53 +1,37 @@
-"""A WebSocket connection with a bounded send queue and its own writer task.
-
-Handlers never await the network to send: they drop an encoded frame into the queue and
-move on. If a peer reads so slowly that its queue fills, it is disconnected with close
-code 1008 ("slow consumer") and every other connection carries on unaffected.
+"""The native WebSockets' shared plumbing: a connection that sends native frames through
+its outbox (:mod:`tether.outbox`: bounded, with a firm close for a peer that stops
+reading), and the concurrent frame reader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from tether.api.codec import ErrorFrame, ResponseFrame
 from tether.api.http import decode_error
 from tether.api.views import ErrorBody, encoder
 from tether.core.errors import PayloadTooLarge, TetherError
-from tether.hub import metrics
+from tether.outbox import Outbox
+from tether.settings import Settings
 
 log = logging.getLogger("tether.api.ws")
 
-CLOSE_SLOW_CONSUMER = WSCloseCode.POLICY_VIOLATION
-_CLOSE = object()
 
+class Connection(Outbox):
+    """A native WebSocket: an :class:`~tether.outbox.Outbox` that speaks the native frames."""
 
-class Connection:
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
-        self.ws = ws
-        self._limit = queue_size
-        # One spare slot, so the close marker fits even when the queue is full.
-        self._queue: asyncio.Queue[bytes | object] = asyncio.Queue(queue_size + 1)
-        self._writer = asyncio.create_task(self._write())
-        self._close: tuple[int, str] | None = None
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, settings: Settings) -> None:
+        super().__init__(ws, request, settings.send_queue_size, settings.ws_close_timeout)
 
     def send(self, frame: Any) -> bool:
-        """Queue a frame; False (and the connection closes) when the peer is too slow."""
-        if self._close is not None:
-            return False
-        if self._queue.qsize() >= self._limit:
-            metrics.SLOW_CONSUMERS.inc()
-            log.warning("closing a slow consumer: its send queue of %d is full", self._limit)
-            self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
-            return False
-        self._queue.put_nowait(encoder.encode(frame))
-        return True
+        """Queue a frame; False (and the connection is cut) when the peer is too slow."""
+        return super().send(encoder.encode(frame))
 
     def reply(self, request_id: str | int | None, data: Any = None) -> None:
         self.send(ResponseFrame(request_id=request_id, data=data))
@@ -61,35 +45,6 @@ class Connection:
                 ),
             )
         )
-
-    def close(self, code: int, reason: str) -> None:
-        """Close after the frames already queued (from any task, without awaiting)."""
-        if self._close is not None:
-            return
-        self._close = (code, reason)
-        self._queue.put_nowait(_CLOSE)
-
-    async def _write(self) -> None:
-        ws = self.ws
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is _CLOSE:
-                    break
-                assert isinstance(item, bytes)
-                await ws.send_frame(item, WSMsgType.TEXT)
-        except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
-            return
-        code, reason = self._close or (WSCloseCode.OK, "")
-        with contextlib.suppress(Exception):
-            await ws.close(code=code, message=reason.encode()[:120])
-
-    async def finish(self) -> None:
-        """Stop the writer once the reader loop ended."""
-        if not self._writer.done():
-            self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._writer
 
 
 class Frame(Protocol):

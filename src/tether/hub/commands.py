@@ -274,6 +274,20 @@ class Commands:
                 await hub.command_changed(command, ref=ref)
         return handed
 
+    async def hand_back(self, device_id: str, handed: list[Command]) -> list[Command]:
+        """Commands handed to a connection that turned out to be gone go back to the queue.
+
+        They return to ``sent`` (offered again on the next poll or session, as any
+        unconfirmed hand-over is), unless the device has moved them on already.
+        """
+        hub = self._hub
+        back = await hub.store.commands.hand_back(device_id, handed, now=hub.clock.now())
+        if back:
+            ref = await hub.device_ref(device_id)
+            for command in back:
+                await hub.command_changed(command, ref=ref)
+        return back
+
     async def acknowledge(self, device: Device, command_id: int) -> Command:
         """The device confirms receipt of a pushed command."""
         return await self._move(device, command_id, CommandState.DELIVERED, {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from tether.core.lifecycle import CommandState
@@ -145,16 +146,32 @@ class Delivery:
     # --- polling ------------------------------------------------------------------------
 
     async def poll(
-        self, device_id: str, *, limit: int, max_in_flight: int, wait: float
+        self,
+        device_id: str,
+        *,
+        limit: int,
+        max_in_flight: int,
+        wait: float,
+        present: Callable[[], bool] = lambda: True,
     ) -> list[Command]:
         """Hand over up to ``limit`` commands, parking up to ``wait`` seconds for one.
+
+        ``present`` tells whether the poller is still there to be answered (its HTTP
+        connection is open). A poll whose poller left claims nothing, and what it claimed
+        just before the poller left goes back to the queue: at least once, even for a
+        device that gives up on a long poll.
 
         An empty poll touches only the in-memory index: no SQL.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
+            if not present():
+                return []
             commands = await self._claim_for_poll(device_id, limit, max_in_flight)
+            if commands and not present():
+                await self._hub.commands.hand_back(device_id, commands)
+                return []
             remaining = deadline - loop.time()
             if commands or remaining <= 0:
                 return commands

@@ -5,7 +5,8 @@ into one multi-row insert, then publishes. Under load, batches grow by themselve
 next batch accumulates while the current one is written); when idle, a lone notification
 is written at once, so there is no artificial delay. A caller is answered only after its
 row committed. When the queue is full, posting is refused with ``Overloaded`` rather than
-buffering without bound.
+buffering without bound. A batch that fails is split and written again, so a row the
+store refuses fails only its own poster.
 """
 
 from __future__ import annotations
@@ -140,19 +141,27 @@ class Notifications:
                     self._queue.task_done()
 
     async def _write(self, batch: list[_Pending]) -> None:
+        """One multi-row insert; if it fails, each half again, down to single rows, so a
+        row the store refuses fails only its own poster (as with the command writer) and
+        finding it costs a few inserts, not one per row of the batch."""
         hub = self._hub
         try:
             stored = await hub.store.notifications.insert_many([row for row, _, _ in batch])
         except Exception as error:
-            log.exception("storing %d notifications failed", len(batch))
-            failure = (
-                error
-                if isinstance(error, TetherError)
-                else Unavailable("the notification could not be stored; retry")
-            )
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_exception(failure)
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
+            done = batch[0][2]
+            if isinstance(error, TetherError) and error.status < 500:
+                log.warning("a notification of %s was refused: %s", batch[0][1].id, error)
+            else:
+                log.exception("storing a notification failed")
+            if not isinstance(error, TetherError):
+                error = Unavailable("the notification could not be stored; retry")
+            if not done.done():
+                done.set_exception(error)
             return
         metrics.NOTIFICATIONS_STORED.inc(len(stored))
         metrics.NOTIFICATION_BATCH.observe(len(stored))

@@ -118,9 +118,33 @@ class Settings(BaseSettings):
     poll_wait_max: float = Field(60.0, ge=0, description="Longest long-poll a device may ask for.")
 
     # --- connections and presence ------------------------------------------------------------
+    http_idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an HTTP connection may take to send a complete request header, "
+        "from opening or from its previous answer; then it is closed.",
+    )
     max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted message.")
     send_queue_size: int = Field(
         1024, ge=1, description="Per-connection send queue; a consumer that overflows it is cut."
+    )
+    ws_auth_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a WebSocket may stay open without authenticating (every "
+        "WebSocket endpoint); then it is closed.",
+    )
+    ws_heartbeat: float = Field(
+        30.0,
+        gt=0,
+        description="Ping interval of the native and DeviceHive WebSockets; a peer that "
+        "leaves a ping unanswered for half of it is disconnected.",
+    )
+    ws_close_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a closing WebSocket has to get its close frame out (1008 for a "
+        "slow consumer); a peer that does not read it by then is disconnected at once.",
     )
     presence_timeout: float = Field(
         90.0, gt=0, description="Seconds of silence after which a polling device is offline."

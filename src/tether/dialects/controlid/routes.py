@@ -31,6 +31,7 @@ from tether.dialects.controlid import codec
 from tether.dialects.controlid.shaper import LINK_KEYS
 from tether.dialects.controlid.terminals import Handed, Terminals
 from tether.settings.controlid import ControlIdSettings
+from tether.web import still_connected
 
 log = logging.getLogger("tether.controlid")
 
@@ -151,7 +152,9 @@ class Handlers:
         if not hold and not hub.index.has_deliverable(device.id):
             return empty()  # the common case, answered from the in-memory index
         try:
-            commands = await hub.delivery.poll(device.id, limit=1, max_in_flight=1, wait=hold)
+            commands = await hub.delivery.poll(
+                device.id, limit=1, max_in_flight=1, wait=hold, present=still_connected(request)
+            )
         except TetherError as error:
             log.warning("controlid push for %s not served: %s", device.id, error)
             return empty(503)
@@ -180,6 +183,10 @@ class Handlers:
         if problem is not None or parameters is None:
             log.warning("controlid command %s for %s failed: %s", command.id, device.id, problem)
             await hub.commands.complete(device, command.id, success=False, error=problem)
+            return empty()
+        if not still_connected(request)():
+            # Left while the command was being claimed: it goes back to the queue.
+            await hub.commands.hand_back(device.id, [command])
             return empty()
         ref = uuid or f"tether-{command.id}"
         current = await hub.commands.progress(

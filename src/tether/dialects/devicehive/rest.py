@@ -22,6 +22,7 @@ from tether.dialects.devicehive.codec import DhError
 from tether.dialects.devicehive.ops import DirectoryOps
 from tether.dialects.devicehive.streams import MessageOps
 from tether.hub.service import Hub
+from tether.web import still_connected
 
 log = logging.getLogger("tether.devicehive.rest")
 
@@ -181,7 +182,11 @@ def add_routes(app: web.Application, hub_now: Callable[[], Hub | None], get_part
     @route("GET", "/device/command/poll")
     async def command_poll_many(c: Call) -> web.StreamResponse:
         sel = await c.msgs.select(c.principal, "command", c.query)
-        return reply(await c.msgs.poll(c.principal, sel, c.query, limit_default=100))
+        return reply(
+            await c.msgs.poll(
+                c.principal, sel, c.query, limit_default=100, present=still_connected(c.request)
+            )
+        )
 
     @route("GET", "/device/notification/poll")
     async def notification_poll_many(c: Call) -> web.StreamResponse:
@@ -205,7 +210,11 @@ def add_routes(app: web.Application, hub_now: Callable[[], Hub | None], get_part
     @route("GET", "/device/{id}/command/poll")
     async def command_poll(c: Call) -> web.StreamResponse:
         sel = await c.msgs.select(c.principal, "command", {**c.query, "deviceId": c.path("id")})
-        return reply(await c.msgs.poll(c.principal, sel, c.query, limit_default=100))
+        return reply(
+            await c.msgs.poll(
+                c.principal, sel, c.query, limit_default=100, present=still_connected(c.request)
+            )
+        )
 
     @route("GET", "/device/{id}/command")
     async def command_list(c: Call) -> web.StreamResponse:

@@ -9,6 +9,7 @@ caller narrowed to the requested networks and device types, so the store filters
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -177,8 +178,14 @@ class MessageOps(CommandOps):
         m: dict[str, Any],
         *,
         limit_default: int,
+        present: Callable[[], bool] = lambda: True,
     ) -> list[dict[str, Any]]:
-        """A long poll: stored items newer than ``timestamp`` at once, else wait for one."""
+        """A long poll: stored items newer than ``timestamp`` at once, else wait for one.
+
+        ``present`` tells whether the poller is still there: commands found for a poller
+        that left are not marked delivered, so their execution clock does not start and
+        the device's next poll (from its ``timestamp``) finds them as they were.
+        """
         principal = need(p)
         wait = _wait_timeout(m.get("waitTimeout"))
         limit = codec.opt_int(m.get("limit"), "limit")
@@ -209,6 +216,8 @@ class MessageOps(CommandOps):
                         found = []
             finally:
                 await self.hub.unsubscribe(sub.id)
+        if not present():
+            return []
         if sel.kind == "command" and not sel.return_updated:
             await self.delivered(found)
         return await self.render_all(found)

@@ -36,6 +36,7 @@ from tether.dialects.devicehive.streams import MessageOps, Selection
 from tether.dialects.devicehive.ws_directory import DirectoryActions
 from tether.hub.subscriptions import Subscription
 from tether.hub.tokens import TokenType
+from tether.outbox import Outbox
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -62,6 +63,7 @@ class DhConnection(DirectoryActions):
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        request: web.Request,
         hub: Hub,
         ops: DirectoryOps,
         msgs: MessageOps,
@@ -69,6 +71,8 @@ class DhConnection(DirectoryActions):
         source: str,
     ) -> None:
         self.ws = ws
+        settings = hub.settings
+        self.outbox = Outbox(ws, request, settings.send_queue_size, settings.ws_close_timeout)
         #: The peer's address, which logins over this connection are throttled by.
         self.source = source
         self.hub = hub
@@ -145,10 +149,8 @@ class DhConnection(DirectoryActions):
     # --- plumbing ----------------------------------------------------------------------
 
     async def send(self, frame: dict[str, Any]) -> None:
-        if self.ws.closed:
-            return
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(codec.encode(frame))
+        """Queue an answer; a peer whose queue is full is cut off as a slow consumer."""
+        self.outbox.send(codec.encode(frame))
 
     async def handle(self, raw: str, parsed: tuple[str, Any, dict[str, Any]] | None = None) -> None:
         try:
@@ -200,9 +202,7 @@ class DhConnection(DirectoryActions):
             self.events.put_nowait((state, item))
         except asyncio.QueueFull:
             self.closing = True
-            asyncio.get_running_loop().create_task(
-                self.ws.close(code=1008, message=b"too slow to read events")
-            )
+            self.outbox.cut(1008, "too slow to read events")
             return False
         return True
 
@@ -231,7 +231,9 @@ class DhConnection(DirectoryActions):
             else:
                 action = "command/update" if state.sel.return_updated else "command/insert"
                 frame = codec.event(action, state.sub.id, "command", view)
-            await self.send(frame)
+            # Paced by the socket: while the outbox is full, events wait in their own
+            # bounded queue, whose overflow cuts the peer (offer).
+            await self.outbox.put(codec.encode(frame))
 
     async def start_replay(self, subscription_id: int) -> None:
         state = self.subs.get(subscription_id)
@@ -447,12 +449,19 @@ async def serve(
     msgs: MessageOps,
     live: set[web.WebSocketResponse],
 ) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=hub.settings.max_message_bytes)
+    ws = web.WebSocketResponse(
+        heartbeat=hub.settings.ws_heartbeat, max_msg_size=hub.settings.max_message_bytes
+    )
     await ws.prepare(request)
     live.add(ws)
     scheme = "https" if request.secure else "http"
     rest_url = f"{scheme}://{request.host}/api/rest"
-    conn = DhConnection(ws, hub, ops, msgs, rest_url, request.remote or "")
+    conn = DhConnection(ws, request, hub, ops, msgs, rest_url, request.remote or "")
+    # Anonymous actions (server/info, token) are allowed, but not an anonymous socket
+    # kept open: authenticate within the deadline or be closed.
+    conn.outbox.require_auth(
+        lambda: conn.principal is not None, hub.settings.ws_auth_timeout, code=1008
+    )
     pump = asyncio.create_task(conn.pump(), name="devicehive-ws-pump")
     running: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_CONCURRENT)
@@ -489,4 +498,5 @@ async def serve(
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+        await conn.outbox.finish()
     return ws

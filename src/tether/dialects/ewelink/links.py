@@ -1,76 +1,37 @@
 """The two kinds of ``/api/ws`` connection: an app session and a device link.
 
-:class:`Peer` is the socket with its bounded send queue and writer task; once the first
+:class:`Peer` is the socket with its outbox (a bounded send queue and writer); once the first
 frame succeeds it becomes an :class:`AppSession` (``userOnline``) or a :class:`DeviceLink`
 (``register``), the latter being what the hub's delivery pushes commands to.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tether.core.model import Command, Device
 from tether.dialects.ewelink import codec
 from tether.dialects.ewelink.accounts import Session
+from tether.outbox import Outbox
+from tether.settings import Settings
 
 log = logging.getLogger("tether.ewelink")
 
 
-class Peer:
-    """One WebSocket with a bounded queue of ready-encoded text frames and its writer."""
+class Peer(Outbox):
+    """One ``/api/ws`` socket: an :class:`~tether.outbox.Outbox` that speaks eWeLink."""
 
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
-        self.ws = ws
-        self._limit = queue_size
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_size + 1)
-        self._closing: tuple[int, str] | None = None
-        self._writer = asyncio.create_task(self._write())
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, settings: Settings):
+        super().__init__(ws, request, settings.send_queue_size, settings.ws_close_timeout)
 
     def send_text(self, text: str) -> bool:
-        if self._closing is not None:
-            return False
-        if self._queue.qsize() >= self._limit:
-            log.warning("closing a slow eWeLink peer: its send queue is full")
-            self.close(1008, "slow consumer: send queue full")
-            return False
-        self._queue.put_nowait(text)
-        return True
+        return super().send(text)
 
     def send(self, message: Any) -> bool:
         return self.send_text(codec.encode(message))
-
-    def close(self, code: int, reason: str) -> None:
-        if self._closing is None:
-            self._closing = (code, reason)
-            self._queue.put_nowait(None)
-
-    @property
-    def closing(self) -> bool:
-        return self._closing is not None
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is None:
-                    break
-                await self.ws.send_frame(item.encode(), WSMsgType.TEXT)
-        except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
-            return
-        code, reason = self._closing or (1000, "")
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=reason.encode()[:120])
-
-    async def finish(self) -> None:
-        if not self._writer.done():
-            self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._writer
 
 
 class AppSession:

@@ -37,7 +37,7 @@ async def socket(request: web.Request, cloud: Cloud) -> web.StreamResponse:
     hub = cloud.hub
     ws = web.WebSocketResponse(autoping=True, max_msg_size=hub.settings.max_message_bytes)
     await ws.prepare(request)
-    conn = _Conn(ws, cloud)
+    conn = _Conn(ws, request, cloud)
     try:
         await conn.run()
     finally:
@@ -46,10 +46,16 @@ async def socket(request: web.Request, cloud: Cloud) -> web.StreamResponse:
 
 
 class _Conn:
-    def __init__(self, ws: web.WebSocketResponse, cloud: Cloud) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, cloud: Cloud) -> None:
         self.ws = ws
         self.cloud = cloud
-        self.peer: Peer = Peer(ws, cloud.hub.settings.send_queue_size)
+        self.peer: Peer = Peer(ws, request, cloud.hub.settings)
+        # The first frame (an app's userOnline, a device's register) must come in time.
+        self.peer.require_auth(
+            lambda: self.app is not None or self.link is not None,
+            cloud.hub.settings.ws_auth_timeout,
+            code=1008,
+        )
         self.app: AppSession | None = None
         self.link: DeviceLink | None = None
         self.slots = asyncio.Semaphore(IN_FLIGHT)

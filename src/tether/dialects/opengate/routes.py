@@ -38,18 +38,13 @@ from tether.dialects.opengate.tls import peer_identity
 from tether.hub import secrets
 from tether.hub.service import Hub
 from tether.settings.opengate import OpenGateSettings
+from tether.web import HandOut, still_connected
 
 BASE = "/south/v80/devices/{device_id}"
 #: Older firmware (python emulator, eWON) speaks v70; same bodies.
 BASES = (BASE, "/south/v70/devices/{device_id}")
 
 HubGetter = Callable[[], Hub]
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(body), status=status, content_type="application/json"
-    )
 
 
 async def authenticate(hub: Hub, request: web.Request, action: Action) -> Device:
@@ -140,13 +135,23 @@ class SouthRoutes:
         if request.method == "POST":
             await request.read()  # empty or {}; nothing in it is used
         limit = self._settings.pending_limit
-        commands = await hub.delivery.poll(device.id, limit=limit, max_in_flight=1_000_000, wait=0)
+        commands = await hub.delivery.poll(
+            device.id,
+            limit=limit,
+            max_in_flight=1_000_000,
+            wait=0,
+            present=still_connected(request),
+        )
         if not commands:
             return web.Response(status=204)
         bodies = [self._envelope(hub, device, command) for command in commands]
-        if limit == 1:
-            return _json(bodies[0])
-        return _json({"operations": bodies})
+        return HandOut(
+            hub,
+            device.id,
+            commands,
+            body=msgspec.json.encode(bodies[0] if limit == 1 else {"operations": bodies}),
+            content_type="application/json",
+        )
 
     def _envelope(self, hub: Hub, device: Device, command: Command) -> dict[str, Any]:
         return codec.request_envelope(

@@ -160,6 +160,20 @@ def write_error(error: Exception, what: str, **details: Any) -> TetherError:
     return Conflict(f"{what} violates a constraint", **details)
 
 
+def unstorable(error: Exception) -> bool:
+    """Whether a write failed because of the values themselves, not the database.
+
+    Text a store cannot hold (a lone surrogate, which no driver can encode; U+0000,
+    which PostgreSQL refuses) fails only the row that carries it: the driver's
+    ``ValueError`` before sending, or a PostgreSQL data exception (SQLSTATE class 22).
+    """
+    if isinstance(error, (ValueError, TypeError)):
+        return True
+    orig = getattr(error, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+
+
 def delete_error(error: IntegrityError, what: str, **details: Any) -> TetherError:
     """The core error for a DELETE refused because other rows still refer to it."""
     return Conflict(f"{what} is still in use", **details)

@@ -115,6 +115,25 @@ def _batch_transition_stmt(target: CommandState) -> Update:
 
 _BATCH_TRANSITIONS = {target: _batch_transition_stmt(target) for target in CommandState}
 _DEVICE_TRANSITIONS = {target: _transition_stmt(target, True) for target in CommandState}
+# A hand-over whose connection was gone before it could carry the commands: back to
+# ``sent`` (handed out, not confirmed), so the next poll offers them again. Only rows still
+# exactly as that hand-over left them match (``delivered`` with its own ``delivered_at``),
+# so a device's acknowledgement or result, or a later hand-over, is never undone.
+_HAND_BACK = (
+    update(commands)
+    .where(
+        c.id.in_(bindparam("b_ids", expanding=True)),
+        c.device_id == bindparam("b_device"),
+        c.state == CommandState.DELIVERED.value,
+        c.delivered_at == bindparam("b_handed_at"),
+    )
+    .values(
+        state=CommandState.SENT.value,
+        delivered_at=None,
+        updated_at=bindparam("b_now"),
+    )
+    .returning(*_COLUMNS)
+)
 _EXPIRE = (
     update(commands)
     .where(
@@ -382,6 +401,27 @@ class CommandRepo(Repo):
         async with self._write_one() as conn:
             rows = (await conn.execute(_BATCH_TRANSITIONS[target], params)).mappings().all()
         return sorted((_to_command(row) for row in rows), key=lambda command: command.id)
+
+    async def hand_back(
+        self, device_id: str, handed: Collection[Command], *, now: datetime
+    ) -> builtins.list[Command]:
+        """Undo a ``delivered`` hand-over that never reached the device (see ``_HAND_BACK``).
+
+        ``handed`` are the commands as that hand-over returned them. Returns those moved
+        back to ``sent``, ordered by id.
+        """
+        by_stamp: dict[datetime, builtins.list[int]] = {}
+        for command in handed:
+            if command.state is CommandState.DELIVERED and command.delivered_at is not None:
+                by_stamp.setdefault(command.delivered_at, []).append(command.id)
+        moved: builtins.list[Command] = []
+        async with self._write_one() as conn:
+            for handed_at, ids in by_stamp.items():
+                params = {"b_ids": ids, "b_device": device_id, "b_handed_at": handed_at}
+                params["b_now"] = now
+                rows = (await conn.execute(_HAND_BACK, params)).mappings().all()
+                moved.extend(_to_command(row) for row in rows)
+        return sorted(moved, key=lambda command: command.id)
 
     async def deliverable(self, device_id: str, limit: int) -> builtins.list[Command]:
         """The device's pending or sent commands, oldest first (FIFO delivery order)."""

@@ -21,8 +21,9 @@ import msgspec
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from tether.core.errors import BadRequest
 from tether.core.model import Notification
-from tether.store.repos._base import Repo, child_visibility, page, write_error
+from tether.store.repos._base import Repo, child_visibility, page, unstorable, write_error
 from tether.store.schema import devices, notifications
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ def _to_notification(row: RowMapping) -> Notification:
     )
 
 
+def _reason(error: Exception) -> str:
+    """The driver's own words, without the SQL and parameters SQLAlchemy appends."""
+    orig = getattr(error, "orig", None) or error
+    return str(orig).splitlines()[0].rpartition(": ")[2] or type(orig).__name__
+
+
 def _by_id(notification: Notification) -> int:
     return notification.id
 
@@ -81,7 +88,8 @@ class NotificationRepo(Repo):
         """Store a batch in one transaction; results are in the order of ``rows``.
 
         The batch is all or nothing: a row for an unknown device fails it with
-        ``NotFound`` (the hub validates devices before queueing).
+        ``NotFound`` (the hub validates devices before queueing), a value the database
+        cannot hold with ``BadRequest`` (the hub's writer then isolates the row).
         """
         if not rows:
             return []
@@ -106,6 +114,10 @@ class NotificationRepo(Repo):
                     _check_order(rows, stored)  # inside the transaction: a surprise rolls back
         except IntegrityError as error:
             raise write_error(error, "notification") from None
+        except Exception as error:
+            if unstorable(error):
+                raise BadRequest(f"the notification cannot be stored: {_reason(error)}") from None
+            raise
         return stored
 
     async def get(self, id: int) -> Notification | None:

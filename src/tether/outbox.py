@@ -1,0 +1,152 @@
+"""The sending side of every server WebSocket: a bounded queue, one writer, a firm close.
+
+Handlers never await the network to send: they drop an encoded frame into the outbox and
+move on (:meth:`Outbox.send`), or, when they produce a stream that should be paced by the
+socket (a replay), wait for room (:meth:`Outbox.put`). A peer that stops reading fills
+its queue and is cut off as a slow consumer, and every other connection carries on.
+
+Cutting a peer that does not read needs care: a close frame sits behind everything the
+kernel and the transport already hold for it, and a transport closed with unsent data
+waits for the peer forever. So a close is given ``close_timeout`` seconds: if the close
+frame (1008 for a slow consumer) has not left the process by then, the transport is
+aborted, which frees the socket and its kernel buffers at once.
+
+Every socket that has not authenticated is also given a deadline to do so
+(:meth:`Outbox.require_auth`). The native API, DeviceHive and eWeLink WebSockets all send
+through this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from tether.hub import metrics
+
+log = logging.getLogger("tether.outbox")
+
+CLOSE_SLOW_CONSUMER = WSCloseCode.POLICY_VIOLATION
+#: A peer that has not authenticated in time (the native API's code for a refused login).
+CLOSE_UNAUTHENTICATED = 4401
+_CLOSE = object()
+
+
+class Outbox:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.BaseRequest,
+        queue_size: int,
+        close_timeout: float,
+    ) -> None:
+        self.ws = ws
+        self._transport = request.transport
+        self._close_timeout = close_timeout
+        self._queue: asyncio.Queue[bytes | object] = asyncio.Queue(queue_size)
+        self._close: tuple[int, str] | None = None
+        self._auth_deadline: asyncio.TimerHandle | None = None
+        self._writer = asyncio.create_task(self._write(), name="tether-ws-writer")
+
+    def require_auth(
+        self, authenticated: Callable[[], bool], within: float, code: int = CLOSE_UNAUTHENTICATED
+    ) -> None:
+        """Close the connection unless ``authenticated()`` holds ``within`` seconds from
+        now: an anonymous socket costs a file descriptor and memory, so nobody may keep
+        one open without proving who they are."""
+
+        def check() -> None:
+            if not authenticated():
+                log.info("closing a WebSocket that did not authenticate within %ss", within)
+                self.close(code, "authentication timeout")
+
+        self._auth_deadline = asyncio.get_running_loop().call_later(within, check)
+
+    @property
+    def closing(self) -> bool:
+        return self._close is not None
+
+    def send(self, data: bytes | str) -> bool:
+        """Queue a text frame; False (and the peer is cut off) when its queue is full."""
+        if self._close is not None:
+            return False
+        if self._queue.full():
+            self.cut(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
+            return False
+        self._queue.put_nowait(data.encode() if isinstance(data, str) else data)
+        return True
+
+    async def put(self, data: bytes | str) -> bool:
+        """Queue a text frame, waiting for room: for a stream paced by the socket (a
+        replay). A full queue does not cut a paced sender; False once closing."""
+        if self._close is not None:
+            return False
+        await self._queue.put(data.encode() if isinstance(data, str) else data)
+        return self._close is None
+
+    def cut(self, code: int, reason: str) -> None:
+        """Close at once, dropping what is queued: for a peer that does not keep up."""
+        if self._close is not None:
+            return
+        metrics.SLOW_CONSUMERS.inc()
+        log.warning("cutting off a WebSocket peer (%d, %s)", code, reason)
+        self._drop_queued()
+        self.close(code, reason)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued (from any task, without awaiting); the
+        transport is aborted if the close frame is not out within ``close_timeout``."""
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        if not self._queue.full():
+            self._queue.put_nowait(_CLOSE)  # else the writer stops once it empties the queue
+        asyncio.get_running_loop().call_later(self._close_timeout, self._expire)
+
+    def _drop_queued(self) -> None:
+        """Empty the queue, which also lets any paced sender through (to find it closing)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def _expire(self) -> None:
+        """The close deadline passed: whatever is still on its way to the peer is stuck
+        because the peer does not read; drop the connection."""
+        transport = self._transport
+        if transport is not None and (
+            not self._writer.done() or transport.get_write_buffer_size() > 0
+        ):
+            log.warning("aborting a WebSocket whose peer did not take its close frame")
+            transport.abort()
+        self._writer.cancel()
+        self._drop_queued()
+
+    async def _write(self) -> None:
+        ws = self.ws
+        try:
+            while not (self._close is not None and self._queue.empty()):
+                item = await self._queue.get()
+                if item is _CLOSE:
+                    break
+                assert isinstance(item, bytes)
+                await ws.send_frame(item, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            return
+        code, reason = self._close or (WSCloseCode.OK, "")
+        with contextlib.suppress(Exception):
+            await ws.close(code=code, message=reason.encode()[:120])
+
+    async def finish(self) -> None:
+        """Stop the writer once the reader loop ended. A close deadline already armed
+        stays armed: the transport may still hold what a non-reading peer never took."""
+        if self._close is None:
+            self._close = (WSCloseCode.OK, "")
+        if self._auth_deadline is not None:
+            self._auth_deadline.cancel()
+        if not self._writer.done():
+            self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._writer
+        self._drop_queued()
