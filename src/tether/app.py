@@ -42,6 +42,10 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
     try:
         await hub.start()
     except BaseException:
+        # A half-started hub holds tasks and a bus connection: release them before the
+        # caller retries, so attempts do not pile up.
+        with contextlib.suppress(Exception):
+            await hub.stop()
         await store.close()
         raise
     return hub
@@ -113,7 +117,13 @@ async def start_listeners(
 
 
 async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) -> None:
-    """Build the hub, retrying with backoff while the database or the bus is unreachable."""
+    """Build the hub, retrying with backoff until it comes up.
+
+    An unreachable database or bus is expected (logged once per distinct reason); any
+    other failure is a fault, logged with its traceback on every attempt, and also
+    retried, so the process never sits "starting" with nothing in the log, and
+    ``/readyz`` names the reason meanwhile.
+    """
     delay = RETRY_FIRST
     while True:
         try:
@@ -122,6 +132,13 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
             reason = error.message if isinstance(error, Unavailable) else str(error)
             if startup.error != reason:
                 log.warning("waiting for the database or bus: %s (retrying)", reason)
+            startup.error = reason
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        except Exception as error:
+            reason = f"start-up failed: {type(error).__name__}: {error}"
+            log.exception("%s (retrying in %.1f s)", reason, delay)
             startup.error = reason
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)

@@ -95,9 +95,19 @@ def when_hub_ready(app: web.Application, name: str, attach: Attach) -> None:
             startup = app[STARTUP]
             await startup.ready.wait()
             assert startup.hub is not None
-            closer = await attach(startup.hub)
-            if closer is not None:
-                detach.append(closer)
+            delay = 0.5
+            while True:
+                try:
+                    closer = await attach(startup.hub)
+                except Exception:
+                    # Never a silent dead task: say what failed, and try again.
+                    log.exception("%s failed to start (retrying in %.1f s)", name, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                if closer is not None:
+                    detach.append(closer)
+                return
 
         task = asyncio.create_task(start(), name=f"{name}-attach")
         try:

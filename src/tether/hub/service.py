@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from tether.bus import Bus
+from tether.core import limits
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
 from tether.core.errors import Unavailable
@@ -142,8 +143,25 @@ class Hub:
         for command in await self.store.commands.expire_due(now):
             await self._publish(CommandChanged(command, await self.device_ref(command.device_id)))
         for command in await self.store.commands.active():
-            self._track(command)
+            self._rearm(command)
         log.info("re-armed %d active commands", len(self.index))
+
+    def _rearm(self, command: Command) -> None:
+        """Track a stored command; one bad row is reported, never fatal to start-up."""
+        timeout = command.timeout
+        if timeout is not None and limits.repair_seconds(timeout) != timeout:
+            log.warning(
+                "command %s has a stored timeout of %r seconds, outside 0..%d: "
+                "its deadline is armed with %r",
+                command.id,
+                timeout,
+                limits.DURATION_MAX,
+                limits.repair_seconds(timeout),
+            )
+        try:
+            self._track(command)
+        except Exception:
+            log.exception("command %s could not be re-armed; it is left as stored", command.id)
 
     def _bus_resumed(self) -> None:
         task = asyncio.get_running_loop().create_task(self.resync())
@@ -161,7 +179,7 @@ class Hub:
         self.index = CommandIndex()
         active = await self.store.commands.active()
         for command in active:
-            self._track(command)
+            self._rearm(command)
         for device_id in {*self.delivery.sessions, *self.delivery.parked_devices()}:
             self.delivery.notify(device_id)
         log.info("resynced %d active commands after a bus outage", len(active))

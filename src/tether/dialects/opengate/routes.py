@@ -16,11 +16,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from tether.core import jsonc
 from tether.core.access import Action, PrincipalKind, require_device
 from tether.core.errors import (
     BadRequest,
@@ -47,9 +47,7 @@ HubGetter = Callable[[], Hub]
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(body), status=status, content_type="application/json"
-    )
+    return web.Response(body=jsonc.encode(body), status=status, content_type="application/json")
 
 
 async def authenticate(hub: Hub, request: web.Request, action: Action) -> Device:
