@@ -23,7 +23,7 @@ from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, open
 from tether.hub.service import Hub
 from tether.settings import Settings
 from tether.store import Store
-from tether.web import LISTENERS, STARTUP, Startup
+from tether.web import LISTENERS, MALFORMED_REQUESTS, STARTUP, Startup
 
 log = logging.getLogger("tether")
 
@@ -57,6 +57,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
         middlewares=[node_middleware, error_middleware],
         client_max_size=settings.max_message_bytes,
     )
+    logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)
     for table in native_routes():
         app.add_routes(table)
 
