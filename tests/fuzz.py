@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,8 +142,18 @@ def serve(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
     port = free_port()
     log = tmp / "server.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tether.cli", "serve", "--port", str(port)]
-        + ["--data-dir", str(tmp / "data"), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "tether.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp / "data"),
+            "--log-level",
+            "warning",
+        ],
         env={**os.environ, "TETHER_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
@@ -175,6 +185,17 @@ def serve(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
             process.wait(5)
 
 
-def each(items: list[T], send: Callable[[T], int]) -> list[tuple[T, int]]:
-    """Send every item; the ones answered with a server error (>= 500)."""
-    return [(item, status) for item in items if (status := send(item)) >= 500]
+async def send_frame(ws: Any, frame: bytes) -> None:
+    """A text frame when the bytes are UTF-8, else a binary frame (both are fair game)."""
+    try:
+        text = frame.decode("utf-8")
+    except UnicodeDecodeError:
+        await ws.send_bytes(frame)
+    else:
+        await ws.send_str(text)
+
+
+#: Bodies past every size limit: their answer is the size error (413, or closing a
+#: WebSocket with 1009), tested on their own.
+def small(frames: list[bytes], limit: int = 1 << 20) -> list[bytes]:
+    return [f for f in frames if len(f) <= limit]

@@ -37,13 +37,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def schemathesis(served: Served, report: Path, phases: str, *selection: str) -> tuple[int, str]:
     """One bounded, deterministic schemathesis run; (exit code, its output)."""
     done = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", served.url + "/api/v1/openapi.json"]
-        + ["--header", f"Authorization: Bearer {served.token}"]
-        + ["--checks", "not_a_server_error", "--max-examples", str(EXAMPLES)]
-        + ["--generation-deterministic", "--phases", phases, "--no-shrink"]
-        + ["--generation-with-security-parameters", "false", "--workers", "2"]
-        + ["--no-color", "--report", "ndjson", "--report-dir", str(report)]
-        + list(selection),
+        [
+            *(sys.executable, "-m", "schemathesis.cli", "run"),
+            served.url + "/api/v1/openapi.json",
+            *("--header", f"Authorization: Bearer {served.token}"),
+            *("--checks", "not_a_server_error", "--max-examples", str(EXAMPLES)),
+            *("--generation-deterministic", "--phases", phases, "--no-shrink"),
+            *("--generation-with-security-parameters", "false", "--workers", "2"),
+            *("--no-color", "--report", "ndjson", "--report-dir", str(report)),
+            *selection,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
