@@ -175,3 +175,26 @@ async def test_device_socket_without_credentials_is_401(tether: Running) -> None
         message = await ws.receive()
         assert message.type is aiohttp.WSMsgType.CLOSE
         assert message.data == 4401
+
+
+async def test_the_document_and_the_server_agree_on_edges(tether: Running) -> None:
+    """``take=0``, null or empty names in PATCH and ``DELETE /users/me`` were allowed by
+    the published schema and refused by the server; now both say the same."""
+    status, document = await send(tether, "GET", "/api/v1/openapi.json")
+    assert status == 200
+    listing = document["paths"]["/api/v1/devices"]["get"]["parameters"]
+    take = next(p for p in listing if p["name"] == "take")["schema"]
+    assert (take["minimum"], take["maximum"]) == (1, 1000)
+    status, _ = await send(tether, "GET", "/api/v1/devices?take=0")
+    assert status == 400
+    patch = document["paths"]["/api/v1/devices/{device_id}"]["patch"]["requestBody"]
+    schema = patch["content"]["application/json"]["schema"]
+    assert "$ref" in schema
+    name = document["components"]["schemas"]["DeviceUpdate"]["properties"]["name"]
+    assert name == {"type": "string", "minLength": 1, "maxLength": 128}
+    for body in ({"name": None}, {"name": ""}):
+        status, _ = await send(tether, "PATCH", f"/api/v1/devices/{DEVICE}", json=body)
+        assert status == 400, body
+    assert "delete" not in document["paths"]["/api/v1/users/me"]
+    status, answer = await send(tether, "DELETE", "/api/v1/users/me")
+    assert status == 405, answer

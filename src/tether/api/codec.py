@@ -8,12 +8,15 @@ reject unknown fields, so a typo is an error rather than a silently ignored sett
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from tether.api.views import CommandView, ErrorBody, Wire
 from tether.core.limits import Id, Seconds, Size
+
+#: A display name (device, network, device type): what the directory accepts.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
 class Request(Wire, forbid_unknown_fields=True, kw_only=True):
@@ -40,28 +43,32 @@ class UserCreate(Request, kw_only=True):
     all_device_types: bool = True
 
 
+# PATCH bodies: a field left out is left alone (UNSET); only the fields that may be
+# cleared accept null, so the published schema says exactly what the server takes.
+
+
 class UserUpdate(Request, kw_only=True):
-    login: str | None = None
-    password: str | None = None
-    role: Literal["admin", "client"] | None = None
-    status: Literal["active", "locked", "disabled"] | None = None
+    login: str | msgspec.UnsetType = msgspec.UNSET
+    password: str | msgspec.UnsetType = msgspec.UNSET
+    role: Literal["admin", "client"] | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "locked", "disabled"] | msgspec.UnsetType = msgspec.UNSET
     data: Any = None
-    all_device_types: bool | None = None
+    all_device_types: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class NamedCreate(Request, kw_only=True):
-    name: str
+    name: Name
     description: str | None = None
 
 
 class NamedUpdate(Request, kw_only=True):
-    name: str | None = None
+    name: Name | msgspec.UnsetType = msgspec.UNSET
     description: str | None = None
 
 
 class DeviceCreate(Request, kw_only=True):
     id: str | None = None
-    name: str
+    name: Name
     network_id: Id | None = None
     type_id: Id | None = None
     owner_id: Id | None = None
@@ -72,13 +79,13 @@ class DeviceCreate(Request, kw_only=True):
 
 
 class DeviceUpdate(Request, kw_only=True):
-    name: str | None = None
+    name: Name | msgspec.UnsetType = msgspec.UNSET
     network_id: Id | None = None
     type_id: Id | None = None
     owner_id: Id | None = None
     data: Any = None
-    blocked: bool | None = None
-    attributes: dict[str, Any] | None = None
+    blocked: bool | msgspec.UnsetType = msgspec.UNSET
+    attributes: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ApiKeyCreate(Request, kw_only=True):
