@@ -269,6 +269,11 @@ def machine_busy() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+#: The bench servers' ``metrics_token``: /metrics is closed to anonymous readers.
+METRICS_TOKEN = secrets.token_urlsafe(16)
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment minus every ``TETHER_*`` variable: servers run on their defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
@@ -298,7 +303,11 @@ class Tether(ServerProcess):
         self.password = password or secrets.token_urlsafe(16)
         self._data_dir = tempfile.TemporaryDirectory(prefix="tether-bench-")
         port = free_port()
-        extra = {"TETHER_ADMIN_PASSWORD": self.password, **(env or {})}
+        extra = {
+            "TETHER_ADMIN_PASSWORD": self.password,
+            "TETHER_METRICS_TOKEN": METRICS_TOKEN,
+            **(env or {}),
+        }
         if database_url:
             extra["TETHER_DATABASE_URL"] = database_url
         super().__init__(
@@ -361,7 +370,7 @@ async def metric_total(server: ServerProcess, name: str) -> float | None:
     """
     async with (
         aiohttp.ClientSession() as session,
-        session.get(server.base_url + "/metrics") as response,
+        session.get(server.base_url + "/metrics", headers=METRICS_AUTH) as response,
     ):
         text = await response.text() if response.status == 200 else ""
     values = [

@@ -30,6 +30,23 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "tether-pycache"))
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 with minimal cost in this process: the same code paths, a millisecond each.
+
+    Production parameters cost ~0.1-0.4 s of CPU per hash on a CI machine, and nearly
+    every test creates or logs in a user. Servers started as subprocesses keep the real
+    parameters.
+    """
+    from argon2 import PasswordHasher
+
+    from tether.hub import secrets
+
+    monkeypatch.setattr(
+        secrets, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    )
+
+
 def service_missing(what: str, error: BaseException) -> None:
     """Skip (locally) or fail (in CI) because a backing service is unreachable."""
     reason = f"{what} is not reachable: {error!r}"

@@ -292,6 +292,13 @@ async def test_presence_is_the_clusters(two_nodes: tuple[Node, Node]) -> None:
                 came = await frame(watcher, "event")
                 assert came["data"] == {**came["data"], "deviceId": "present", "online": True}
                 assert await online_on_b()  # held by A, seen from B
+                # ... and so do the fleet summary and the presence filter of B.
+                async with session.get(b.url + "/api/v1/fleet", headers=auth_b) as r:
+                    assert (await r.json())["devices"] == [
+                        {"dialect": "native", "online": 1, "offline": 0}
+                    ]
+                async with session.get(b.url + "/api/v1/devices?online=true", headers=auth_b) as r:
+                    assert [d["id"] for d in await r.json()] == ["present"]
             went = await frame(watcher, "event")
             assert went["data"]["online"] is False
             assert not await online_on_b()

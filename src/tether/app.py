@@ -11,9 +11,12 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
+from tether import console
+from tether.api.health import serve_metrics_apart
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
@@ -23,7 +26,14 @@ from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, open
 from tether.hub.service import Hub
 from tether.settings import Settings
 from tether.store import Store
+from tether.store.files import (
+    ADMIN_PASSWORD_FILE,
+    loose_permissions,
+    secret_files,
+    write_private,
+)
 from tether.web import LISTENERS, MALFORMED_REQUESTS, STARTUP, Startup
+from tether.workers import worker_index
 
 log = logging.getLogger("tether")
 
@@ -34,9 +44,8 @@ RETRY_FIRST, RETRY_MAX = 0.5, 10.0
 
 async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
     """Open the store (migrating it), connect the bus and start the hub."""
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.resolved_database_url, migrate=True)
+    warn_loose_permissions(settings)
     bus = create_bus(settings.bus, redis_url=settings.redis_url, node_id=settings.node_id)
     hub = Hub(store, bus, settings, clock)
     try:
@@ -80,7 +89,10 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     # background work stops while the hub it uses is still running.
     app.cleanup_ctx.append(lifecycle)
     app[LISTENERS] = []
+    if settings.metrics_listen is not None:
+        serve_metrics_apart(app, settings.metrics_listen, reuse_port=worker_index() is not None)
     mount_dialects(app, settings)
+    console.mount(app)
     return app
 
 
@@ -128,7 +140,7 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
     delay = RETRY_FIRST
     while True:
         try:
-            hub = await build_hub(settings, clock)
+            hub = await _bring_up(settings, clock, startup)
         except (Unavailable, OSError, ConnectionError) as error:
             reason = error.message if isinstance(error, Unavailable) else str(error)
             if startup.error != reason:
@@ -144,18 +156,72 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
             continue
-        password = settings.admin_password.get_secret_value() if settings.admin_password else None
-        try:
-            startup.generated_password = await hub.auth.bootstrap_admin(
-                settings.admin_login, password
-            )
-        except Conflict:
-            startup.generated_password = None  # another process created it first
         startup.error = None
         startup.hub = hub
         startup.ready.set()
         log.info("ready as node %s", hub.node_id)
         return
+
+
+async def _bring_up(settings: Settings, clock: Clock | None, startup: Startup) -> Hub:
+    """One start-up attempt: the hub, then the first admin; nothing left half-up."""
+    hub = await build_hub(settings, clock)
+    try:
+        startup.password_file = await bootstrap_admin(hub, settings)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await hub.stop()
+        await hub.store.close()
+        raise
+    return hub
+
+
+async def bootstrap_admin(hub: Hub, settings: Settings) -> Path | None:
+    """Create the first admin if there are no users yet.
+
+    A generated password is written to ``<data_dir>/admin-password`` (0600), never to
+    the log or the console, which services keep; the path of that file is returned.
+    Once users exist, ``admin_password`` is ignored: it would otherwise reset a password
+    changed since on every restart. ``tether user set-password`` is the way back in.
+    """
+    if await hub.store.users.count() > 0:
+        if settings.admin_password is not None:
+            log.info(
+                "admin_password (TETHER_ADMIN_PASSWORD) is ignored: it only applies on first "
+                "start, and users exist. To reset a password (even with the server stopped): "
+                "tether user set-password LOGIN"
+            )
+        return None
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    try:
+        generated = await hub.auth.bootstrap_admin(settings.admin_login, password)
+    except Conflict:
+        return None  # another process created it first
+    if generated is None:
+        return None
+    path = (settings.data_dir / ADMIN_PASSWORD_FILE).resolve()
+    write_private(path, generated + "\n")
+    log.warning(
+        "created admin user %r; its generated password is in %s (readable by this user "
+        "only): log in, change it, then delete the file",
+        settings.admin_login,
+        path,
+    )
+    return path
+
+
+def warn_loose_permissions(settings: Settings) -> None:
+    """Say which secret-holding paths other local users can read (see store/files.py)."""
+    paths = secret_files(settings.data_dir, settings.resolved_database_url)
+    for path, mode in loose_permissions(paths):
+        private = "700" if path.is_dir() else "600"
+        log.warning(
+            "%s holds secrets but has mode %o, open to other local users: chmod %s %s",
+            path,
+            mode,
+            private,
+            path,
+        )
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

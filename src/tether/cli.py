@@ -122,8 +122,8 @@ def serve(
     With no options it listens on 127.0.0.1:8080, keeps its data in ./tether-data
     (SQLite), uses an in-process bus, and on first start creates the admin user
     (TETHER_ADMIN_LOGIN, default 'admin') with TETHER_ADMIN_PASSWORD or a generated
-    password printed once. More settings (timeouts, limits, retention) are TETHER_*
-    environment variables; see docs/operations.md.
+    password written to DATA_DIR/admin-password (0600). More settings (timeouts, limits,
+    retention) are TETHER_* environment variables; see docs/operations.md.
     """
     settings = _settings(
         config,
@@ -151,12 +151,9 @@ def serve(
 
     if settings.workers > 1 and worker_index() is None:
         # The parent: migrate and bootstrap once, then supervise the workers.
-        generated = _run(_prepare(settings))
-        if generated:
-            console.print(
-                f"Created admin user [bold]{settings.admin_login}[/bold] with password "
-                f"[bold yellow]{generated}[/bold yellow] (shown once; change it)."
-            )
+        password_file = _run(_prepare(settings))
+        if password_file:
+            _announce_password_file(settings.admin_login, password_file)
         node = settings.node_id or uuid.uuid4().hex[:8]
         console.print(
             f"starting {settings.workers} workers as nodes {node}-0..{settings.workers - 1}"
@@ -166,21 +163,27 @@ def serve(
     _run(_serve(settings))
 
 
-async def _prepare(settings: Any) -> str | None:
+async def _prepare(settings: Any) -> Path | None:
     """Migrate the database and create the first admin, once, before workers start."""
+    from tether.app import bootstrap_admin
     from tether.bus import MemoryBus
     from tether.hub.service import Hub
     from tether.store import Store
 
     store = await Store.open(settings.resolved_database_url, migrate=True)
     try:
-        password = settings.admin_password.get_secret_value() if settings.admin_password else None
-        generated: str | None = await Hub(store, MemoryBus(), settings).auth.bootstrap_admin(
-            settings.admin_login, password
-        )
-        return generated
+        return await bootstrap_admin(Hub(store, MemoryBus(), settings), settings)
     finally:
         await store.close()
+
+
+def _announce_password_file(login: str, path: Path) -> None:
+    """Say where the generated password is; the password itself never reaches a log."""
+    console.print(
+        f"Created admin user [bold]{login}[/bold]; its password is in [bold]{path}[/bold] "
+        "(readable by you only): log in, change it, delete the file.",
+        soft_wrap=True,
+    )
 
 
 async def _serve(settings: Any) -> None:
@@ -231,11 +234,8 @@ async def _serve(settings: Any) -> None:
 
     async def announce() -> None:
         await startup.ready.wait()
-        if startup.generated_password:
-            console.print(
-                f"Created admin user [bold]{settings.admin_login}[/bold] with password "
-                f"[bold yellow]{startup.generated_password}[/bold yellow] (shown once; change it)."
-            )
+        if startup.password_file:
+            _announce_password_file(settings.admin_login, startup.password_file)
         sys.stderr.flush()
 
     announcing = asyncio.create_task(announce())
@@ -259,8 +259,6 @@ def db_upgrade(
     async def upgrade() -> None:
         from tether.store import Store
 
-        if settings.database_url is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(settings.resolved_database_url, migrate=True)
         await store.close()
 

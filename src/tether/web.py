@@ -21,6 +21,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -68,7 +69,8 @@ class Startup:
     def __init__(self) -> None:
         self.hub: Hub | None = None
         self.error: str | None = None
-        self.generated_password: str | None = None
+        #: Where the first admin's generated password was written, if it was.
+        self.password_file: Path | None = None
         self.ready = asyncio.Event()
 
 

@@ -49,7 +49,7 @@ async def test_metrics(api: Api) -> None:
     device = await api.hub.directory.device("m-1")
     assert device is not None
     await api.hub.notifications.post_as_device(device, "temp", {"c": 20})
-    response = await api.client.get("/metrics")
+    response = await api.client.get("/metrics", headers=api.admin)
     assert response.status == 200
     assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
     text = await response.text()

@@ -92,3 +92,20 @@ def test_online_count_follows_every_transition(steps: list[tuple[str, str]]) -> 
         for changed, online in changes:  # replaying the announced transitions ...
             (online_now.add if online else online_now.discard)(changed)
         assert online_now == presence.online_ids()  # ... gives who is online
+
+
+def test_seen_moves_last_seen_without_making_a_device_online() -> None:
+    presence, _, changes = make()
+    presence.seen("quiet")
+    assert not presence.is_online("quiet")
+    assert changes == []
+    assert set(presence.take_dirty()) == {"quiet"}
+
+
+def test_a_closed_session_leaves_no_poll_behind() -> None:
+    presence, _, changes = make()
+    presence.seen("ws")  # e.g. the agent read its shadow before connecting
+    presence.session_opened("ws")
+    presence.session_closed("ws")
+    assert not presence.is_online("ws")
+    assert changes == [("ws", True), ("ws", False)]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tether.core.model import Device
+from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
+from tether.core.model import Device, Role
 from tether.store import Store
 
 if TYPE_CHECKING:
@@ -49,3 +50,14 @@ async def add_device(store: Store, device_id: str, **fields: Any) -> Device:
     values: dict[str, Any] = {"name": device_id, "created_at": NOW, "updated_at": NOW}
     values.update(fields)
     return await store.devices.create(Device(id=device_id, **values))
+
+
+def client_of(*network_ids: int) -> Principal:
+    """A client user (id 999) granted these networks."""
+    return Principal(
+        kind=PrincipalKind.USER,
+        actions=ALL_ACTIONS,
+        user_id=999,
+        role=Role.CLIENT,
+        network_ids=frozenset(network_ids),
+    )

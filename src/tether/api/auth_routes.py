@@ -23,10 +23,13 @@ TAG = "auth"
     response=TokenView,
     status=201,
     auth="none",
+    extra_statuses={429: "Too many failed logins from this address: wait Retry-After seconds."},
 )
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, LoginRequest)
-    _, pair = await hub_of(request).auth.login(body.login, body.password)
+    _, pair = await hub_of(request).auth.login(
+        body.login, body.password, source=request.remote or ""
+    )
     return json(
         TokenView(access_token=pair.access_token, refresh_token=pair.refresh_token), status=201
     )

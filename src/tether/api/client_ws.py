@@ -130,6 +130,7 @@ async def _dispatch(hub: Hub, conn: ClientConnection, frame: ClientInbound) -> A
     principal = conn.principal
     if principal is None:
         raise Unauthorized("authenticate first")
+    await hub.auth.recheck(principal)  # a user locked since connecting is refused at once
     if isinstance(frame, CommandCreateFrame):
         options: dict[str, Any] = {}
         if frame.timeout is not msgspec.UNSET:

@@ -119,6 +119,7 @@ async def list_device_commands(request: web.Request) -> web.Response:
     response=list[CommandView],
     params=(
         Param("deviceId", description="Filter by device; repeat or comma-separate."),
+        Param("dialect", description="Only commands of devices of this dialect."),
         *LIST_PARAMS,
     ),
 )
@@ -126,7 +127,10 @@ async def list_commands(request: web.Request) -> web.Response:
     hub = hub_of(request)
     principal = await principal_of(request)
     commands = await hub.commands.list_commands(
-        principal, device_ids=query_list(request, "deviceId"), **list_filters(request)
+        principal,
+        device_ids=query_list(request, "deviceId"),
+        dialect=request.query.get("dialect") or None,
+        **list_filters(request),
     )
     return json([command_view(c) for c in commands])
 

@@ -186,7 +186,7 @@ async def notify(request: web.Request) -> web.Response:
 async def get_state(request: web.Request) -> web.Response:
     hub = hub_of(request)
     device = await device_of(request)
-    hub.presence.activity(device.id)
+    hub.presence.seen(device.id)  # not a poll: it does not keep the device online
     return json(state_view(await hub.twins.own_state(device)))
 
 
@@ -206,7 +206,7 @@ async def patch_state(request: web.Request) -> web.Response:
     body = await read_body(request, StatePatch)
     if body.desired is not None:
         raise BadRequest("a device reports state; desired state is set by users")
-    hub.presence.activity(device.id)
+    hub.presence.seen(device.id)
     return json(state_view(await hub.twins.report(device, body.reported or {})))
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from tether.api.auth import principal_of
 from tether.api.codec import DeviceCreate, DeviceUpdate, StatePatch
-from tether.api.http import hub_of, json, read_body
+from tether.api.http import hub_of, json, query_bool, read_body
 from tether.api.management import (
     no_content,
     paging,
@@ -64,22 +64,32 @@ async def _views(hub: Hub, devices: list[Device]) -> list[DeviceView]:
         Param("typeId", type="integer", description="Only devices of this type."),
         Param("ownerId", type="integer", description="Only devices of this owner."),
         Param("dialect", description="Only devices of this dialect."),
+        Param(
+            "online",
+            type="boolean",
+            description="Only online (true) or offline (false) devices, as the cluster sees "
+            "them now.",
+        ),
         *PAGING,
     ),
 )
 async def list_devices(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     hub = hub_of(request)
-    found = await hub.directory.list_devices(
-        principal,
-        name=query_str(request, "name"),
-        name_pattern=query_str(request, "namePattern"),
-        network_id=query_opt_int(request, "networkId"),
-        type_id=query_opt_int(request, "typeId"),
-        owner_id=query_opt_int(request, "ownerId"),
-        dialect=query_str(request, "dialect"),
+    filters = {
+        "name": query_str(request, "name"),
+        "name_pattern": query_str(request, "namePattern"),
+        "network_id": query_opt_int(request, "networkId"),
+        "type_id": query_opt_int(request, "typeId"),
+        "owner_id": query_opt_int(request, "ownerId"),
+        "dialect": query_str(request, "dialect"),
         **paging(request, DEVICE_SORTS, "name"),
-    )
+    }
+    if request.query.get("online"):
+        online = query_bool(request, "online")
+        found = await hub.fleet.list_devices(principal, online=online, **filters)
+    else:
+        found = await hub.directory.list_devices(principal, **filters)
     return json(await _views(hub, found))
 
 

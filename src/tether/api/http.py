@@ -49,7 +49,7 @@ def error_response(error: TetherError) -> web.Response:
     body = ErrorView(
         error=ErrorBody(code=error.code, message=error.message, details=error.details or None)
     )
-    return json(body, status=error.status)
+    return json(body, status=error.status, headers=error.headers() or None)
 
 
 async def read_body(request: web.Request, kind: type[T]) -> T:

@@ -7,6 +7,7 @@ The routes live in one module per area, each exposing ``routes`` (a ``RouteTable
     catalog_routes        networks, device types, config revisions, firmware targets
     devices_routes        devices, credentials, block/unblock, state, current config
     notifications_routes  notifications (all, one, and per device)
+    fleet_routes          the fleet summary (presence per dialect, recent activity)
 
 :func:`route_tables` returns them all. Every route is declared with
 :func:`tether.api.spec.endpoint`, so the OpenAPI document lists it.
@@ -164,6 +165,7 @@ def route_tables() -> list[web.RouteTableDef]:
         auth_routes,
         catalog_routes,
         devices_routes,
+        fleet_routes,
         notifications_routes,
         users_routes,
     )
@@ -174,4 +176,5 @@ def route_tables() -> list[web.RouteTableDef]:
         catalog_routes.routes,
         devices_routes.routes,
         notifications_routes.routes,
+        fleet_routes.routes,
     ]

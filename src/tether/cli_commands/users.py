@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.text import Text
@@ -25,6 +29,9 @@ from tether.cli_commands.common import (
     warn,
     with_client,
 )
+
+if TYPE_CHECKING:
+    from tether.core.model import User
 
 user_app = typer.Typer(
     help="Manage users: who may log in, as admin or client, and which networks they see.\n\n"
@@ -304,3 +311,127 @@ def revoke_key(
     """
     client.run(lambda api: api.call("DELETE", f"/api/v1/apikeys/{key_id}"))
     done(client, f"API key {key_id} revoked", {"id": key_id, "revoked": True})
+
+
+# --- offline recovery: straight to the database, no server needed -------------------------------
+
+OfflineConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="The server's TOML settings file.", exists=True, dir_okay=False
+    ),
+]
+OfflineDataDir = Annotated[
+    Path | None, typer.Option(help="The server's data directory [default: from settings].")
+]
+OfflineDatabase = Annotated[
+    str | None, typer.Option(help="The server's database URL [default: from settings].")
+]
+Login = Annotated[str, typer.Argument(help="Login name of the user.", show_default=False)]
+
+
+def _recover(
+    login: str,
+    config: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    change: Callable[[User], Awaitable[dict[str, Any]]],
+) -> None:
+    """Apply ``change(user)`` (columns to set) to a user, in the server's own database.
+
+    The database is the one ``tether serve`` would use with the same settings (TETHER_*
+    variables, ``--config``, or the options here); nothing talks to a running server.
+    """
+    from pydantic import ValidationError
+    from sqlalchemy.engine import make_url
+
+    from tether.core.errors import TetherError
+    from tether.settings import Settings
+    from tether.store import Store
+
+    if config is not None:
+        os.environ["TETHER_CONFIG"] = str(config)
+    overrides: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        fail(f"invalid settings:\n{error}", 2)
+    url = settings.resolved_database_url
+    if settings.is_sqlite:
+        path = Path(make_url(url).database or "")
+        if not path.is_file():
+            fail(f"no database at {path.resolve()}: give the server's --data-dir or --config")
+
+    async def apply() -> None:
+        store = await Store.open(url, migrate=True)
+        try:
+            user = await store.users.get_by_login(login)
+            if user is None:
+                fail(f"no user {login!r} in {make_url(url).render_as_string()}")
+            await store.users.update(user.id, **await change(user))
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(apply())
+    except TetherError as error:
+        fail(error.message)
+
+
+@user_app.command("set-password")
+def set_password(
+    login: Login,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from stdin.")
+    ] = False,
+    config: OfflineConfig = None,
+    data_dir: OfflineDataDir = None,
+    database_url: OfflineDatabase = None,
+) -> None:
+    """Set a user's password in the database itself: works with the server stopped.
+
+    The way back in when no admin can log in. Run it with the server's settings (the same
+    TETHER_* variables, --config or --data-dir). It also clears the user's failed-login
+    count; a running server's login delays end by themselves.
+
+    Example: tether user set-password admin --data-dir /var/lib/tether
+    """
+    from tether.hub import secrets
+    from tether.hub.directory import MIN_PASSWORD_LENGTH
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt(
+            f"New password for {login}", hide_input=True, confirmation_prompt=True
+        )
+    else:
+        fail("stdin is not a terminal: pass the password with --password-stdin")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        fail(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+
+    async def change(user: User) -> dict[str, Any]:
+        return {"password_hash": await secrets.hash_password(password), "login_attempts": 0}
+
+    _recover(login, config, data_dir, database_url, change)
+    out.print(Text(f"password of {login} changed", style="green"))
+
+
+@user_app.command("unlock")
+def unlock(
+    login: Login,
+    config: OfflineConfig = None,
+    data_dir: OfflineDataDir = None,
+    database_url: OfflineDatabase = None,
+) -> None:
+    """Make a locked or disabled user active again, in the database itself (server may
+    be stopped).
+
+    Example: tether user unlock admin --data-dir /var/lib/tether
+    """
+
+    async def change(user: User) -> dict[str, Any]:
+        return {"status": "active", "login_attempts": 0}
+
+    _recover(login, config, data_dir, database_url, change)
+    out.print(Text(f"{login} is active", style="green"))

@@ -8,6 +8,7 @@ the hub reads correctly in every protocol.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -27,6 +28,10 @@ class TetherError(Exception):
         if self.details:
             body["details"] = self.details
         return body
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers every API adds to this error's answer (``Retry-After``, ...)."""
+        return {}
 
 
 class BadRequest(TetherError):
@@ -71,6 +76,25 @@ class Forbidden(TetherError):
 
     code = "forbidden"
     status = 403
+
+
+class TooManyRequests(TetherError):
+    """Slow down: try again after ``retry_after`` seconds (sent as ``Retry-After``).
+
+    Answered, for instance, to logins from a (login, address) pair that keeps failing,
+    whether or not the login exists.
+    """
+
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, **details: Any) -> None:
+        #: Whole seconds, at least one: the unit ``Retry-After`` speaks.
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, retry_after=self.retry_after, **details)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class NotFound(TetherError):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from tether.core import limits
 from tether.core.access import (
@@ -24,7 +26,7 @@ from tether.core.access import (
 from tether.core.errors import BadRequest, Forbidden, NotFound
 from tether.core.model import ApiKey, Device, DeviceType, Network, Role, User
 from tether.hub import secrets
-from tether.hub.events import DeviceChanged, UserChanged
+from tether.hub.events import ApiKeyRevoked, DeviceChanged, UserChanged
 from tether.hub.scopes import Scopes
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD_LENGTH = 6
 
 
 class Directory:
@@ -75,6 +78,14 @@ class Directory:
 
     def forget_device(self, device_id: str) -> None:
         self._devices.pop(device_id, None)
+
+    def seen(self, last_seen: Mapping[str, datetime]) -> None:
+        """Keep cached devices' ``last_seen`` as current as the write-behind just made the
+        store, so a device read from the cache agrees with one listed from the store."""
+        for device_id, at in last_seen.items():
+            device = self._devices.get(device_id)
+            if device is not None and (device.last_seen is None or device.last_seen < at):
+                self._devices[device_id] = msgspec.structs.replace(device, last_seen=at)
 
     async def get_device(self, principal: Principal, device_id: str) -> Device:
         return require_device(principal, Action.GET_DEVICE, await self.device(device_id), device_id)
@@ -209,12 +220,12 @@ class Directory:
             require(principal, Action.MANAGE_USER)
         if not LOGIN.match(login):
             raise BadRequest("login must be 1-64 characters of letters, digits and _.@-")
-        if len(password) < 6:
-            raise BadRequest("password must be at least 6 characters")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
         return await self._hub.store.users.create(
             login=login,
             role=role,
-            password_hash=await secrets.hash_password(password),
+            password_hash=await self._hub.auth.hash_password(password),
             now=self._hub.clock.now(),
             data=data,
             all_device_types=all_device_types,
@@ -242,10 +253,10 @@ class Directory:
         if not principal.is_admin and ({"role", "status", "login"} & fields.keys()):
             raise Forbidden("only an admin may change login, role or status")
         if password is not None:
-            if len(password) < 6:
-                raise BadRequest("password must be at least 6 characters")
-            fields["password_hash"] = await secrets.hash_password(password)
-        user = await self._hub.store.users.update(user_id, **fields)
+            if len(password) < MIN_PASSWORD_LENGTH:
+                raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+            fields["password_hash"] = await self._hub.auth.hash_password(password)
+        user = await self._hub.store.users.update(user_id, keep_an_admin=True, **fields)
         if user is None:
             raise NotFound(f"user {user_id} not found")
         await self._hub.publish_directory(UserChanged(user_id=user_id))
@@ -253,7 +264,7 @@ class Directory:
 
     async def delete_user(self, principal: Principal, user_id: int) -> None:
         require(principal, Action.MANAGE_USER)
-        if not await self._hub.store.users.delete(user_id):
+        if not await self._hub.store.users.delete(user_id, keep_an_admin=True):
             raise NotFound(f"user {user_id} not found")
         await self._hub.publish_directory(UserChanged(user_id=user_id))
 
@@ -350,4 +361,4 @@ class Directory:
         if record is None or (record.user_id != principal.user_id and not principal.is_admin):
             raise NotFound(f"API key {key_id} not found")
         await self._hub.store.api_keys.revoke(key_id)
-        self._hub.auth.forget_api_key(record.prefix)
+        await self._hub.publish_directory(ApiKeyRevoked(prefix=record.prefix))

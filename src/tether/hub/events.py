@@ -60,7 +60,15 @@ class DeviceChanged(msgspec.Struct, frozen=True, tag="device"):
 
 
 class UserChanged(msgspec.Struct, frozen=True, tag="user"):
+    """A user was changed or deleted: every node re-reads it before trusting its tokens."""
+
     user_id: int
+
+
+class ApiKeyRevoked(msgspec.Struct, frozen=True, tag="apikey"):
+    """An API key was revoked: every node drops it from its cache at once."""
+
+    prefix: str
 
 
 class SessionTakenOver(msgspec.Struct, frozen=True, tag="takeover"):
@@ -76,6 +84,7 @@ Event = (
     | PresenceChanged
     | DeviceChanged
     | UserChanged
+    | ApiKeyRevoked
     | SessionTakenOver
 )
 

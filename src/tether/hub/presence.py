@@ -1,8 +1,14 @@
-"""Online/offline from activity, with ``last_seen`` written behind in batches.
+"""Online/offline from sessions and polls, with ``last_seen`` written behind in batches.
 
-A device with a live session (WebSocket) is online while connected. A polling device is
-online while it keeps polling, and goes offline after its dialect's inactivity timeout.
-Activity costs a dict write; the store sees ``last_seen`` only every few seconds, in one
+A device with a live session (a WebSocket, or a DeviceHive command subscription) is online
+while connected, and offline as soon as its last session closes. A polling device is
+online while it keeps polling (:meth:`Presence.activity`: a poll or a keepalive), and goes
+offline after its dialect's inactivity timeout. Anything else a device does (reading its
+shadow, posting a notification or a result) only moves ``last_seen``
+(:meth:`Presence.seen`): a request is not a promise to come back, so counting it as a poll
+would keep a stopped device "online" for a whole poll timeout.
+
+Every call costs a dict write; the store sees ``last_seen`` only every few seconds, in one
 batched statement for all devices.
 """
 
@@ -59,11 +65,15 @@ class Presence:
             self._changed(device_id, False, now)
 
     def activity(self, device_id: str, timeout: float | None = None) -> None:
-        """The device did something (poll, message, keepalive)."""
+        """A poll or a keepalive: online for ``timeout`` (the default if None) from now."""
         was_online = self.is_online(device_id)
         if device_id not in self._sessions:
             self._polling[device_id] = (self._clock.monotonic(), timeout or self._default_timeout)
         self._seen(device_id, was_online)
+
+    def seen(self, device_id: str) -> None:
+        """The device spoke without promising to come back: ``last_seen`` only."""
+        self._dirty[device_id] = self._clock.now()
 
     def _seen(self, device_id: str, was_online: bool) -> None:
         now = self._clock.now()

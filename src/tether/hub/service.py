@@ -27,7 +27,7 @@ from tether.bus import Bus
 from tether.core import limits
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
-from tether.core.errors import Unavailable
+from tether.core.errors import TetherError, Unauthorized, Unavailable
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL, execution_deadline
 from tether.core.model import Command, Device, Notification
@@ -38,6 +38,7 @@ from tether.hub.delivery import Delivery
 from tether.hub.dialect_state import DialectState
 from tether.hub.directory import Directory
 from tether.hub.events import (
+    ApiKeyRevoked,
     CommandChanged,
     DeviceChanged,
     DeviceRef,
@@ -46,6 +47,7 @@ from tether.hub.events import (
     SessionTakenOver,
     UserChanged,
 )
+from tether.hub.fleet import Fleet
 from tether.hub.index import CommandIndex
 from tether.hub.notifications import Notifications
 from tether.hub.presence import Presence
@@ -91,6 +93,7 @@ class Hub:
         self.commands = Commands(self)
         self.notifications = Notifications(self)
         self.twins = Twins(self)
+        self.fleet = Fleet(self)
         self.delivery = Delivery(self)
         self.writer = CommandWriter(self)
         self.dialect_state = DialectState(self)
@@ -177,6 +180,8 @@ class Hub:
         # The fresh index takes events from now on; the snapshot below is applied after
         # them, and the index ignores whatever in it is older than what it already has.
         self.index = CommandIndex()
+        # A user locked or a key revoked during the outage must not live on in a cache.
+        self.auth.forget_all()
         active = await self.store.commands.active()
         for command in active:
             self._rearm(command)
@@ -231,14 +236,40 @@ class Hub:
         elif isinstance(event, DeviceChanged):
             self.directory.forget_device(event.device_id)
         elif isinstance(event, UserChanged):
-            self.auth.forget_user(event.user_id)
+            self._user_changed(event.user_id)
+        elif isinstance(event, ApiKeyRevoked):
+            self.auth.forget_api_key(event.prefix)
         elif isinstance(event, SessionTakenOver):
             self.delivery.taken_over(event.device_id, event.by_node)
 
-    async def publish_directory(self, event: DeviceChanged | UserChanged) -> None:
+    async def publish_directory(self, event: DeviceChanged | UserChanged | ApiKeyRevoked) -> None:
         if isinstance(event, UserChanged):
-            self.auth.forget_user(event.user_id)
+            self._user_changed(event.user_id)
+        elif isinstance(event, ApiKeyRevoked):
+            self.auth.forget_api_key(event.prefix)
         await self._publish(event, events.DIRECTORY)
+
+    def _user_changed(self, user_id: int) -> None:
+        """Re-read the user before trusting its tokens again; if it is gone or no longer
+        active, its live subscriptions stop too, so a locked user's open connection gets
+        no more events."""
+        self.auth.forget_user(user_id)
+        if self.subscriptions.of_user(user_id):
+            self._background(asyncio.get_running_loop().create_task(self._end_streams(user_id)))
+
+    async def _end_streams(self, user_id: int) -> None:
+        try:
+            await self.auth.user_principal(user_id)
+            return
+        except Unauthorized:
+            pass
+        except TetherError as error:  # the store is down: the next change re-checks
+            log.warning("could not re-check user %d's subscriptions: %s", user_id, error)
+            return
+        ended = self.subscriptions.of_user(user_id)
+        for sub in ended:
+            await self.unsubscribe(sub.id)
+        log.info("ended %d subscriptions of user %d, no longer active", len(ended), user_id)
 
     async def device_ref(self, device_id: str, device: Device | None = None) -> DeviceRef:
         device = device or await self.directory.device(device_id)
@@ -291,7 +322,7 @@ class Hub:
             await self.commands.fire_deadline(command_id, expired=False)
 
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
-        self.presence.activity(notification.device_id)
+        self.presence.seen(notification.device_id)
         self._fan_out_notification(notification, device)
         await self._publish(NotificationPosted(notification, device), events.NOTIFICATIONS)
 
@@ -387,6 +418,7 @@ class Hub:
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
+            self.directory.seen(dirty)
         held = self.presence.online_ids()
         if held and self.bus.shared:
             await self.bus.hold(held, self._hold_ttl)

@@ -107,6 +107,10 @@ class SubscriptionRegistry:
             self._broad[sub.topic].discard(sub.id)
         return sub
 
+    def of_user(self, user_id: int) -> list[Subscription]:
+        """The subscriptions made by one user (a scan: only for rare changes of a user)."""
+        return [sub for sub in self._by_id.values() if sub.principal.user_id == user_id]
+
     def matching(self, topic: Topic, device: DeviceRef, name: str) -> Iterator[Subscription]:
         candidates = self._broad[topic]
         specific = self._by_device[topic].get(device.id)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +29,15 @@ from tether.settings.devicehive import DeviceHiveSettings
 from tether.settings.ewelink import EWeLinkSettings
 from tether.settings.infiniteclouds import InfiniteCloudsSettings
 from tether.settings.opengate import OpenGateSettings
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT`` (``[v6]:PORT`` for IPv6), or ``ValueError``."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT (port 0-65535), got {address!r}")
+    return host, int(port)
 
 
 class Settings(BaseSettings):
@@ -59,13 +68,32 @@ class Settings(BaseSettings):
     # --- bootstrap and auth ---------------------------------------------------------------
     admin_login: str = Field("admin", description="Login of the admin created on first start.")
     admin_password: SecretStr | None = Field(
-        None, description="Password of that admin; generated and printed once if unset."
+        None,
+        description="Password of that admin on first start; if unset, one is generated and "
+        "written to <data_dir>/admin-password (0600). Ignored once users exist.",
     )
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 signing secret; generated and stored on first start if unset."
     )
     access_token_ttl: int = Field(1800, gt=0, description="Access token lifetime, seconds.")
     refresh_token_ttl: int = Field(15_724_800, gt=0, description="Refresh token lifetime, seconds.")
+
+    # --- logins (see docs/security.md) ----------------------------------------------------
+    login_free_attempts: int = Field(
+        5, ge=1, le=1000, description="Wrong passwords per login and address before delays."
+    )
+    login_delay: float = Field(
+        1.0, gt=0, le=86_400, description="First delay, seconds; doubles per further failure."
+    )
+    login_delay_max: float = Field(
+        900.0, gt=0, le=86_400, description="Longest delay between failed logins, seconds."
+    )
+    password_checks: int = Field(
+        2, ge=1, le=64, description="Password (argon2) checks run at once, process-wide."
+    )
+    password_check_queue: int = Field(
+        64, ge=0, le=100_000, description="Logins waiting for a check; more are answered 429."
+    )
 
     # --- commands ---------------------------------------------------------------------------
     command_lifetime: float | None = Field(
@@ -108,6 +136,28 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("info", description="Logging level.")
+
+    # --- metrics (see docs/security.md) -------------------------------------------------------
+    metrics: Literal["token", "public", "off"] = Field(
+        "token",
+        description="Who may read /metrics on the API port: token (an admin credential or "
+        "metrics_token), public (anyone) or off (404).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token a scraper may use for /metrics instead of an admin's."
+    )
+    metrics_listen: str | None = Field(
+        None,
+        description="HOST:PORT of a separate listener serving only /metrics, without "
+        "credentials; bind it to a private address.",
+    )
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
+        return value
 
     # --- dialects: one table each, documented on the dialect's page in docs/dialects/ ---
     devicehive: DeviceHiveSettings = Field(

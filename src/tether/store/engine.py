@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from tether.store.files import private_file
 from tether.store.types import json_dumps, json_loads
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
         url = url.set(drivername="sqlite+aiosqlite")
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        # The file holds the signing secret and every hash: owner-only from the start.
+        private_file(Path(database).expanduser().resolve())
     engine = create_async_engine(
         url,
         echo=echo,

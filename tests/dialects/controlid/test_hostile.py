@@ -48,7 +48,7 @@ async def get(server: Running, command_id: int) -> Any:
 
 
 async def sql_statements(server: Running) -> float:
-    status, body = await raw(server, "GET", "/metrics")
+    status, body = await raw(server, "GET", "/metrics", headers=server.auth)
     assert status == 200
     match = re.search(rb"^tether_sql_statements_total (\S+)$", body, re.MULTILINE)
     assert match, body[:500]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -150,3 +151,19 @@ async def run_handler(url: str, timeout: float = 60, **kwargs: Any) -> Recorder:
     if transport.exception_info:
         raise transport.exception_info[1]
     return handler
+
+
+@contextlib.asynccontextmanager
+async def agent_running(server: Server, device_id: str, **options: Any) -> AsyncIterator[Any]:
+    """``tether agent devicehive`` for ``device_id``, connected, stopped on exit."""
+    from tether.dialects.devicehive.agent import DeviceHiveAgent
+
+    agent = DeviceHiveAgent(server.run.url, device_id, refresh_token=server.refresh, **options)
+    runner = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 20)
+        yield agent
+    finally:
+        await agent.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(runner, 20)

@@ -406,7 +406,7 @@ async def test_register_assign_config_and_commands_on_postgresql(
 
 
 async def sql_count(app: Running) -> float:
-    async with app.session.get(app.url + "/metrics") as response:
+    async with app.session.get(app.url + "/metrics", headers=app.auth) as response:
         text = await response.text()
     return sum(
         float(line.rsplit(" ", 1)[1])

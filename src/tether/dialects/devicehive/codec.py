@@ -44,10 +44,12 @@ FAILURE_WORDS = frozenset({"failed", "failure", "fail", "error", "errored", "rej
 class DhError(Exception):
     """An error in DeviceHive's own terms: an HTTP-like code and a message."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        #: HTTP headers for a REST answer (``Retry-After`` on 429).
+        self.headers = headers or {}
 
 
 def error_of(error: BaseException) -> DhError:
@@ -63,7 +65,9 @@ def error_of(error: BaseException) -> DhError:
         message = error.message
         if status == 403 and error.code == "forbidden" and message.startswith("not allowed"):
             message = "Access is denied"
-        return DhError(status, message)
+        elif status == 429:
+            message = f"{message} (retry after {error.headers().get('Retry-After', '1')} s)"
+        return DhError(status, message, error.headers())
     return DhError(500, "Internal server error")
 
 

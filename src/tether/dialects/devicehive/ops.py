@@ -27,11 +27,13 @@ WS_DEVICE_ID = re.compile(r"^[a-zA-Z0-9-]+$")
 class DirectoryOps(UserOps):
     # --- info, tokens, configuration ---------------------------------------------------
 
-    async def token(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def token(self, message: dict[str, Any], *, source: str) -> dict[str, Any]:
+        """A token pair for a login and password, as the native login does: the same
+        answer for every wrong pair, and 429 while that (login, ``source``) must wait."""
         login, password = message.get("login"), message.get("password")
         if not isinstance(login, str) or not isinstance(password, str):
             raise DhError(401, "Invalid credentials")
-        _, pair = await self.hub.auth.login(login, password)
+        _, pair = await self.hub.auth.login(login, password, source=source)
         return {"accessToken": pair.access_token, "refreshToken": pair.refresh_token}
 
     async def refresh(self, message: dict[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,9 @@ def _wrap(
                 log.exception("devicehive %s %s failed", request.method, request.path)
             error = codec.error_of(exc)
             message = why if error.code == 401 and why else error.message
-            return reply(codec.rest_error(error.code, message), error.code)
+            answer = reply(codec.rest_error(error.code, message), error.code)
+            answer.headers.update(error.headers)
+            return answer
 
     return run
 
@@ -135,7 +137,7 @@ def add_routes(app: web.Application, hub_now: Callable[[], Hub | None], get_part
 
     @route("POST", "/token")
     async def token(c: Call) -> web.StreamResponse:
-        return reply(await c.ops.token(await c.body()), 201)
+        return reply(await c.ops.token(await c.body(), source=c.request.remote or ""), 201)
 
     @route("POST", "/token/refresh")
     async def refresh(c: Call) -> web.StreamResponse:

@@ -18,7 +18,7 @@ from tether.core.filters import EventFilter
 from tether.core.model import Command, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.codec import DhError
-from tether.dialects.devicehive.common import ADMIN, MANY, need
+from tether.dialects.devicehive.common import ADMIN, DIALECT, MANY, need
 from tether.dialects.devicehive.messages import UPDATED_STATES, CommandOps
 from tether.hub.subscriptions import Subscription, Topic
 
@@ -39,6 +39,9 @@ class Selection:
     #: The caller narrowed to the requested networks and device types: replay queries
     #: run as this principal, so the store filters by network and type in SQL.
     scope: Principal | None = None
+    #: A DeviceHive device's own command feed (what its agent subscribes to or polls):
+    #: while it is open, the device is online.
+    listener: bool = False
 
     @property
     def topic(self) -> Topic:
@@ -73,7 +76,7 @@ class MessageOps(CommandOps):
         if device_id is not None:
             if not isinstance(device_id, str):
                 raise DhError(400, "Invalid request parameters: deviceId")
-            await self.directory.visible_device(principal, action, device_id)
+            device = await self.directory.visible_device(principal, action, device_id)
             ids = frozenset({device_id})
             return Selection(
                 kind,
@@ -82,6 +85,7 @@ class MessageOps(CommandOps):
                 names,
                 return_updated,
                 device_id=device_id,
+                listener=kind == "command" and not return_updated and device.dialect == DIALECT,
             )
         network_ids = codec.int_list(m.get("networkIds"), "networkIds")
         type_ids = codec.int_list(m.get("deviceTypeIds"), "deviceTypeIds")
@@ -183,6 +187,10 @@ class MessageOps(CommandOps):
             raise DhError(400, "Invalid request parameters: limit must not be negative")
         raw = m.get("timestamp")
         after = codec.cursor(raw) if raw else self.hub.clock.now()
+        if sel.listener and sel.device_id is not None:
+            # The device polling for its commands: a poll, so it keeps the device online.
+            timeout = max(self.hub.settings.presence_timeout, wait * 2)
+            self.hub.presence.activity(sel.device_id, timeout=timeout)
         if wait <= 0:
             # The official client's HTTP subscriptions poll in a tight loop with
             # waitTimeout=0: answer from storage only, without a live subscription.

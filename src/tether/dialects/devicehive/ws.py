@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from tether.core.access import Action, Principal
-from tether.core.errors import TetherError
+from tether.core.errors import TetherError, Unauthorized
 from tether.core.model import Command, Notification
 from tether.dialects.devicehive import codec
 from tether.dialects.devicehive.clock import wall
@@ -66,8 +66,11 @@ class DhConnection(DirectoryActions):
         ops: DirectoryOps,
         msgs: MessageOps,
         rest_url: str,
+        source: str,
     ) -> None:
         self.ws = ws
+        #: The peer's address, which logins over this connection are throttled by.
+        self.source = source
         self.hub = hub
         self.ops = ops
         self.msgs = msgs
@@ -161,6 +164,14 @@ class DhConnection(DirectoryActions):
             handler = self.handlers.get(action)
             if handler is None:
                 raise DhError(400, f"Illegal argument: {action}")
+            if self.principal is not None:
+                # A user locked, disabled or deleted since authenticating loses the identity
+                # at once (and may authenticate again as someone else).
+                try:
+                    await self.hub.auth.recheck(self.principal)
+                except Unauthorized as gone:
+                    self.principal = self.expires_at = None
+                    self.why = gone.message
             payload = await handler(message)
             frame = codec.success(action, request_id, payload)
         except asyncio.CancelledError:
@@ -247,8 +258,13 @@ class DhConnection(DirectoryActions):
     async def close(self) -> None:
         self.closing = True
         for sub_id in list(self.subs):
-            await self.hub.unsubscribe(sub_id)
-        self.subs.clear()
+            await self._drop(sub_id)
+
+    async def _drop(self, sub_id: int) -> None:
+        state = self.subs.pop(sub_id)
+        if state.sel.listener and state.sel.device_id is not None:
+            self.hub.presence.session_closed(state.sel.device_id)
+        await self.hub.unsubscribe(sub_id)
 
     # --- info and auth -----------------------------------------------------------------
 
@@ -275,7 +291,7 @@ class DhConnection(DirectoryActions):
         return None
 
     async def token(self, m: dict[str, Any]) -> dict[str, Any]:
-        return await self.ops.token(m)
+        return await self.ops.token(m, source=self.source)
 
     async def token_refresh(self, m: dict[str, Any]) -> dict[str, Any]:
         return await self.ops.refresh(m)
@@ -364,6 +380,9 @@ class DhConnection(DirectoryActions):
         sub = await self.hub.subscribe(principal, sel.topic, sel.filter, self)
         state = SubState(sub, sel, raw_ts if raw_ts else None, 20 if limit is None else limit)
         self.subs[sub.id] = state
+        if sel.listener and sel.device_id is not None:
+            # The device's agent listening for its commands is its live session.
+            self.hub.presence.session_opened(sel.device_id)
         return {"subscriptionId": sub.id}
 
     async def command_subscribe(self, m: dict[str, Any]) -> dict[str, Any]:
@@ -378,15 +397,13 @@ class DhConnection(DirectoryActions):
         if raw is None:
             for sub_id, state in list(self.subs.items()):
                 if state.sel.kind == kind:
-                    del self.subs[sub_id]
-                    await self.hub.unsubscribe(sub_id)
+                    await self._drop(sub_id)
             return
         wanted = codec.opt_int(raw, "subscriptionId")
         found = self.subs.get(wanted) if wanted is not None else None
         if found is None or found.sel.kind != kind:
             raise DhError(404, f"Subscription with id {raw} was not found")
-        del self.subs[found.sub.id]
-        await self.hub.unsubscribe(found.sub.id)
+        await self._drop(found.sub.id)
 
     async def command_unsubscribe(self, m: dict[str, Any]) -> None:
         await self._unsubscribe("command", m)
@@ -435,7 +452,7 @@ async def serve(
     live.add(ws)
     scheme = "https" if request.secure else "http"
     rest_url = f"{scheme}://{request.host}/api/rest"
-    conn = DhConnection(ws, hub, ops, msgs, rest_url)
+    conn = DhConnection(ws, hub, ops, msgs, rest_url, request.remote or "")
     pump = asyncio.create_task(conn.pump(), name="devicehive-ws-pump")
     running: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_CONCURRENT)

@@ -77,9 +77,12 @@ class Accounts:
         self._apikeys[int(value)] = apikey
         return int(value)
 
-    async def login(self, login: str, password: str, appid: str) -> Login:
-        """Check the password and issue a fresh ``at``/``rt``, revoking the previous pair."""
-        user = await self._hub.auth.check_password(login, password)
+    async def login(self, login: str, password: str, appid: str, *, source: str) -> Login:
+        """Check the password and issue a fresh ``at``/``rt``, revoking the previous pair.
+
+        Throttled per (login, ``source``) like every other login of the server.
+        """
+        user = await self._hub.auth.check_password(login, password, source=source)
         at, rt = await self._issue(user.id, appid)
         return Login(user=user, at=at, rt=rt, apikey=await self.apikey_of(user.id))
 

@@ -23,6 +23,7 @@ REASONS: dict[int, str] = {
     404: "Not Found",
     406: "Authentication Failed",
     415: "Unsupported",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Device Offline",
     504: "Request Timeout",

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tether.core import jsonc
 from tether.core.access import can_see_device
-from tether.core.errors import InvalidJson, TetherError, Unauthorized
+from tether.core.errors import InvalidJson, TetherError, TooManyRequests, Unauthorized
 from tether.dialects.ewelink import codec, ws
 from tether.dialects.ewelink.accounts import Session
 from tether.dialects.ewelink.cloud import Cloud
@@ -41,6 +41,17 @@ def v1_error(code: int, info: str) -> web.Response:
 
 def v2_error(code: int, msg: str) -> web.Response:
     return _json({"error": code, "msg": msg, "data": {}})
+
+
+def throttled(error: TooManyRequests, answer: web.Response) -> web.Response:
+    """A login that must wait: the eWeLink error body, but HTTP 429 with ``Retry-After``.
+
+    eWeLink answers its own errors with HTTP 200; a throttled login is the exception, so
+    that clients and proxies that know HTTP back off even if they do not know code 429.
+    """
+    answer.set_status(429)
+    answer.headers.update(error.headers())
+    return answer
 
 
 def v2_ok(data: Any) -> web.Response:
@@ -116,9 +127,13 @@ def build(holder: Holder) -> list[web.RouteDef]:
         if not isinstance(login, str) or not isinstance(password, str):
             return v1_error(400, "email (or phoneNumber) and password are required")
         try:
-            done = await cloud.accounts.login(login, password, str(appid or ""))
+            done = await cloud.accounts.login(
+                login, password, str(appid or ""), source=request.remote or ""
+            )
         except Unauthorized:
             return v1_error(401, "wrong account or password")
+        except TooManyRequests as slow:
+            return throttled(slow, v1_error(429, slow.message))
         user = done.user
         return _json(
             {
@@ -188,9 +203,13 @@ def build(holder: Holder) -> list[web.RouteDef]:
         if not isinstance(login, str) or not isinstance(password, str):
             return v2_error(400, "email (or phoneNumber) and password are required")
         try:
-            done = await cloud.accounts.login(login, password, str(appid or ""))
+            done = await cloud.accounts.login(
+                login, password, str(appid or ""), source=request.remote or ""
+            )
         except Unauthorized:
             return v2_error(10001, "wrong account or password")
+        except TooManyRequests as slow:
+            return throttled(slow, v2_error(429, slow.message))
         return v2_ok(
             {
                 "at": done.at,

@@ -221,6 +221,8 @@ class _Conn:
 
     async def _app(self, app: AppSession, message: dict[str, Any]) -> None:
         cloud = self.cloud
+        # An account locked, disabled or deleted since userOnline is refused (406) at once.
+        await cloud.hub.auth.recheck(app.session.principal)
         action = message.get("action")
         echo = {
             "deviceid": message.get("deviceid"),

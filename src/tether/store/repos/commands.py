@@ -249,6 +249,7 @@ class CommandRepo(Repo):
         created_before: datetime | None,
         updated_after: datetime | None,
         principal: Principal | None,
+        dialect: str | None = None,
     ) -> Select[Any]:
         where: list[ColumnElement[bool]] = []
         if device_id is not None:
@@ -270,6 +271,9 @@ class CommandRepo(Repo):
         visible, join = child_visibility(principal, c.device_id)
         if visible is not None:
             where.append(visible)
+        if dialect is not None:
+            where.append(devices.c.dialect == dialect)
+            join = True
         if join:
             stmt = stmt.select_from(commands.join(devices, c.device_id == devices.c.id))
         return stmt.where(*where)
@@ -286,6 +290,7 @@ class CommandRepo(Repo):
         created_before: datetime | None = None,
         updated_after: datetime | None = None,
         principal: Principal | None = None,
+        dialect: str | None = None,
         sort: str = "id",
         desc: bool = False,
         skip: int = 0,
@@ -303,11 +308,32 @@ class CommandRepo(Repo):
             created_before=created_before,
             updated_after=updated_after,
             principal=principal,
+            dialect=dialect,
         )
         stmt = page(stmt, _SORTS, sort=sort, desc=desc, skip=skip, take=take, tiebreak=c.id)
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_to_command(row) for row in rows]
+
+    async def count_by_state(
+        self, *, created_after: datetime, principal: Principal | None = None
+    ) -> dict[CommandState, int]:
+        """How many commands created after ``created_after`` are in each state."""
+        stmt = self._list_query(
+            select(c.state, func.count()),
+            device_id=None,
+            device_ids=None,
+            name=None,
+            names=None,
+            states=None,
+            created_after=created_after,
+            created_before=None,
+            updated_after=None,
+            principal=principal,
+        ).group_by(c.state)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {CommandState(row[0]): int(row[1]) for row in rows}
 
     async def transition(
         self,

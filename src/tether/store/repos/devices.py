@@ -202,6 +202,19 @@ class DeviceRepo(Repo):
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
+    async def dialects_of(self, *, principal: Principal | None = None) -> dict[str, str]:
+        """Every device ``principal`` sees, id to dialect: two columns, for presence counts.
+
+        Presence lives in memory (and in Redis across a cluster), not in a column, so
+        counting who is online means asking about every id; this keeps that to one
+        narrow query.
+        """
+        where = self._filters(None, None, None, None, None, None, principal)
+        stmt = select(devices.c.id, devices.c.dialect).where(*where)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {row[0]: row[1] for row in rows}
+
     async def update(self, id: str, /, *, now: datetime, **fields: Any) -> Device | None:
         """Set the given columns and ``updated_at = now``; ``None`` if there is no device."""
         check_fields(fields, _UPDATABLE, "device")

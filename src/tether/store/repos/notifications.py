@@ -12,11 +12,13 @@ PostgreSQL alike).
 
 from __future__ import annotations
 
-from datetime import datetime
+import builtins
+import itertools
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from tether.core.model import Notification
@@ -153,6 +155,36 @@ class NotificationRepo(Repo):
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_to_notification(row) for row in rows]
+
+    async def count_per_bucket(
+        self, *, start: datetime, width: timedelta, buckets: int, principal: Principal | None = None
+    ) -> builtins.list[int]:
+        """Notifications in each of ``buckets`` windows of ``width`` from ``start`` on.
+
+        One statement, one conditional sum per window, over the index range of the
+        whole period: portable (no date functions differ between SQLite and PostgreSQL).
+        """
+        edges = [start + width * i for i in range(buckets + 1)]
+        sums = [
+            func.coalesce(
+                func.sum(case((and_(n.timestamp >= low, n.timestamp < high), 1), else_=0)), 0
+            )
+            for low, high in itertools.pairwise(edges)
+        ]
+        where: builtins.list[ColumnElement[bool]] = [
+            n.timestamp >= edges[0],
+            n.timestamp < edges[-1],
+        ]
+        stmt = select(*sums)
+        visible, join = child_visibility(principal, n.device_id)
+        if visible is not None:
+            where.append(visible)
+        stmt = stmt.select_from(
+            notifications.join(devices, n.device_id == devices.c.id) if join else notifications
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(stmt.where(*where))).one()
+        return [int(v) for v in row]
 
     async def prune(self, *, older_than: datetime | None, keep_per_device: int | None) -> int:
         """Apply retention; returns the number of rows deleted.

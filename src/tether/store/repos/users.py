@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tether.core.errors import Conflict
 from tether.core.model import Role, User, UserStatus
 from tether.store.repos._base import Repo, check_fields, chunks, page, write_error
 from tether.store.schema import user_device_types, user_networks, users
@@ -66,6 +67,32 @@ def _to_user(row: RowMapping, network_ids: Sequence[int], type_ids: Sequence[int
         login_attempts=row["login_attempts"],
         created_at=row["created_at"],
         last_login=row["last_login"],
+    )
+
+
+_ACTIVE_ADMINS = (
+    select(users.c.id)
+    .where(users.c.role == Role.ADMIN.value, users.c.status == UserStatus.ACTIVE.value)
+    # Lock them (PostgreSQL): two admins demoting each other at once take turns, and
+    # the second sees the first's change. SQLite has one writer, so it takes turns anyway.
+    .with_for_update()
+)
+
+
+async def _keep_an_admin(conn: AsyncConnection, id: int, fields: dict[str, Any] | None) -> None:
+    """Refuse deleting (``fields`` None) or changing user ``id`` if that leaves no
+    active admin: nobody could then manage users, and only the offline CLI could help."""
+    admins = set((await conn.execute(_ACTIVE_ADMINS)).scalars())
+    if id not in admins or len(admins) > 1:
+        return
+    if fields is not None:
+        role = Role(fields.get("role", Role.ADMIN))
+        status = UserStatus(fields.get("status", UserStatus.ACTIVE))
+        if role is Role.ADMIN and status is UserStatus.ACTIVE:
+            return
+    raise Conflict(
+        f"user {id} is the last active admin; make another user an active admin first",
+        user_id=id,
     )
 
 
@@ -160,11 +187,19 @@ class UserRepo(Repo):
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def update(self, id: int, /, **fields: Any) -> User | None:
-        """Set the given columns; ``None`` if there is no such user."""
+    async def update(
+        self, id: int, /, *, keep_an_admin: bool = False, **fields: Any
+    ) -> User | None:
+        """Set the given columns; ``None`` if there is no such user.
+
+        With ``keep_an_admin``, a change that would leave no active admin (demoting,
+        locking or disabling the last one) is refused with :class:`Conflict`.
+        """
         check_fields(fields, _UPDATABLE, "user")
         try:
             async with self._write() as conn:
+                if keep_an_admin and {"role", "status"} & fields.keys():
+                    await _keep_an_admin(conn, id, fields)
                 if fields:
                     stmt = update(users).where(users.c.id == id).values(**fields)
                     row = (await conn.execute(stmt.returning(*users.c))).mappings().first()
@@ -176,8 +211,11 @@ class UserRepo(Repo):
         except IntegrityError as error:
             raise write_error(error, "user", id=id, **fields) from None
 
-    async def delete(self, id: int) -> bool:
+    async def delete(self, id: int, *, keep_an_admin: bool = False) -> bool:
+        """Delete the user; with ``keep_an_admin``, never the last active admin."""
         async with self._write() as conn:
+            if keep_an_admin:
+                await _keep_an_admin(conn, id, None)
             result = await conn.execute(delete(users).where(users.c.id == id))
             return result.rowcount > 0
 
