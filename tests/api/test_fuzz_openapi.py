@@ -50,6 +50,7 @@ def schemathesis(served: Served, report: Path, phases: str, *selection: str) -> 
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=report,  # its cache directory lands there, not in the work tree
     )
     return done.returncode, done.stdout + done.stderr
 
