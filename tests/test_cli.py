@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -412,3 +413,165 @@ def test_cancel_a_command_nobody_takes(server: Server) -> None:
     assert shown.returncode == 1  # cancelled counts as not succeeded
     listed = server.json("command", "list", "--device", idle, "--state", "cancelled")
     assert [c["id"] for c in listed] == [command["id"]]
+
+
+def admin_call(server: Server, method: str, path: str, body: Any = None) -> Any:
+    """The native API directly, as the admin: set-up that is not what a test is about
+    (each CLI call is a fresh interpreter, seconds on a busy machine)."""
+
+    def call(method: str, path: str, body: Any, token: str | None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(
+            server.url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers=headers,
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    login = {"login": "admin", "password": ADMIN_PASSWORD}
+    token = call("POST", "/api/v1/auth/token", login, None)["accessToken"]
+    return call(method, path, body, token)
+
+
+def test_piped_tables_do_not_wrap(server: Server, device: Device) -> None:
+    """Sent to a file or pipe (no COLUMNS), a table keeps every cell on one line."""
+    name = "A rather long device name that would not fit in eighty columns, by far " + "x" * 40
+    long_id = f"wide-{uuid.uuid4().hex[:6]}"
+    admin_call(server, "POST", "/api/v1/devices", {"id": long_id, "name": name})
+    env = server.env()
+    env.pop("COLUMNS")
+    listed = server.cli("device", "list", "--name", name, env=env)
+    assert listed.returncode == 0, explain(listed)
+    row = next(line for line in listed.stdout.splitlines() if long_id in line)
+    assert name in row
+
+
+def test_device_attributes_owner_desired_state_and_config(server: Server) -> None:
+    login = f"own-{uuid.uuid4().hex[:6]}"
+    owner = admin_call(
+        server, "POST", "/api/v1/users", {"login": login, "password": "secret-pass-2"}
+    )
+    device_id = f"sonoff-{uuid.uuid4().hex[:6]}"
+    apikey = "6f5a1e7c-0000-4000-8000-000000000001"
+    created = server.json(
+        "device",
+        "create",
+        "--id",
+        device_id,
+        "--dialect",
+        "ewelink",
+        "--owner",
+        login,
+        "--attributes",
+        json.dumps({"apikey": apikey}),
+    )
+    assert created["ownerId"] == owner["id"]
+    assert created["attributes"]["apikey"] == apikey
+    state = server.json("device", "desire", device_id, '{"switch": "on"}')
+    assert state["desired"] == {"switch": "on"}
+    stored = admin_call(server, "GET", f"/api/v1/devices/{device_id}/state")
+    assert stored["desired"] == {"switch": "on"}
+
+    published = server.json("config", "publish", '{"interval": 30}', "--device", device_id)
+    assert published["deviceId"] == device_id
+    assert server.json("device", "config", device_id)["document"] == {"interval": 30}
+    listed = server.json("config", "list", "--device", device_id)
+    assert [c["id"] for c in listed] == [published["id"]]
+
+    target = server.json(
+        "firmware",
+        "set",
+        "--version",
+        "1.2.0",
+        "--image-url",
+        "http://fw.test/1.2.0.bin",
+        "--device",
+        device_id,
+    )
+    assert target["version"] == "1.2.0"
+    assert target["id"] in [t["id"] for t in server.json("firmware", "list")]
+    assert server.cli("firmware", "delete", str(target["id"]), "--yes").returncode == 0
+    remaining = admin_call(server, "GET", "/api/v1/firmware-targets")
+    assert target["id"] not in [t["id"] for t in remaining]
+
+
+def test_network_and_devicetype_show_update_and_paging(server: Server) -> None:
+    for group, path in (("network", "/api/v1/networks"), ("devicetype", "/api/v1/device-types")):
+        made = admin_call(server, "POST", path, {"name": f"g-{uuid.uuid4().hex[:6]}"})
+        updated = server.json(group, "update", str(made["id"]), "--description", "Ground floor")
+        assert (updated["name"], updated["description"]) == (made["name"], "Ground floor")
+        assert server.json(group, "show", str(made["id"]))["description"] == "Ground floor"
+    prefix = f"page-{uuid.uuid4().hex[:6]}"
+    for n in range(3):
+        admin_call(
+            server, "POST", "/api/v1/devices", {"id": f"{prefix}-{n}", "name": f"{prefix}-{n}"}
+        )
+    pattern = f"{prefix}-%"
+    first = admin_call(server, "GET", f"/api/v1/devices?namePattern={quote(pattern)}&take=2")
+    rest = server.json("device", "list", "--name", pattern, "--take", "2", "--skip", "2")
+    assert len(first) == 2
+    assert len(rest) == 1
+    assert {d["id"] for d in first + rest} == {f"{prefix}-{n}" for n in range(3)}
+
+
+def test_notification_sent_as_the_device_and_presence_watched(server: Server) -> None:
+    device_id = f"watched-{uuid.uuid4().hex[:6]}"
+    credential = server.json("device", "create", "--id", device_id, "--with-credential")[
+        "credential"
+    ]
+    device_env = clean_env(TETHER_URL=server.url, TETHER_DEVICE_CREDENTIAL=credential)
+    sent = server.cli(
+        "notifications",
+        "send",
+        device_id,
+        "door",
+        "--params",
+        '{"open": true}',
+        "--json",
+        env=device_env,
+    )
+    assert sent.returncode == 0, explain(sent)
+    assert json.loads(sent.stdout)["parameters"] == {"open": True}
+    listed = admin_call(server, "GET", f"/api/v1/devices/{device_id}/notifications")
+    assert [n["name"] for n in listed] == ["door"]
+
+    watch = subprocess.Popen(
+        [*TETHER, "presence", "watch", "--device", device_id, "--count", "1", "--json"],
+        env=server.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    agent = None
+    try:
+        deadline = time.monotonic() + 30
+        while "following presence" not in (watch.stderr.readline() if watch.stderr else ""):
+            assert time.monotonic() < deadline, "watch never subscribed"
+            assert watch.poll() is None, "watch exited before subscribing"
+        # the agent's session brings the device online; --telemetry makes it report by itself
+        agent = subprocess.Popen(
+            [*TETHER, "agent", "native", "--device-id", device_id, "--telemetry", "0.2"],
+            env=device_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        out, _ = watch.communicate(timeout=30)
+        change = json.loads(out.strip().splitlines()[0])
+        assert (change["deviceId"], change["online"]) == (device_id, True)
+        deadline = time.monotonic() + 30
+        path = f"/api/v1/devices/{device_id}/notifications?name=telemetry"
+        while not (found := admin_call(server, "GET", path)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert found
+        assert {"count", "uptime", "temperature"} <= set(found[0]["parameters"])
+    finally:
+        for process in (watch, agent):
+            if process is not None:
+                stop(process)

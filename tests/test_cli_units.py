@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tether.cli_client import GROUPS, register
-from tether.cli_commands.commands import exit_code
+from tether.cli_client import GROUPS, ClientGroup
+from tether.cli_commands.commands import exit_code, outcome_title, record_fields
 from tether.cli_commands.common import (
     cell,
     error_of,
@@ -25,13 +25,12 @@ from tether.cli_commands.notifications import notification_line, precise_time
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    root = typer.Typer(no_args_is_help=True)
+    root = typer.Typer(cls=ClientGroup, no_args_is_help=True)
 
     @root.callback()
     def main() -> None:
         """Root of the test app."""
 
-    register(root)
     return root
 
 
@@ -184,17 +183,19 @@ def test_unwrap_doc_joins_paragraph_lines() -> None:
 
 def _commands(app: typer.Typer) -> list[list[str]]:
     group = typer.main.get_group(app)
+    ctx = typer.Context(group)
     found: list[list[str]] = []
-    for name, sub in group.commands.items():
+    for name in group.list_commands(ctx):
         found.append([name])
-        children = getattr(sub, "commands", {})
-        found.extend([name, child] for child in children)
+        sub = group.get_command(ctx, name)
+        if hasattr(sub, "list_commands"):
+            found.extend([name, child] for child in sub.list_commands(typer.Context(sub)))
     return found
 
 
 def test_every_group_and_command_has_help(app: typer.Typer, runner: CliRunner) -> None:
     paths = _commands(app)
-    assert {p[0] for p in paths} == {name for name, _ in GROUPS}
+    assert {p[0] for p in paths} == set(GROUPS)
     assert ["device", "credential"] in paths
     assert ["agent", "native"] in paths
     assert ["device", "assign"] in paths  # issue 8: assign a device to a user
@@ -271,3 +272,54 @@ def test_agent_refuses_a_bad_url(app: typer.Typer, runner: CliRunner) -> None:
     )
     assert result.exit_code == 2
     assert "must start with http" in result.output
+
+
+# --- help layout and command records -------------------------------------------------------------
+
+
+def test_serve_help_shows_its_defaults(runner: CliRunner) -> None:
+    from tether.cli import app as root
+
+    result = runner.invoke(root, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[1]: line for line in result.output.splitlines() if "│ --" in line}
+    assert "127.0.0.1" in lines["--host"]
+    assert "8080" in lines["--port"]
+    assert "./tether-data" in lines["--data-dir"]
+    assert "memory" in lines["--bus"]
+    assert "text" in lines["--log-format"]
+    assert "<bool>" not in result.output  # a flag takes no value
+
+
+def test_flags_have_no_placeholder_and_agents_are_plain_commands(
+    app: typer.Typer, runner: CliRunner
+) -> None:
+    device = runner.invoke(app, ["device", "create", "--help"], env={"COLUMNS": "200"})
+    assert device.exit_code == 0, device.output
+    assert "--with-credential" in device.output
+    assert "<bool>" not in device.output
+    for dialect in ("native", "devicehive", "ewelink", "controlid", "opengate", "keepalive"):
+        agent = runner.invoke(app, ["agent", dialect, "--help"], env={"COLUMNS": "200"})
+        assert agent.exit_code == 0, agent.output
+        usage = next(line for line in agent.output.splitlines() if "Usage:" in line)
+        assert f"agent {dialect} [OPTIONS]" in usage
+        assert "COMMAND [ARGS]" not in usage
+        assert "<bool>" not in agent.output
+        assert "--log-format" in agent.output
+
+
+def test_command_records_are_titled_by_outcome_without_empty_delivery() -> None:
+    answered = {"id": 1, "state": "succeeded", "deliveredAt": None}
+    assert outcome_title("execute_actions", answered) == "execute_actions succeeded"
+    assert outcome_title("command", {"state": "pending"}) == "command queued"
+    assert "deliveredAt" not in [col.key for col in record_fields(answered)]
+    acknowledged = {**answered, "deliveredAt": "2026-01-01T00:00:00Z"}
+    assert "deliveredAt" in [col.key for col in record_fields(acknowledged)]
+
+
+def test_device_attributes_must_be_an_object(app: typer.Typer, runner: CliRunner) -> None:
+    result = runner.invoke(
+        app, ["device", "create", "--id", "x", "--attributes", "[1]", "--token", "tk_x"]
+    )
+    assert result.exit_code == 2
+    assert "must be a JSON object" in result.output

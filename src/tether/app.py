@@ -20,6 +20,7 @@ from tether.api.health import serve_metrics_apart
 from tether.api.http import error_middleware, node_middleware
 from tether.api.routes import native_routes
 from tether.bus import create_bus
+from tether.core.backoff import Backoff
 from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable
 from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, opengate
@@ -32,7 +33,7 @@ from tether.store.files import (
     secret_files,
     write_private,
 )
-from tether.web import LISTENERS, MALFORMED_REQUESTS, STARTUP, Startup
+from tether.web import LISTENERS, MALFORMED_REQUESTS, STARTUP, Startup, log_context_middleware
 from tether.workers import worker_index
 
 log = logging.getLogger("tether")
@@ -63,7 +64,7 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The aiohttp application; the hub starts and stops with it."""
     app = web.Application(
-        middlewares=[node_middleware, error_middleware],
+        middlewares=[log_context_middleware, node_middleware, error_middleware],
         client_max_size=settings.max_message_bytes,
     )
     logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)
@@ -137,7 +138,7 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
     retried, so the process never sits "starting" with nothing in the log, and
     ``/readyz`` names the reason meanwhile.
     """
-    delay = RETRY_FIRST
+    backoff = Backoff(RETRY_FIRST, RETRY_MAX)
     while True:
         try:
             hub = await _bring_up(settings, clock, startup)
@@ -146,15 +147,14 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
             if startup.error != reason:
                 log.warning("waiting for the database or bus: %s (retrying)", reason)
             startup.error = reason
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+            await asyncio.sleep(backoff.next())
             continue
         except Exception as error:
             reason = f"start-up failed: {type(error).__name__}: {error}"
+            delay = backoff.next()
             log.exception("%s (retrying in %.1f s)", reason, delay)
             startup.error = reason
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
             continue
         startup.error = None
         startup.hub = hub

@@ -14,17 +14,40 @@ import os
 import signal
 import sys
 import uuid
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from tether import __version__
+from tether.cli_client import ClientGroup
 
-console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def console() -> Console:
+    """The server's stderr console (created on first use: --version must not load rich)."""
+    from tether.cli_commands.common import console as make_console
+
+    return make_console(stderr=True, soft_wrap=True)
+
+
+def say(settings: Any, message: str, level: int = logging.INFO) -> None:
+    """Tell the operator ``message`` (Rich markup): on the console, or with
+    ``log_format = json`` as a log line, so that a log shipper reads only JSON."""
+    if settings.log_format == "json":
+        from rich.text import Text
+
+        logging.getLogger("tether.serve").log(level, Text.from_markup(message).plain)
+    else:
+        console().print(message)
+
 
 app = typer.Typer(
+    cls=ClientGroup,
     name="tether",
     help="Tether: one self-hosted server between IoT devices and the apps that drive them.\n\n"
     "Start with 'tether serve'. Every setting is also a TETHER_* environment variable "
@@ -59,7 +82,7 @@ def _settings(config: Path | None, **overrides: Any) -> Any:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
-        console.print(f"[red]invalid settings:[/red]\n{error}")
+        console().print(f"[red]invalid settings:[/red]\n{error}")
         raise typer.Exit(2) from None
 
 
@@ -86,33 +109,51 @@ ConfigOption = Annotated[
 
 @app.command()
 def serve(
+    # The defaults shown are the settings' (None here lets TETHER_* and --config apply).
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+        str | None, typer.Option(help="Address to listen on.", show_default="127.0.0.1")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8080].")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on.", show_default="8080")
+    ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Directory for the embedded SQLite database [default: ./tether-data]."),
+        typer.Option(
+            help="Directory for the embedded SQLite database.", show_default="./tether-data"
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(
-            help="Database URL, e.g. postgresql+asyncpg://user@host/db "
-            "[default: SQLite in data-dir]."
+            help="Database URL, e.g. postgresql+asyncpg://user@host/db.",
+            show_default="SQLite in data-dir",
         ),
     ] = None,
     bus: Annotated[
-        str | None, typer.Option(help="Event bus: memory or redis [default: memory].")
+        str | None, typer.Option(help="Event bus: memory or redis.", show_default="memory")
     ] = None,
-    redis_url: Annotated[str | None, typer.Option(help="Redis URL when --bus redis.")] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Redis URL when --bus redis.", show_default="redis://127.0.0.1:6379/0"),
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate; enables TLS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error.", show_default="info")
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="text (for a terminal) or json (one object per line, for a log shipper).",
+            show_default="text",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
             help="Processes serving this port, joined by the Redis bus (needs --bus redis "
-            "and PostgreSQL) [default: 1]."
+            "and PostgreSQL).",
+            show_default="1",
         ),
     ] = None,
     config: ConfigOption = None,
@@ -136,27 +177,27 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         log_level=log_level,
+        log_format=log_format,
         workers=workers,
     )
     problem = settings.cluster_problem()
     if problem is not None:
-        console.print(f"[red]cannot start:[/red] {problem}")
+        console().print(f"[red]cannot start:[/red] {problem}")
         raise typer.Exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if settings.log_level.lower() != "debug":
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine
+    from tether.logs import configure
+
+    configure(settings.log_level, settings.log_format)
     from tether.workers import supervise, worker_index
 
     if settings.workers > 1 and worker_index() is None:
         # The parent: migrate and bootstrap once, then supervise the workers.
         password_file = _run(_prepare(settings))
         if password_file:
-            _announce_password_file(settings.admin_login, password_file)
+            _announce_password_file(settings, password_file)
         node = settings.node_id or uuid.uuid4().hex[:8]
-        console.print(
-            f"starting {settings.workers} workers as nodes {node}-0..{settings.workers - 1}"
+        say(
+            settings,
+            f"starting {settings.workers} workers as nodes {node}-0..{settings.workers - 1}",
         )
         args = sys.argv[sys.argv.index("serve") + 1 :]
         raise typer.Exit(supervise(args, settings.workers, node))
@@ -177,12 +218,12 @@ async def _prepare(settings: Any) -> Path | None:
         await store.close()
 
 
-def _announce_password_file(login: str, path: Path) -> None:
+def _announce_password_file(settings: Any, path: Path) -> None:
     """Say where the generated password is; the password itself never reaches a log."""
-    console.print(
-        f"Created admin user [bold]{login}[/bold]; its password is in [bold]{path}[/bold] "
-        "(readable by you only): log in, change it, delete the file.",
-        soft_wrap=True,
+    say(
+        settings,
+        f"Created admin user [bold]{settings.admin_login}[/bold]; its password is in "
+        f"[bold]{path}[/bold] (readable by you only): log in, change it, delete the file.",
     )
 
 
@@ -197,7 +238,7 @@ async def _serve(settings: Any) -> None:
     try:
         await runner.setup()
     except Exception as error:
-        console.print(f"[red]start-up failed:[/red] {error}")
+        say(settings, f"[red]start-up failed:[/red] {error}", logging.ERROR)
         raise typer.Exit(1) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -218,30 +259,31 @@ async def _serve(settings: Any) -> None:
         await site.start()
         extra = await start_listeners(runner, app, reuse_port=worker_index() is not None)
     except OSError as error:
-        console.print(f"[red]cannot listen:[/red] {error}")
+        say(settings, f"[red]cannot listen:[/red] {error}", logging.ERROR)
         await runner.cleanup()
         raise typer.Exit(1) from None
     scheme = "https" if settings.tls_cert else "http"
     bound = runner.addresses[0] if runner.addresses else (settings.host, settings.port)
-    console.print(
+    say(
+        settings,
         f"[bold green]Tether {__version__}[/bold green] listening on "
         f"{scheme}://{bound[0]}:{bound[1]}  (data: {settings.resolved_database_url}, "
-        f"bus: {settings.bus})"
+        f"bus: {settings.bus})",
     )
     for name, url in extra.items():
-        console.print(f"  {name} listening on {url}")
+        say(settings, f"  {name} listening on {url}")
     startup = app[STARTUP]
 
     async def announce() -> None:
         await startup.ready.wait()
         if startup.password_file:
-            _announce_password_file(settings.admin_login, startup.password_file)
+            _announce_password_file(settings, startup.password_file)
         sys.stderr.flush()
 
     announcing = asyncio.create_task(announce())
     await stop.wait()
     announcing.cancel()
-    console.print("shutting down")
+    say(settings, "shutting down")
     await runner.cleanup()
 
 
@@ -263,13 +305,15 @@ def db_upgrade(
         await store.close()
 
     _run(upgrade())
-    console.print(f"database at {settings.resolved_database_url} is up to date")
+    console().print(f"database at {settings.resolved_database_url} is up to date")
 
 
 def main() -> None:
-    from tether.cli_client import register
-
-    register(app)
+    if sys.argv[1:] == ["--version"]:
+        # Answered before typer builds the command line: typer turns every option into a
+        # pydantic validator, which alone costs more than printing a version should.
+        sys.stdout.write(f"tether {__version__}\n")
+        return
     app()
 
 

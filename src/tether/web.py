@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from tether import logs
+from tether.core.backoff import Backoff
 from tether.core.errors import Unavailable
 
 if TYPE_CHECKING:  # the device agents import their dialect without the hub
@@ -121,15 +124,15 @@ def when_hub_ready(app: web.Application, name: str, attach: Attach) -> None:
             startup = app[STARTUP]
             await startup.ready.wait()
             assert startup.hub is not None
-            delay = 0.5
+            backoff = Backoff(0.5, 10.0)
             while True:
                 try:
                     closer = await attach(startup.hub)
                 except Exception:
                     # Never a silent dead task: say what failed, and try again.
+                    delay = backoff.next()
                     log.exception("%s failed to start (retrying in %.1f s)", name, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
                     continue
                 if closer is not None:
                     detach.append(closer)
@@ -149,3 +152,35 @@ def when_hub_ready(app: web.Application, name: str, attach: Attach) -> None:
                     log.exception("%s did not stop cleanly", name)
 
     app.cleanup_ctx.append(context)
+
+
+#: A caller's ``X-Request-Id`` (or device id) is logged when it is this short and printable.
+MAX_REQUEST_ID = 128
+
+
+@web.middleware
+async def log_context_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Log lines written while a request is served carry its request id and device id.
+
+    The request id is the caller's ``X-Request-Id`` (a proxy's, say) or a new one, and is
+    sent back in the answer's ``X-Request-Id``. The device id is the path's
+    ``{device_id}`` (native and DeviceHive routes) or the ``deviceId`` query parameter
+    (the native device WebSocket, Control iD's push and result), as the caller claims it:
+    a log line about a refused device names the id it was refused for.
+    """
+    request_id = _printable(request.headers.get("X-Request-Id")) or uuid.uuid4().hex
+    device = _printable(request.match_info.get("device_id") or request.query.get("deviceId"))
+    with logs.bind(request=request_id, device=device):
+        response = await handler(request)
+    if not response.prepared:  # a WebSocket has sent its headers already
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _printable(value: str | None) -> str | None:
+    """``value`` when it is short and printable enough to put in a log line, else None."""
+    if value and len(value) <= MAX_REQUEST_ID and value.isprintable():
+        return value
+    return None

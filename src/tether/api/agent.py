@@ -23,11 +23,19 @@ from typing import Any, Literal
 
 import aiohttp
 import msgspec
+from cachetools import FIFOCache
 
 from tether.api.codec import CommandPush
 from tether.api.views import CommandView
+from tether.core.backoff import Backoff
 
 log = logging.getLogger("tether.agent")
+
+#: Reconnect delays: from RECONNECT_FIRST doubling up to RECONNECT_MAX seconds.
+RECONNECT_FIRST, RECONNECT_MAX = 0.2, 10.0
+#: Command ids remembered (with their outcome) to answer a re-sent command without
+#: running it twice; the oldest are forgotten first.
+REMEMBERED_COMMANDS = 10_000
 
 Report = Callable[[str, Any], Awaitable[None]]
 
@@ -87,7 +95,7 @@ class NativeAgent:
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
         #: Ids already executed (bounded), so a re-sent command is not run twice.
-        self._done: OrderedDict[int, Outcome] = OrderedDict()
+        self._done: FIFOCache[int, Outcome] = FIFOCache(maxsize=REMEMBERED_COMMANDS)
         self.executed: list[int] = []
         self._running: set[int] = set()
         #: Results not yet confirmed by the server, by command id.
@@ -116,14 +124,14 @@ class NativeAgent:
         """Serve commands until :meth:`stop`, reconnecting with backoff."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        backoff = 0.2
+        backoff = Backoff(RECONNECT_FIRST, RECONNECT_MAX)
         while not self._stopping.is_set():
             try:
                 if self.transport == "ws":
                     await self._run_ws()
                 else:
                     await self._run_http()
-                backoff = 0.2
+                backoff.reset()
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
                 log.info("agent %s disconnected from %s: %s", self.device_id, self.base_url, error)
                 self._current = (self._current + 1) % len(self.base_urls)
@@ -132,9 +140,8 @@ class NativeAgent:
             if self._stopping.is_set():
                 break
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
+                async with asyncio.timeout(backoff.next()):
                     await self._stopping.wait()
-            backoff = min(backoff * 2, 10.0)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -291,8 +298,6 @@ class NativeAgent:
             self._running.discard(command.id)
         self._done[command.id] = outcome
         self.executed.append(command.id)
-        while len(self._done) > 10_000:
-            self._done.popitem(last=False)
         return outcome
 
     async def notify(self, name: str, parameters: Any = None) -> dict[str, Any]:

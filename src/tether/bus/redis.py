@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import re
 import time
 import uuid
@@ -41,6 +40,7 @@ from redis.exceptions import RedisError
 from tether.bus._handlers import HandlerTable
 from tether.bus._pipe import CommandPipe
 from tether.bus.base import Bus
+from tether.core.backoff import Backoff
 from tether.core.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -231,7 +231,8 @@ class RedisBus(Bus):
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        relapse_delay = 0.0  # 0: the next loss starts a new outage
+        backoff = Backoff(*self._backoff)
+        restored = False  # once restored, a loss soon after is the same outage
         while True:
             up_since = loop.time()
             try:
@@ -244,8 +245,8 @@ class RedisBus(Bus):
             await self._drop_link()
             # A link that dies again soon after coming back (say, Redis rejects a
             # SUBSCRIBE) is the same outage: keep backing off and keep quiet.
-            if relapse_delay and loop.time() - up_since < self._backoff[1]:
-                relapse_delay = await self._reconnect(relapse_delay)
+            if restored and loop.time() - up_since < backoff.cap:
+                await self._reconnect(backoff, wait_first=True)
                 self._resumed()
                 continue
             logger.warning(
@@ -255,7 +256,9 @@ class RedisBus(Bus):
                 len(self._handlers.channels()),
             )
             started = loop.time()
-            relapse_delay = await self._reconnect(0.0)
+            backoff.reset()
+            await self._reconnect(backoff, wait_first=False)
+            restored = True
             logger.info("bus: Redis subscriber connection restored in %.2fs", loop.time() - started)
             self._resumed()
 
@@ -285,19 +288,17 @@ class RedisBus(Bus):
                 if not ack.done():
                     ack.set_result(None)
 
-    async def _reconnect(self, delay: float) -> float:
-        """Open a new link, waiting ``delay`` first and doubling it (capped) per failure.
+    async def _reconnect(self, backoff: Backoff, *, wait_first: bool) -> None:
+        """Open a new link, waiting ``backoff``'s next delay before each retry.
 
-        Returns the delay a quick relapse should start from.
+        The first attempt of a new outage goes at once; a relapse (``wait_first``)
+        waits first, so a link that keeps dying right after it comes back backs off.
         """
-        initial, cap = self._backoff
         attempt = 0
         while True:
-            if delay:
-                # Half fixed, half random: N workers that lost Redis together spread out.
-                await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))
+            if attempt or wait_first:
+                await asyncio.sleep(backoff.next())
             attempt += 1
-            delay = min(max(delay * 2, initial), cap)
             try:
                 await self._open_link()
             except _LINK_ERRORS as error:
@@ -305,7 +306,7 @@ class RedisBus(Bus):
             except Exception:  # a bug must not end the reader: keep trying, loudly
                 logger.exception("bus: reconnect attempt %d failed", attempt)
             else:
-                return delay
+                return
 
     def _check_open(self) -> None:
         if self._closed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -22,23 +23,21 @@ from tether.api.views import CommandView
 from tether.cli_commands.common import (
     DEFAULT_URL,
     ApiError,
+    LogFormatOption,
+    LogLevelOption,
     compact_json,
     error_of,
     fail,
+    setup_logging,
     stop_on_signals,
     tidy_help,
 )
 
 log = logging.getLogger("tether.cli.agent")
 
-agent_app = typer.Typer(
-    help="Run a device agent in the foreground: connect as a device and execute its "
-    "commands, to try Tether without hardware or to drive a simulated fleet.\n\n"
-    "Example: tether agent native --device-id lamp-1 --credential $SECRET",
-    no_args_is_help=True,
-)
+#: ``tether agent native`` (one command; see :mod:`tether.cli_client`).
+native_agent_app = typer.Typer(add_completion=False)
 
-LogLevel = Literal["debug", "info", "warning", "error"]
 #: How often the agent's connection state is checked, to log connects and disconnects.
 WATCH_INTERVAL = 0.25
 
@@ -74,7 +73,7 @@ def logging_handler(inner: Handler) -> Handler:
     return handle
 
 
-@agent_app.command("native")
+@native_agent_app.command("native")
 @tidy_help
 def native(
     device_id: Annotated[
@@ -116,7 +115,17 @@ def native(
             help="Seconds each HTTP long-poll waits for a command (--transport http).", min=0.0
         ),
     ] = 30.0,
-    log_level: Annotated[LogLevel, typer.Option(help="Log verbosity (on stderr).")] = "info",
+    telemetry: Annotated[
+        float | None,
+        typer.Option(
+            help="Also send a 'telemetry' notification every this many seconds (a counter, "
+            "uptime and a drifting temperature), to watch with 'tether notifications tail'.",
+            min=0.1,
+            show_default=False,
+        ),
+    ] = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run the native device agent until Ctrl-C or SIGTERM, logging every command it runs.
 
@@ -124,7 +133,7 @@ def native(
     once. The built-in handler answers echo, sleep {"seconds": s}, fail {"error": "..."}
     and steps {"steps": ["a", "b"]}; any other command is echoed back.
 
-    Example: TETHER_DEVICE_CREDENTIAL=... tether agent native --device-id lamp-1 --transport http
+    Example: TETHER_DEVICE_CREDENTIAL=... tether agent native --device-id lamp-1 --telemetry 5
     """
     from tether.cli import _run
 
@@ -134,9 +143,7 @@ def native(
             raise typer.BadParameter(
                 f"{one!r} must start with http:// or https://", param_hint="--url"
             )
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, log_format)
     agent = NativeAgent(
         urls,
         device_id,
@@ -146,7 +153,7 @@ def native(
         poll_wait=poll_wait,
     )
     try:
-        _run(run_agent(agent))
+        _run(run_agent(agent, telemetry))
     except ApiError as error:
         fail(f"error {error.code}: {error.message}")
 
@@ -165,16 +172,19 @@ async def preflight(agent: NativeAgent) -> None:
         log.warning("cannot reach Tether at %s yet (%s); retrying", agent.base_url, error)
 
 
-async def run_agent(agent: NativeAgent) -> None:
+async def run_agent(agent: NativeAgent, telemetry: float | None = None) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly."""
     await preflight(agent)
     stop = stop_on_signals()
     running = asyncio.create_task(agent.run())
-    watching = asyncio.create_task(watch(agent))
+    helpers = [asyncio.create_task(watch(agent))]
+    if telemetry is not None:
+        helpers.append(asyncio.create_task(send_telemetry(agent, telemetry)))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping")
-    watching.cancel()
+    for helper in helpers:
+        helper.cancel()
     stopping.cancel()
     await agent.stop()
     try:
@@ -183,6 +193,34 @@ async def run_agent(agent: NativeAgent) -> None:
         pass
     except Exception as error:  # the agent is gone either way; say why
         log.warning("agent stopped with an error: %s", error)
+
+
+async def send_telemetry(agent: NativeAgent, period: float) -> None:
+    """Every ``period`` seconds while connected, a ``telemetry`` notification.
+
+    Its parameters change on every send (a counter, the uptime, a temperature that
+    wanders by up to 0.2 degrees), so a watcher sees the device is alive and reporting.
+    """
+    started = time.monotonic()
+    count = 0
+    temperature = 21.0
+    while True:
+        await asyncio.sleep(period)
+        if not agent.connected.is_set():
+            continue
+        count += 1
+        temperature = round(temperature + random.uniform(-0.2, 0.2), 2)
+        parameters = {
+            "count": count,
+            "uptime": round(time.monotonic() - started, 1),
+            "temperature": temperature,
+        }
+        try:
+            await agent.notify("telemetry", parameters)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("telemetry %d not sent: %s", count, error)
+        else:
+            log.debug("telemetry %d sent: %s", count, compact_json(parameters))
 
 
 async def watch(agent: NativeAgent) -> None:

@@ -15,38 +15,33 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from tether.cli_commands.commands import (
-    COMMAND_FIELDS,
-    EXIT_FAILED,
-    EXIT_RUNNING,
-    FAILED,
-    SUCCEEDED,
-    follow,
-)
+from tether.cli_commands.commands import finish, follow, outcome_title
 from tether.cli_commands.common import (
     DEFAULT_URL,
     MAX_SERVER_WAIT,
     Api,
     Client,
-    emit_record,
+    LogFormatOption,
+    LogLevelOption,
     fail,
     parse_duration,
     parse_json,
+    setup_logging,
     stop_on_signals,
     tidy_help,
     with_client,
 )
-from tether.dialects.controlid.agent import Terminal
 
-controlid_agent_app = typer.Typer(
-    help="Act as a Control iD terminal: poll /push, run commands, post /result.\n\n"
-    "Example: tether agent controlid --device-id 4408955728035889 --url http://127.0.0.1:8080",
-    no_args_is_help=False,
-)
+if TYPE_CHECKING:
+    # Imported where the agent starts: the builders below (and --help) need no aiohttp.
+    from tether.dialects.controlid.agent import Terminal
+
+#: ``tether agent controlid`` (one command; see :mod:`tether.cli_client`).
+controlid_agent_app = typer.Typer(add_completion=False)
 
 controlid_app = typer.Typer(
     help="Queue Control iD local-API commands for a terminal (checked before queueing).\n\n"
@@ -54,10 +49,8 @@ controlid_app = typer.Typer(
     no_args_is_help=True,
 )
 
-LogLevel = Literal["debug", "info", "warning", "error"]
 
-
-@controlid_agent_app.callback(invoke_without_command=True)
+@controlid_agent_app.command("controlid")
 @tidy_help
 def controlid(
     device_id: Annotated[
@@ -91,7 +84,8 @@ def controlid(
     uuid: Annotated[
         bool, typer.Option(help="Send a uuid on each poll (newer firmware does).")
     ] = True,
-    log_level: Annotated[LogLevel, typer.Option(help="Log verbosity (on stderr).")] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run an emulated terminal until Ctrl-C or SIGTERM, logging every command it runs.
 
@@ -101,9 +95,9 @@ def controlid(
 
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"{url!r} must start with http:// or https://", param_hint="--url")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, log_format)
+    from tether.dialects.controlid.agent import Terminal
+
     terminal = Terminal(
         url,
         device_id,
@@ -151,13 +145,7 @@ def queue(client: Client, device_id: str, name: str, parameters: Any, wait: str 
         return await follow(api, command, seconds) if seconds else command
 
     command = client.run(send)
-    emit_record(client, command, COMMAND_FIELDS, title=f"{name} queued")
-    if seconds:
-        state = command.get("state")
-        if state in FAILED:
-            raise typer.Exit(EXIT_FAILED)
-        if state != SUCCEEDED:
-            raise typer.Exit(EXIT_RUNNING)
+    finish(client, command, seconds, outcome_title(name, command))
 
 
 def _json(value: str | None, option: str) -> Any:

@@ -8,22 +8,26 @@ and answers each with ``command/update``: the parameters are echoed with status
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated, Literal
 
 import typer
 
-from tether.cli_commands.common import DEFAULT_URL, stop_on_signals, tidy_help
-from tether.dialects.devicehive.agent import DeviceHiveAgent
-
-devicehive_agent_app = typer.Typer(
-    help="Act as a DeviceHive device: run commands sent to it and report their results.\n\n"
-    "Example: TETHER_DEVICEHIVE_REFRESH_TOKEN=... tether agent devicehive --device-id dh-1",
-    no_args_is_help=False,
+from tether.cli_commands.common import (
+    DEFAULT_URL,
+    LogFormatOption,
+    LogLevelOption,
+    fail,
+    setup_logging,
+    stop_on_signals,
+    tidy_help,
 )
+from tether.dialects.devicehive.agent import AuthError, DeviceHiveAgent
+
+#: ``tether agent devicehive`` (one command; see :mod:`tether.cli_client`).
+devicehive_agent_app = typer.Typer(add_completion=False)
 
 
-@devicehive_agent_app.callback(invoke_without_command=True)
+@devicehive_agent_app.command("devicehive")
 @tidy_help
 def devicehive(
     device_id: Annotated[
@@ -53,16 +57,15 @@ def devicehive(
     register: Annotated[
         bool, typer.Option(help="Create the device (PUT device/{id}) if it does not exist.")
     ] = True,
-    log_level: Annotated[
-        Literal["debug", "info", "warning", "error"], typer.Option(help="Log level.")
-    ] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Act as a DeviceHive device until interrupted: subscribe to its commands (WebSocket,
     or REST long polls), echo their parameters with status done, and report each result.
 
     Example: TETHER_DEVICEHIVE_REFRESH_TOKEN=... tether agent devicehive --device-id dh-1
     """
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    setup_logging(log_level, log_format)
     if refresh_token is None and (login is None or password is None):
         raise typer.BadParameter("give --refresh-token, or --login and --password")
     agent = DeviceHiveAgent(
@@ -80,4 +83,7 @@ def devicehive(
         stop_on_signals(lambda: stopping.append(asyncio.create_task(agent.stop())))
         await agent.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except AuthError as error:
+        fail(f"refused: {error}")

@@ -14,22 +14,29 @@ import contextlib
 import logging
 import random
 import ssl
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
-from tether.cli_commands.common import DEFAULT_URL, parse_json, stop_on_signals, tidy_help
+from tether.cli_commands.common import (
+    DEFAULT_URL,
+    LogFormatOption,
+    LogLevelOption,
+    parse_json,
+    setup_logging,
+    stop_on_signals,
+    tidy_help,
+)
+from tether.core.backoff import Backoff
 from tether.dialects.ewelink.agent import EmulatedSonoff, RegisterRefused
 
 log = logging.getLogger("tether.ewelink.agent")
 
-ewelink_agent_app = typer.Typer(
-    help="Act as a Sonoff device on the eWeLink dialect: dispatch, register, report, obey.\n\n"
-    "Example: tether agent ewelink --device-id 100008db11 --apikey $FACTORY_KEY --th",
-    no_args_is_help=False,
-)
+#: ``tether agent ewelink`` (one command; see :mod:`tether.cli_client`).
+ewelink_agent_app = typer.Typer(add_completion=False)
 
-LogLevel = Literal["debug", "info", "warning", "error"]
+#: Reconnect delays: from RECONNECT_FIRST doubling up to RECONNECT_MAX seconds.
+RECONNECT_FIRST, RECONNECT_MAX = 1.0, 60.0
 
 #: A TH16 as SonoffLAN's tests show it (reference §5.2), in manual mode.
 TH16: dict[str, Any] = {
@@ -80,7 +87,7 @@ def initial_params(switches: int, th: bool, extra: Any) -> dict[str, Any]:
     return params
 
 
-@ewelink_agent_app.callback(invoke_without_command=True)
+@ewelink_agent_app.command("ewelink")
 @tidy_help
 def ewelink(
     device_id: Annotated[
@@ -117,7 +124,8 @@ def ewelink(
     insecure: Annotated[
         bool, typer.Option(help="Do not verify the cloud's TLS certificate.")
     ] = False,
-    log_level: Annotated[LogLevel, typer.Option(help="Log verbosity (on stderr).")] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run an emulated Sonoff until Ctrl-C or SIGTERM, logging what it is told to do.
 
@@ -127,9 +135,7 @@ def ewelink(
 
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"{url!r} must start with http:// or https://", param_hint="--url")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, log_format)
     context: ssl.SSLContext | bool | None = None
     if ca_file is not None:
         context = ssl.create_default_context(cafile=ca_file)
@@ -151,32 +157,46 @@ def ewelink(
 async def serve(device: EmulatedSonoff, sensor_period: float | None) -> None:
     stop = stop_on_signals()
     sensor = asyncio.create_task(drift(device, sensor_period)) if sensor_period else None
-    delay = 1.0
+    backoff = Backoff(RECONNECT_FIRST, RECONNECT_MAX)
     try:
         while not stop.is_set():
+            device.registered.clear()
             run = asyncio.create_task(device.run())
+            announce = asyncio.create_task(announce_registered(device, backoff))
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait([run, stopping], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
+            announce.cancel()
             if stop.is_set():
                 await device.close()
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await run
                 return
+            delay = backoff.next()
             try:
                 run.result()
-                log.warning("connection closed; reconnecting in %.0fs", delay)
+                log.warning("connection closed; reconnecting in %.1fs", delay)
             except RegisterRefused as refused:
                 log.error("%s (is the device registered with this factory apikey?)", refused)
             except Exception as error:
-                log.warning("connection failed: %s; retrying in %.0fs", error, delay)
+                log.warning("connection failed: %s; retrying in %.1fs", error, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 60.0)
     finally:
         if sensor is not None:
             sensor.cancel()
+
+
+async def announce_registered(device: EmulatedSonoff, backoff: Backoff) -> None:
+    """Say when the device is connected and registered (and start backing off afresh)."""
+    await device.registered.wait()
+    backoff.reset()
+    log.info(
+        "device %s connected to %s and registered; waiting for updates",
+        device.device_id,
+        device.url,
+    )
 
 
 async def drift(device: EmulatedSonoff, period: float) -> None:

@@ -23,7 +23,12 @@ from typing import Annotated
 
 import typer
 
-from tether.cli_commands.common import stop_on_signals
+from tether.cli_commands.common import (
+    LogFormatOption,
+    LogLevelOption,
+    setup_logging,
+    stop_on_signals,
+)
 from tether.dialects.infiniteclouds.agent import AgentConfig, KeepaliveAgent
 
 log = logging.getLogger("tether.cli.keepalive")
@@ -41,13 +46,8 @@ class Action(StrEnum):
     status = "status"
 
 
-keepalive_app = typer.Typer(
-    help="The InfiniteClouds device agent (keepalive service): run in the foreground, "
-    "or start|stop|status it in the background like /etc/init.d/keepalive.\n\n"
-    "Example: tether agent keepalive start --url https://cloud.example --state-dir /var/run/ic",
-    invoke_without_command=True,
-    no_args_is_help=False,
-)
+#: ``tether agent keepalive`` (one command; see :mod:`tether.cli_client`).
+keepalive_app = typer.Typer(add_completion=False)
 
 
 def _pid_of(pid_file: Path) -> int | None:
@@ -72,7 +72,7 @@ def _pid_of(pid_file: Path) -> int | None:
     return pid
 
 
-@keepalive_app.callback(context_settings={"allow_interspersed_args": True})
+@keepalive_app.command("keepalive", context_settings={"allow_interspersed_args": True})
 def keepalive(
     action: Annotated[
         Action, typer.Argument(help="run (foreground), start, stop or status.")
@@ -136,7 +136,8 @@ def keepalive(
     log_file: Annotated[
         Path | None, typer.Option(help="Log file of start (default: <state-dir>/keepalive.log).")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Register, keep alive, and act on config, firmware and command triggers.
 
@@ -166,9 +167,7 @@ def keepalive(
         options.remove("start")
         _start(pid_path, log_file or state_dir / "keepalive.log", options)
         return
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, log_format)
     config = AgentConfig(
         url=url,
         state_dir=state_dir,

@@ -16,19 +16,21 @@ import aiohttp
 import typer
 from aiohttp import web
 
-from tether.cli_commands.common import DEFAULT_URL, stop_on_signals, tidy_help
+from tether.cli_commands.common import (
+    DEFAULT_URL,
+    LogFormatOption,
+    LogLevelOption,
+    setup_logging,
+    stop_on_signals,
+    tidy_help,
+)
 from tether.dialects.opengate.agent import AgentConfig, OpenGateAgent
 
-opengate_agent_app = typer.Typer(
-    help="Act as an OpenGate device: serve operation requests, or fetch pending ones.\n\n"
-    "Example: TETHER_OPENGATE_API_KEY=... tether agent opengate --device-id og-1 --port 1123",
-    no_args_is_help=False,
-)
-
-LogLevel = Literal["debug", "info", "warning", "error"]
+#: ``tether agent opengate`` (one command; see :mod:`tether.cli_client`).
+opengate_agent_app = typer.Typer(add_completion=False)
 
 
-@opengate_agent_app.callback(invoke_without_command=True)
+@opengate_agent_app.command("opengate")
 @tidy_help
 def opengate(
     device_id: Annotated[
@@ -85,7 +87,8 @@ def opengate(
     step_delay: Annotated[
         float, typer.Option(help="Seconds between partial responses.", min=0)
     ] = 0.1,
-    log_level: Annotated[LogLevel, typer.Option(help="Log verbosity (on stderr).")] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run an OpenGate device agent until Ctrl-C or SIGTERM.
 
@@ -96,9 +99,7 @@ def opengate(
 
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"{url!r} must start with http:// or https://", param_hint="--url")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level, log_format)
     config = AgentConfig(
         device_id=device_id,
         api_key=api_key,

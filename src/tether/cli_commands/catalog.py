@@ -13,6 +13,7 @@ from tether.api.codec import NamedCreate
 from tether.cli_commands.common import (
     Client,
     Col,
+    SkipOption,
     confirm,
     done,
     emit_list,
@@ -24,7 +25,7 @@ COLUMNS = (Col("ID", "id"), Col("NAME", "name"), Col("DESCRIPTION", "description
 
 
 def named_group(noun: str, path: str, why: str, example_name: str) -> typer.Typer:
-    """A ``list``/``create``/``delete`` group for a named resource under ``path``."""
+    """A ``list``/``show``/``create``/``update``/``delete`` group for a named resource."""
     command = "tether " + noun.replace(" ", "")
     group = typer.Typer(
         help=f"Manage {noun}s: {why}\n\nExample: {command} create --name {example_name}",
@@ -36,9 +37,39 @@ def named_group(noun: str, path: str, why: str, example_name: str) -> typer.Type
     def list_named(
         client: Client,
         take: Annotated[int, typer.Option(help="At most this many.", min=1, max=1000)] = 100,
+        skip: SkipOption = 0,
     ) -> None:
-        rows = client.run(lambda api: api.call("GET", path, params={"take": take}))
+        params = {"take": take, "skip": skip or None}
+        rows = client.run(lambda api: api.call("GET", path, params=params))
         emit_list(client, rows, COLUMNS, empty=f"no {noun}s")
+
+    ItemId = Annotated[int, typer.Argument(metavar="ID", help=f"The {noun} id.")]
+
+    @group.command("show", help=f"Show one {noun}.\n\nExample: {command} show 2")
+    @with_client()
+    def show_named(client: Client, item_id: ItemId) -> None:
+        emit_record(client, client.run(lambda api: api.call("GET", f"{path}/{item_id}")), COLUMNS)
+
+    @group.command(
+        "update",
+        help=f"Rename a {noun} or change its description (admin only); only the options "
+        f"given change.\n\nExample: {command} update 2 --description 'Ground floor'",
+    )
+    @with_client()
+    def update_named(
+        client: Client,
+        item_id: ItemId,
+        name: Annotated[str | None, typer.Option(help="New name.", show_default=False)] = None,
+        description: Annotated[
+            str | None, typer.Option(help="New description.", show_default=False)
+        ] = None,
+    ) -> None:
+        if name is None and description is None:
+            raise typer.BadParameter("give --name or --description")
+        # Only what was given: a null description in the body would clear it.
+        body = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
+        row = client.run(lambda api: api.call("PATCH", f"{path}/{item_id}", body=body))
+        emit_record(client, row, COLUMNS, title=f"{noun} updated")
 
     @group.command(
         "create",
@@ -65,7 +96,7 @@ def named_group(noun: str, path: str, why: str, example_name: str) -> typer.Type
     @with_client()
     def delete_named(
         client: Client,
-        item_id: Annotated[int, typer.Argument(metavar="ID", help=f"The {noun} id.")],
+        item_id: ItemId,
         force: Annotated[
             bool, typer.Option("--force", help="Delete even while devices still use it.")
         ] = False,

@@ -20,6 +20,7 @@ from tether.cli_commands.common import (
     Api,
     Client,
     Col,
+    SkipOption,
     emit_list,
     emit_record,
     note,
@@ -117,11 +118,33 @@ async def follow(api: Api, command: dict[str, Any], wait: float) -> dict[str, An
     return command
 
 
+def outcome_title(what: str, command: dict[str, Any]) -> str:
+    """``<what> queued`` while pending, else ``<what> <state>`` (``lamp-on succeeded``)."""
+    state = command.get("state")
+    return f"{what} queued" if state in (None, "pending") else f"{what} {state}"
+
+
+def record_fields(command: dict[str, Any]) -> tuple[Col, ...]:
+    """The rows worth showing for this command.
+
+    Devices that answer with the result itself (eWeLink, InfiniteClouds, Control iD)
+    never acknowledge delivery on its own, so their commands have no delivery time: a
+    ``delivered -`` row would read as if the device never got the command.
+    """
+    if command.get("deliveredAt") is None:
+        return tuple(col for col in COMMAND_FIELDS if col.key != "deliveredAt")
+    return COMMAND_FIELDS
+
+
 def _emit(client: Client, command: Any, title: str | None = None) -> None:
-    emit_record(client, command if client.json else _display(command), COMMAND_FIELDS, title=title)
+    if client.json:
+        emit_record(client, command, COMMAND_FIELDS)
+    else:
+        emit_record(client, _display(command), record_fields(command), title=title)
 
 
-def _finish(client: Client, command: dict[str, Any], wait: float | None, title: str | None) -> None:
+def finish(client: Client, command: dict[str, Any], wait: float | None, title: str | None) -> None:
+    """Print the command; after a wait, exit with its outcome (see :func:`exit_code`)."""
     _emit(client, command, title)
     if wait is None:
         return
@@ -201,7 +224,7 @@ def send(
         return await follow(api, command, seconds) if seconds else command
 
     command = client.run(send_one)
-    _finish(client, command, seconds, "command sent")
+    finish(client, command, seconds, outcome_title("command", command))
 
 
 @command_app.command("show")
@@ -220,7 +243,7 @@ def show(client: Client, command_id: CommandId, wait: WaitOption = None) -> None
         command: dict[str, Any] = await api.call("GET", f"/api/v1/commands/{command_id}")
         return await follow(api, command, seconds) if seconds else command
 
-    _finish(client, client.run(get), seconds, None)
+    finish(client, client.run(get), seconds, None)
 
 
 @command_app.command("list")
@@ -238,6 +261,7 @@ def list_commands(
     take: Annotated[
         int, typer.Option(help="At most this many, newest first.", min=1, max=1000)
     ] = 50,
+    skip: SkipOption = 0,
 ) -> None:
     """List commands, newest first.
 
@@ -248,6 +272,7 @@ def list_commands(
         "state": [s.value for s in state] if state else None,
         "name": name,
         "take": take,
+        "skip": skip or None,
         "desc": True,
     }
     rows = client.run(lambda api: api.call("GET", "/api/v1/commands", params=params))

@@ -17,20 +17,25 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, get_type_hints
 
-import aiohttp
 import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    # Imported where used: a command that never talks to the server (--help, a TAB,
+    # an agent) must not pay for aiohttp.
+    import aiohttp
 
 T = TypeVar("T")
 
@@ -39,8 +44,20 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_SERVER_WAIT = 120.0
 CONNECTION_PANEL = "Connection"
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+#: Width of output that goes to a file or a pipe: wide enough that no table cell or line
+#: is ever split (Rich would otherwise assume 80 columns).
+PIPE_WIDTH = 10_000
+
+
+def console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
+    """A console for stdout or stderr that wraps only on a terminal, at the terminal's width."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap, width=width)
+
+
+out = console()
+err = console(stderr=True)
 
 STATE_STYLES = {
     "succeeded": "green",
@@ -83,6 +100,25 @@ def note(message: str) -> None:
 
 
 # --- option parsing ------------------------------------------------------------------------
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+#: Every agent's ``--log-level`` and ``--log-format``.
+LogLevelOption = Annotated[LogLevel, typer.Option(help="Log verbosity (on stderr).")]
+LogFormatOption = Annotated[
+    LogFormat, typer.Option(help="text, or json: one object per line (for a log shipper).")
+]
+
+
+def setup_logging(level: LogLevel, log_format: LogFormat) -> None:
+    """The one logging setup (:mod:`tether.logs`), as every agent starts it."""
+    from tether.logs import configure
+
+    configure(level, log_format)
+
+
+#: ``--skip`` of every list command: page past the server's 1,000 rows per answer.
+SkipOption = Annotated[int, typer.Option(help="Skip this many first (page with --take).", min=0)]
 
 
 def stop_on_signals(on_stop: Callable[[], object] | None = None) -> asyncio.Event:
@@ -179,6 +215,8 @@ class Client:
 
     def run(self, work: Callable[[Api], Awaitable[T]]) -> T:
         """Run ``work`` with a ready :class:`Api`; every failure exits 1 with one line."""
+        import aiohttp
+
         from tether.cli import _run
 
         async def main() -> T:
@@ -272,6 +310,8 @@ class Api:
         wait: float = 0.0,
         auth: bool = True,
     ) -> tuple[int, Any]:
+        import aiohttp
+
         headers = {"Accept": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {await self.token()}"

@@ -13,6 +13,7 @@ from tether.cli_commands.common import (
     Api,
     Client,
     Col,
+    SkipOption,
     confirm,
     done,
     emit_list,
@@ -66,6 +67,14 @@ STATE_FIELDS = (
     Col("updated", "updatedAt", "time"),
 )
 
+CONFIG_FIELDS = (
+    Col("id", "id"),
+    Col("device", "deviceId"),
+    Col("device type", "deviceTypeId"),
+    Col("document", "document", "json"),
+    Col("created", "createdAt", "time"),
+)
+
 DeviceId = Annotated[
     str, typer.Argument(help="Device id (see 'tether device list').", show_default=False)
 ]
@@ -74,6 +83,22 @@ TypeOption = Annotated[int | None, typer.Option(help="Device type id.")]
 DataOption = Annotated[
     str | None, typer.Option(help="Free-form JSON kept with the device, or @file.json.")
 ]
+
+
+OwnerOption = Annotated[
+    str | None,
+    typer.Option(help="The user (id or login) the device belongs to.", show_default=False),
+]
+
+
+async def owner_id(api: Api, user: str) -> int:
+    """The id of the user named by ``user``: an id as given, or a login looked up."""
+    if user.isdigit():
+        return int(user)
+    found = await api.call("GET", "/api/v1/users", params={"login": user})
+    if not found:
+        raise typer.BadParameter(f"no user with login {user!r}", param_hint="--owner/--user")
+    return int(found[0]["id"])
 
 
 def _path(device_id: str) -> str:
@@ -99,16 +124,18 @@ def list_devices(
     ] = None,
     dialect: Annotated[str | None, typer.Option(help="Only devices of this dialect.")] = None,
     take: Annotated[int, typer.Option(help="At most this many devices.", min=1, max=1000)] = 100,
+    skip: SkipOption = 0,
 ) -> None:
     """List the devices you can see, by name.
 
-    Example: tether device list --network-id 1 --name 'lamp-%'
+    Example: tether device list --network-id 1 --name 'lamp-%' --skip 1000 --take 1000
     """
     params: dict[str, Any] = {
         "networkId": network_id,
         "typeId": type_id,
         "dialect": dialect,
         "take": take,
+        "skip": skip or None,
     }
     if name is not None:
         params["namePattern" if "%" in name else "name"] = name
@@ -131,6 +158,15 @@ def create_device(
         str, typer.Option(help="Protocol the device speaks (native, devicehive, ...).")
     ] = "native",
     data: DataOption = None,
+    attributes: Annotated[
+        str | None,
+        typer.Option(
+            help="Dialect fields as a JSON object, or @file.json (e.g. an eWeLink "
+            "device's apikey, a Control iD terminal's options, an OpenGate endpoint).",
+            show_default=False,
+        ),
+    ] = None,
+    owner: OwnerOption = None,
     with_credential: Annotated[
         bool,
         typer.Option("--with-credential", help="Also issue its credential and print it (once)."),
@@ -139,19 +175,27 @@ def create_device(
     """Register a device; with --with-credential, also issue the secret it connects with.
 
     Example: tether device create --id lamp-1 --name 'Desk lamp' --network-id 1 --with-credential
+
+    Example: tether device create --id 100008db11 --dialect ewelink --owner alice
+    --attributes '{"apikey": "2f1c..."}'
     """
     if name is None and device_id is None:
         raise typer.BadParameter("give --name (or --id, which then is also the name)")
-    body = DeviceCreate(
-        id=device_id,
-        name=name or device_id or "",
-        network_id=network_id,
-        type_id=type_id,
-        dialect=dialect,
-        data=parse_json(data, "--data") if data is not None else None,
-    )
+    extra = parse_json(attributes, "--attributes") if attributes is not None else {}
+    if not isinstance(extra, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--attributes")
 
     async def create(api: Api) -> tuple[Any, Any]:
+        body = DeviceCreate(
+            id=device_id,
+            name=name or device_id or "",
+            network_id=network_id,
+            type_id=type_id,
+            owner_id=await owner_id(api, owner) if owner is not None else None,
+            dialect=dialect,
+            data=parse_json(data, "--data") if data is not None else None,
+            attributes=extra,
+        )
         device = await api.call("POST", "/api/v1/devices", body=body)
         credential = None
         if with_credential:
@@ -231,19 +275,10 @@ def assign_device(
         raise typer.BadParameter("give either --user or --unassign")
 
     async def assign(api: Api) -> Any:
-        owner: int | None = None
-        if user is not None and user.isdigit():
-            owner = int(user)
-        elif user is not None:
-            found = await api.call("GET", "/api/v1/users", params={"login": user})
-            if not found:
-                return None
-            owner = int(found[0]["id"])
+        owner = await owner_id(api, user) if user is not None else None
         return await api.call("PATCH", _path(device_id), body={"ownerId": owner})
 
     row = client.run(assign)
-    if row is None:
-        raise typer.BadParameter(f"no user with login {user!r}", param_hint="--user")
     title = "device unassigned" if unassign else "device assigned"
     emit_record(client, row, DEVICE_FIELDS, title=title)
 
@@ -312,3 +347,41 @@ def device_state(client: Client, device_id: DeviceId) -> None:
     """
     row = client.run(lambda api: api.call("GET", _path(device_id) + "/state"))
     emit_record(client, row, STATE_FIELDS)
+
+
+@device_app.command("desire")
+@with_client()
+def desire_state(
+    client: Client,
+    device_id: DeviceId,
+    desired: Annotated[
+        str,
+        typer.Argument(
+            help="What to merge into the desired state, as a JSON object (or @file.json): "
+            "each top-level key given replaces the one there.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Merge into the device's desired state; the device sees it on its state endpoint.
+
+    Example: tether device desire lamp-1 '{"brightness": 40}'
+    """
+    change = parse_json(desired, "DESIRED")
+    if not isinstance(change, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="DESIRED")
+    body = {"desired": change}
+    row = client.run(lambda api: api.call("PATCH", _path(device_id) + "/state", body=body))
+    emit_record(client, row, STATE_FIELDS, title="desired state updated")
+
+
+@device_app.command("config")
+@with_client()
+def device_config(client: Client, device_id: DeviceId) -> None:
+    """Show the config revision that applies to the device now (its own, its type's, or
+    everyone's).
+
+    Example: tether device config lamp-1 --json
+    """
+    row = client.run(lambda api: api.call("GET", _path(device_id) + "/config"))
+    emit_record(client, row, CONFIG_FIELDS)

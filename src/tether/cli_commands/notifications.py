@@ -8,25 +8,30 @@ import json
 import signal
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
-import aiohttp
 import typer
 from rich.text import Text
 
 from tether.cli_commands.common import (
+    DEFAULT_URL,
     Api,
     ApiError,
     Client,
     Col,
+    SkipOption,
     compact_json,
     emit_list,
+    make_client,
     note,
     out,
     parse_duration,
+    parse_json,
     print_json,
     stop_on_signals,
     with_client,
 )
+from tether.core.backoff import Backoff
 
 notifications_app = typer.Typer(
     help="Read what devices report: the stored history, or live as it arrives.\n\n"
@@ -54,7 +59,8 @@ NameFilter = Annotated[
 ]
 
 SUBSCRIBE_REQUEST = 1
-MAX_BACKOFF = 10.0
+#: Reconnect delays: from RECONNECT_FIRST doubling up to RECONNECT_MAX seconds.
+RECONNECT_FIRST, RECONNECT_MAX = 0.5, 10.0
 
 
 def precise_time(value: Any) -> str:
@@ -92,6 +98,7 @@ def list_notifications(
     take: Annotated[
         int, typer.Option(help="At most this many, newest first.", min=1, max=1000)
     ] = 50,
+    skip: SkipOption = 0,
 ) -> None:
     """List stored notifications, newest first.
 
@@ -106,6 +113,7 @@ def list_notifications(
         "name": name or None,
         "start": start,
         "take": take,
+        "skip": skip or None,
         "desc": True,
     }
     rows = client.run(lambda api: api.call("GET", "/api/v1/notifications", params=params))
@@ -149,6 +157,47 @@ def tail(
     client.run(lambda api: until_stopped(Follower(api, frame, show, count).run()))
 
 
+@notifications_app.command("send")
+def send(
+    device_id: Annotated[str, typer.Argument(help="The device sending it.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="Notification name.", show_default=False)],
+    params: Annotated[
+        str | None,
+        typer.Option(help="Parameters as JSON (or @file.json), e.g. '{\"c\": 21}'."),
+    ] = None,
+    credential: Annotated[
+        str,
+        typer.Option(
+            envvar="TETHER_DEVICE_CREDENTIAL",
+            help="The device's secret (prefer the environment variable).",
+            show_default=False,
+        ),
+    ] = "",
+    url: Annotated[
+        str, typer.Option(envvar="TETHER_URL", help="Base URL of the Tether server.")
+    ] = DEFAULT_URL,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the stored notification as JSON.")
+    ] = False,
+) -> None:
+    """Send a notification as the device, over the native device API (as the device would).
+
+    Example: TETHER_DEVICE_CREDENTIAL=... tether notifications send lamp-1 temp --params '{"c": 21}'
+    """
+    if not credential:
+        raise typer.BadParameter("give the device's credential", param_hint="--credential")
+    body = {"name": name, "parameters": parse_json(params, "--params") if params else None}
+    client = make_client(
+        url=url, token=credential, login=None, password=None, json_output=json_output
+    )
+    path = f"/api/v1/device/{quote(device_id, safe='')}/notifications"
+    row = client.run(lambda api: api.call("POST", path, body=body))
+    if client.json:
+        print_json(row)
+    else:
+        out.print(Text.assemble("sent: ", notification_line(row)))
+
+
 async def until_stopped(work: Any) -> None:
     """Run ``work`` until it ends or SIGINT/SIGTERM arrives (then end quietly)."""
     stop = stop_on_signals()
@@ -170,8 +219,16 @@ async def until_stopped(work: Any) -> None:
 class Follower:
     """One subscription on the client WebSocket, re-established when the connection drops."""
 
-    def __init__(self, api: Api, frame: dict[str, Any], show: Any, count: int | None) -> None:
+    def __init__(
+        self,
+        api: Api,
+        frame: dict[str, Any],
+        show: Any,
+        count: int | None,
+        what: str = "notifications",
+    ) -> None:
         self.api = api
+        self.what = what
         self.frame = frame
         self.show = show
         self.count = count
@@ -179,12 +236,14 @@ class Follower:
         self.subscribed_once = False
 
     async def run(self) -> None:
-        backoff = 0.5
+        import aiohttp
+
+        backoff = Backoff(RECONNECT_FIRST, RECONNECT_MAX)
         while True:
             try:
                 if await self._session():
                     return
-                backoff = 0.5
+                backoff.reset()
                 reason = "the server closed the connection"
             except aiohttp.WSServerHandshakeError as error:
                 if error.status in (401, 403):
@@ -202,12 +261,14 @@ class Follower:
                 if not self.subscribed_once:
                     raise
                 reason = str(error) or type(error).__name__
-            note(f"connection lost ({reason}); reconnecting in {backoff:g}s")
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            delay = backoff.next()
+            note(f"connection lost ({reason}); reconnecting in {delay:.1f}s")
+            await asyncio.sleep(delay)
 
     async def _session(self) -> bool:
         """Subscribe and print events; True once ``count`` events were shown."""
+        import aiohttp
+
         headers = {"Authorization": f"Bearer {await self.api.token()}"}
         async with self.api.session.ws_connect(
             self.api.ws_base + "/api/v1/ws", headers=headers, heartbeat=30.0
@@ -225,7 +286,7 @@ class Follower:
                         return True
                 elif kind == "response" and data.get("requestId") == SUBSCRIBE_REQUEST:
                     if not self.subscribed_once:
-                        note(f"following notifications at {self.api.base} (Ctrl-C to stop)")
+                        note(f"following {self.what} at {self.api.base} (Ctrl-C to stop)")
                     self.subscribed_once = True
                 elif kind == "error":
                     error = data.get("error") or {}

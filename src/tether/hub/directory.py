@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from cachetools import LRUCache
 
 from tether.core import limits
 from tether.core.access import (
@@ -35,12 +36,14 @@ if TYPE_CHECKING:
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD_LENGTH = 6
+#: Devices kept in memory for lookups (least recently used forgotten first).
+DEVICE_CACHE = 200_000
 
 
 class Directory:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self._devices: dict[str, Device] = {}
+        self._devices: LRUCache[str, Device] = LRUCache(maxsize=DEVICE_CACHE)
         store = hub.store
         self.networks: Scopes[Network] = Scopes(
             what="network",
@@ -71,8 +74,6 @@ class Directory:
         if device is None:
             device = await self._hub.store.devices.get(device_id)
             if device is not None:
-                if len(self._devices) > 200_000:
-                    self._devices.clear()
                 self._devices[device_id] = device
         return device
 

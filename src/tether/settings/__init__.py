@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("info", description="Logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text, or as JSON objects (one per line, with request and "
+        "device ids where known).",
+    )
 
     # --- metrics (see docs/security.md) -------------------------------------------------------
     metrics: Literal["token", "public", "off"] = Field(

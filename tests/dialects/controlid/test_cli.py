@@ -4,7 +4,6 @@ real server: the builder queues, the emulated terminal runs it, the CLI prints t
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -62,10 +61,14 @@ async def test_builders_and_agent(tmp_path: Path) -> None:
         )
         try:
             code, out, err = await cli(
-                server.url, "controlid", "door", "4242", "--door", "2", "--wait", "30s", "--json"
+                server.url, "controlid", "door", "4242", "--door", "2", "--wait", "30s"
             )
             assert code == 0, (out, err)
-            door = json.loads(out)
+            # Titled by how it ended, not "queued".
+            assert out.splitlines()[0].strip() == "execute_actions succeeded", out
+            [door] = await server.call(
+                "GET", "/api/v1/commands?deviceId=4242&name=execute_actions", expect=200
+            )
             assert door["state"] == "succeeded"
             assert door["parameters"]["body"] == {
                 "actions": [{"action": "door", "parameters": "door=2"}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,10 @@ async def finished(server: Running, command_id: int) -> Any:
     raise AssertionError(f"command {command_id} did not finish: {command}")
 
 
-async def test_native_command_reaches_terminal_and_result_completes_it(tether: Running) -> None:
+async def test_native_command_reaches_terminal_and_result_completes_it(
+    tether: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tether.controlid")
     async with terminal(tether) as device:
         made = await send(
             tether,
@@ -103,6 +107,8 @@ async def test_native_command_reaches_terminal_and_result_completes_it(tether: R
         assert failed["state"] == "failed"
         assert "Node or attribute not found" in failed["error"]
         assert device.api.tables["users"][0]["name"] == "John Doe"
+    # Per-command lines are DEBUG: a busy terminal fleet must not flood INFO.
+    assert [r.getMessage() for r in caplog.records if r.name == "tether.controlid"] == []
 
 
 async def test_ten_queued_commands_run_back_to_back_in_order(tether: Running) -> None:

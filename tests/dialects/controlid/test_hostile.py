@@ -107,7 +107,7 @@ async def test_unknown_and_foreign_devices_get_nothing(
 async def test_results_that_match_nothing_change_nothing(
     tether: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="tether.controlid"):
+    with caplog.at_level(logging.DEBUG, logger="tether.controlid"):
         # No command outstanding at all.
         assert await raw(tether, "POST", f"/result?deviceId={DEVICE}", json={"response": {}}) == (
             200,

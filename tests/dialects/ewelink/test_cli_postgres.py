@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.dialects.ewelink.helpers import DEVICE, FACTORY, app_socket, device_running, world
+from tests.support import ADMIN_PASSWORD
 
 
 async def test_cli_agent_registers_and_obeys(tmp_path: Path) -> None:
@@ -46,6 +47,29 @@ async def test_cli_agent_registers_and_obeys(tmp_path: Path) -> None:
                 expect=200,
             )
             assert made["state"] == "succeeded"
+            # The device answers with the result itself: no delivery time to show as "-".
+            assert made["deliveredAt"] is None
+            shown = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "from tether.cli import main; main()",
+                "command",
+                "show",
+                str(made["id"]),
+                "--url",
+                w.r.url,
+                "--login",
+                "admin",
+                "--password",
+                ADMIN_PASSWORD,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+            record = (await asyncio.wait_for(shown.communicate(), 60))[0].decode()
+            assert shown.returncode == 0, record
+            assert "succeeded" in record
+            assert "delivered" not in record
             state = await w.r.call("GET", f"/api/v1/devices/{DEVICE}/state", expect=200)
             assert state["reported"]["switches"] == [
                 {"switch": "off", "outlet": 0},
@@ -57,6 +81,7 @@ async def test_cli_agent_registers_and_obeys(tmp_path: Path) -> None:
             output, _ = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0, output.decode()
         assert b"params changed" in output
+        assert f"device {DEVICE} connected to {w.r.url} and registered".encode() in output
 
 
 @pytest.mark.postgres

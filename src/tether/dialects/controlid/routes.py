@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from cachetools import FIFOCache
 
 from tether.core.errors import TetherError
 from tether.core.lifecycle import TERMINAL, CommandState
@@ -104,7 +105,7 @@ class Handlers:
     def __init__(self, state: State) -> None:
         self.state = state
         self.gate = Gate(state.settings)
-        self._dao_seen: dict[tuple[str, str, str], None] = {}
+        self._dao_seen: FIFOCache[tuple[str, str, str], None] = FIFOCache(maxsize=DAO_SEEN_CAP)
 
     def _ready(self) -> Terminals | None:
         return self.state.terminals
@@ -185,7 +186,7 @@ class Handlers:
             device, command.id, status="handed to the terminal", ref=ref
         )
         if current.state in TERMINAL:
-            log.info("controlid command %s was %s before hand-out", command.id, current.state)
+            log.debug("controlid command %s was %s before hand-out", command.id, current.state)
             return empty()
         deadline = time.monotonic() + options.result_timeout
         terminals.outstanding[device.id] = Handed(command.id, ref, uuid is not None, deadline)
@@ -193,7 +194,7 @@ class Handlers:
             {k: v for k, v in parameters.items() if k not in LINK_KEYS},
             body_as_string=options.body_as_string,
         )
-        log.info(
+        log.debug(
             "controlid command %s %s handed to %s (uuid %s)",
             command.id,
             envelope.get("endpoint", "transactions"),
@@ -259,7 +260,7 @@ class Handlers:
             return empty(503)
         if handed is not None and handed.command_id == command_id:
             del terminals.outstanding[device.id]
-        log.info("controlid command %s of %s -> %s", command_id, device.id, command.state)
+        log.debug("controlid command %s of %s -> %s", command_id, device.id, command.state)
         return empty(400 if refused is not None else 200)
 
     async def _correlate(
@@ -272,7 +273,7 @@ class Handlers:
             command = await terminals.hub.commands.by_ref(device.id, uuid)
             if command is not None:
                 if command.state in TERMINAL:
-                    log.info(
+                    log.debug(
                         "controlid duplicate result for command %s (%s) from %s ignored",
                         command.id,
                         command.state,
@@ -330,7 +331,7 @@ class Handlers:
         if topic == "device_is_alive" and not terminals.settings.alive_notifications:
             return empty()
         if topic == "dao" and self._repeated_dao(event.payload, device.id):
-            log.info("controlid repeated dao insert from %s dropped", device.id)
+            log.debug("controlid repeated dao insert from %s dropped", device.id)
             return empty()
         timestamp = None
         if event.time is not None:
@@ -351,8 +352,6 @@ class Handlers:
             return True
         for key in keys:
             seen[key] = None
-        while len(seen) > DAO_SEEN_CAP:
-            del seen[next(iter(seen))]
         return False
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, replace
+
+from cachetools import LRUCache, TTLCache
 
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
 from tether.core.errors import TetherError
@@ -32,8 +33,12 @@ DIALECT = "controlid"
 #: The dialect acts for the server itself when it registers terminals or re-queues.
 SYSTEM = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMIN)
 
+#: An unknown deviceId is looked up (and logged) at most once per UNKNOWN_TTL seconds;
+#: at most UNKNOWN_CAP of them are remembered.
 UNKNOWN_TTL = 30.0
 UNKNOWN_CAP = 100_000
+#: Parsed options of this many devices are kept (least recently used forgotten first).
+OPTIONS_CAP = 200_000
 
 
 @dataclass
@@ -98,16 +103,16 @@ class Terminals:
         self.hub = hub
         self.settings = settings
         self.outstanding: dict[str, Handed] = {}
-        self._unknown: OrderedDict[str, float] = OrderedDict()
-        self._options: dict[str, tuple[Device, Options]] = {}
+        self._unknown: TTLCache[str, bool] = TTLCache(
+            maxsize=UNKNOWN_CAP, ttl=UNKNOWN_TTL, timer=time.monotonic
+        )
+        self._options: LRUCache[str, tuple[Device, Options]] = LRUCache(maxsize=OPTIONS_CAP)
 
     def options(self, device: Device) -> Options:
         cached = self._options.get(device.id)
         if cached is not None and cached[0] is device:
             return cached[1]
         options = options_of(device, self.settings)
-        if len(self._options) > 200_000:
-            self._options.clear()
         self._options[device.id] = (device, options)
         return options
 
@@ -118,10 +123,8 @@ class Terminals:
 
     async def lookup(self, device_id: str, what: str, source: str) -> Device | None:
         """The registered Control iD device, or None (logged, rate-limited per id)."""
-        if self._unknown:
-            seen = self._unknown.get(device_id)
-            if seen is not None and time.monotonic() - seen < UNKNOWN_TTL:
-                return None
+        if device_id in self._unknown:
+            return None
         device = await self.hub.directory.device(device_id)
         if device is not None and device.dialect == DIALECT:
             self._unknown.pop(device_id, None)
@@ -132,10 +135,7 @@ class Terminals:
                 return registered
         reason = "unknown deviceId" if device is None else f"device of dialect {device.dialect}"
         log.warning("controlid %s from %s: %s %s ignored", what, source, reason, device_id)
-        self._unknown[device_id] = time.monotonic()
-        self._unknown.move_to_end(device_id)
-        while len(self._unknown) > UNKNOWN_CAP:
-            self._unknown.popitem(last=False)
+        self._unknown[device_id] = True
         return None
 
     async def _register(self, device_id: str) -> Device | None:

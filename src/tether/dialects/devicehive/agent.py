@@ -15,13 +15,21 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import OrderedDict
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import aiohttp
+from cachetools import FIFOCache
+
+from tether.core.backoff import Backoff
 
 log = logging.getLogger("tether.devicehive.agent")
+
+#: Reconnect delays: from RECONNECT_FIRST doubling up to RECONNECT_MAX seconds.
+RECONNECT_FIRST, RECONNECT_MAX = 0.5, 10.0
+#: Command ids remembered to skip a replayed command (oldest forgotten first).
+REMEMBERED_COMMANDS = 10_000
 
 #: ``(command name, parameters) -> (status, result)``.
 Handler = Callable[[str, Any], Awaitable[tuple[str, Any]]]
@@ -72,7 +80,7 @@ class DeviceHiveAgent:
         self.access_token: str | None = None
         #: Newest command timestamp seen: the replay cursor after a reconnect.
         self.cursor: str | None = None
-        self._done: OrderedDict[int, None] = OrderedDict()
+        self._done: FIFOCache[int, None] = FIFOCache(maxsize=REMEMBERED_COMMANDS)
         self.executed: list[int] = []
         self.connected = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -133,19 +141,19 @@ class DeviceHiveAgent:
     # --- running ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve commands until :meth:`stop`; reconnects, falling back to HTTP polling."""
+        """Serve commands until :meth:`stop`; reconnects, falling back to HTTP polling.
+
+        A server that cannot be reached (yet, or any more) is retried with backoff; a
+        refused credential or registration ends the run with :class:`AuthError`.
+        """
         try:
-            await self.authorize()
-            if self.register:
-                status, body = await self.call("PUT", f"/device/{self.device_id}", {})
-                if status not in (200, 204):
-                    raise AuthError(f"device registration refused: {status} {body}")
-            if self.cursor is None:
-                status, info = await self.call("GET", "/info")
-                self.cursor = info["serverTimestamp"] if status == 200 else None
-            delay = 0.5
+            prepared = False
+            backoff = Backoff(RECONNECT_FIRST, RECONNECT_MAX)
             while not self._stopping.is_set():
                 try:
+                    if not prepared:
+                        await self._prepare()
+                        prepared = True
                     if self.transport == "ws":
                         try:
                             await self._run_ws()
@@ -154,13 +162,14 @@ class DeviceHiveAgent:
                             await self._poll_once()
                     else:
                         await self._poll_once()
-                    delay = 0.5
+                    backoff.reset()
                 except (aiohttp.ClientError, OSError, TimeoutError) as error:
                     self.connected.clear()
-                    log.warning("connection lost (%s); retrying in %.1fs", error, delay)
+                    delay = backoff.next()
+                    what = "connection lost" if prepared else f"cannot reach {self.base_url}"
+                    log.warning("%s (%s); retrying in %.1fs", what, error, delay)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), delay)
-                    delay = min(delay * 2, 10.0)
         finally:
             self.connected.clear()
             if self._own_session and self._session is not None:
@@ -169,6 +178,17 @@ class DeviceHiveAgent:
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    async def _prepare(self) -> None:
+        """Log in, register the device if asked, and start the replay cursor at "now"."""
+        await self.authorize()
+        if self.register:
+            status, body = await self.call("PUT", f"/device/{self.device_id}", {})
+            if status not in (200, 204):
+                raise AuthError(f"device registration refused: {status} {body}")
+        if self.cursor is None:
+            status, info = await self.call("GET", "/info")
+            self.cursor = info["serverTimestamp"] if status == 200 else None
 
     async def _run_ws(self) -> None:
         async with self.session.ws_connect(self.ws_url, heartbeat=30) as ws:
@@ -197,7 +217,7 @@ class DeviceHiveAgent:
                 answer = await request("command/subscribe", **params)
                 if answer.get("status") != "success":
                     raise AuthError(f"subscribe refused: {answer}")
-                self.connected.set()
+                self._connected("WebSocket")
 
             async def update(command: dict[str, Any]) -> None:
                 status, result = await self._execute(command)
@@ -248,6 +268,16 @@ class DeviceHiveAgent:
                     task.cancel()
                 self.connected.clear()
 
+    def _connected(self, transport: str) -> None:
+        if not self.connected.is_set():
+            log.info(
+                "device %s connected to %s (%s); waiting for commands",
+                self.device_id,
+                self.base_url,
+                transport,
+            )
+        self.connected.set()
+
     async def _poll_once(self) -> None:
         query = f"waitTimeout={self.poll_wait}"
         if self.cursor:
@@ -255,7 +285,7 @@ class DeviceHiveAgent:
         status, commands = await self.call("GET", f"/device/{self.device_id}/command/poll?{query}")
         if status != 200:
             raise aiohttp.ClientError(f"poll failed: {status} {commands}")
-        self.connected.set()
+        self._connected("HTTP long polling")
         for command in commands:
             status_text, result = await self._execute(command)
             if status_text is not None:
@@ -274,13 +304,22 @@ class DeviceHiveAgent:
         if command_id in self._done:
             return None, None
         self._done[command_id] = None
-        if len(self._done) > 10_000:
-            self._done.popitem(last=False)
+        name = str(command["command"])
+        started = time.monotonic()
         try:
-            status, result = await self.handler(str(command["command"]), command.get("parameters"))
+            status, result = await self.handler(name, command.get("parameters"))
         except Exception as error:
             log.exception("handler failed on command %s", command_id)
             status, result = "failed", {"error": str(error)}
+        log.info(
+            "command %s %s %s -> %s in %.3fs: %s",
+            command_id,
+            name,
+            json.dumps(command.get("parameters"), separators=(",", ":")),
+            status,
+            time.monotonic() - started,
+            json.dumps(result, separators=(",", ":")),
+        )
         self.executed.append(command_id)
         return status, result
 

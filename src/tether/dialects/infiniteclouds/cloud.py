@@ -13,11 +13,12 @@ firmware target are cached for ``revision_cache_ttl`` seconds.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from async_lru import alru_cache
+from cachetools import LRUCache
 
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
 from tether.core.errors import (
@@ -48,6 +49,10 @@ SERVICE = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMI
 Data = dict[str, Any] | None
 #: Most verified device tokens remembered (about one per live device).
 VERIFIED_CACHE = 200_000
+#: Most devices whose config revision and firmware target are cached.
+REVISION_CACHE = 100_000
+
+T = TypeVar("T")
 
 
 def shape(name: str, parameters: Any) -> Shaped:
@@ -58,15 +63,42 @@ def shape(name: str, parameters: Any) -> Shaped:
     return Shaped(parameters=parameters if parameters is not None else {})
 
 
+def _device_key(device: Device) -> tuple[str, int | None]:
+    return device.id, device.type_id
+
+
+class Loader(Generic[T]):
+    """``load(device)`` through a TTL cache of REVISION_CACHE devices (none when ttl <= 0)."""
+
+    def __init__(self, load: Callable[[Device], Coroutine[Any, Any, T]], ttl: float) -> None:
+        self._load = load
+        self._cached = (
+            alru_cache(maxsize=REVISION_CACHE, ttl=ttl, key=_device_key)(load) if ttl > 0 else None
+        )
+
+    async def get(self, device: Device, *, fresh: bool = False) -> T:
+        """The value, from the cache unless ``fresh`` (which then refreshes the cache)."""
+        if self._cached is None:
+            return await self._load(device)
+        if fresh:
+            # Drops only the cache entry: a load already in flight still answers its
+            # waiters, and the fresh one replaces it for later readers.
+            self._cached.cache_invalidate(device)
+        return await self._cached(device)
+
+
 class Cloud:
     def __init__(self, hub: Hub, settings: InfiniteCloudsSettings) -> None:
         self.hub = hub
         self.settings = settings
         self._key = hub.auth.tokens.derive_key(codec.TOKEN_PURPOSE)
-        self._configs: dict[Any, tuple[float, ConfigRevision | None]] = {}
-        self._firmware: dict[Any, tuple[float, FirmwareTarget | None]] = {}
-        self._verified: dict[str, codec.DeviceToken] = {}
-        self._loading: dict[Any, asyncio.Future[Any]] = {}
+        self._verified: LRUCache[str, codec.DeviceToken] = LRUCache(maxsize=VERIFIED_CACHE)
+        # What a device gets depends only on its id and type. Concurrent misses for one
+        # device share a single query (alru_cache shares the task), so a cache expiry
+        # under load costs one statement, not one per request in flight.
+        ttl = settings.revision_cache_ttl
+        self._configs: Loader[ConfigRevision | None] = Loader(hub.twins.current_config, ttl)
+        self._firmware: Loader[FirmwareTarget | None] = Loader(hub.twins.current_firmware, ttl)
 
     @property
     def presence_timeout(self) -> float:
@@ -189,8 +221,6 @@ class Cloud:
                 audience=self.settings.token_audience,
                 issuer=self.settings.token_issuer,
             )
-            if len(self._verified) >= VERIFIED_CACHE:
-                self._verified.clear()
             self._verified[raw] = token
         elif token.expires_at <= now:
             del self._verified[raw]
@@ -287,49 +317,10 @@ class Cloud:
     # --- config and firmware ------------------------------------------------------------------
 
     async def current_config(self, device: Device, fresh: bool = False) -> ConfigRevision | None:
-        found: ConfigRevision | None = await self._cached(
-            self._configs, device, fresh, self.hub.twins.current_config
-        )
-        return found
+        return await self._configs.get(device, fresh=fresh)
 
     async def current_firmware(self, device: Device, fresh: bool = False) -> FirmwareTarget | None:
-        found: FirmwareTarget | None = await self._cached(
-            self._firmware, device, fresh, self.hub.twins.current_firmware
-        )
-        return found
-
-    async def _cached(
-        self,
-        cache: dict[Any, Any],
-        device: Device,
-        fresh: bool,
-        load: Callable[[Device], Awaitable[Any]],
-    ) -> Any:
-        """``load(device)`` through the TTL cache. Concurrent misses for one key share a
-        single query, so a cache expiry under load costs one statement, not one per
-        request in flight."""
-        key = (id(cache), device.id, device.type_id)
-        now = time.monotonic()
-        hit = cache.get(key)
-        if hit is not None and hit[0] > now and not fresh:
-            return hit[1]
-        task = self._loading.get(key)
-        if task is None or fresh:
-            task = asyncio.ensure_future(load(device))
-            if not fresh:
-                self._loading[key] = task
-                task.add_done_callback(lambda _: self._loading.pop(key, None))
-        value = await asyncio.shield(task)
-        self._remember(cache, key, now, value)
-        return value
-
-    def _remember(self, cache: dict[Any, Any], key: Any, now: float, value: Any) -> None:
-        ttl = self.settings.revision_cache_ttl
-        if ttl <= 0:
-            return
-        if len(cache) > 100_000:
-            cache.clear()
-        cache[key] = (now + ttl, value)
+        return await self._firmware.get(device, fresh=fresh)
 
     async def config(self, device: Device, known: str | None) -> tuple[Data, str]:
         revision = await self.current_config(device, fresh=True)

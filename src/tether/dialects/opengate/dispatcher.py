@@ -29,6 +29,7 @@ import aiohttp
 
 from tether.core import jsonc
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
+from tether.core.backoff import Backoff
 from tether.core.errors import BadRequest, TetherError
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import DELIVERABLE, CommandState
@@ -247,7 +248,7 @@ class Dispatcher:
     async def _dispatch(self, device_id: str, command_id: int) -> None:
         hub = self._hub
         settings = self._settings
-        delay = settings.retry_initial
+        backoff = Backoff(settings.retry_initial, settings.retry_max)
         while True:
             command = await self._current(command_id)
             device = await hub.directory.device(device_id)
@@ -278,7 +279,8 @@ class Dispatcher:
             except Unreachable as error:
                 reason = str(error)
             now = hub.clock.now()
-            log.info(
+            delay = backoff.next()
+            log.debug(
                 "operation %s to %s: attempt %d failed (%s); retrying in %.1fs",
                 command.ref,
                 device_id,
@@ -300,7 +302,6 @@ class Dispatcher:
                 )
                 return
             await asyncio.sleep(delay)
-            delay = min(delay * 2, settings.retry_max)
 
     async def _fail(self, device: Device, command: Command, code: str, reason: str) -> None:
         log.warning("operation %s to %s failed: %s", command.ref, device.id, reason)

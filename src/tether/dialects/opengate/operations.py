@@ -83,7 +83,7 @@ async def apply_response(hub: Hub, device: Device, response: OperationResponse) 
                     "resultDescription": response.description,
                 },
             )
-        log.info(
+        log.debug(
             "operation %s of %s is already %s; response %s ignored",
             response.id,
             device.id,
