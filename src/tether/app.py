@@ -34,7 +34,7 @@ from tether.store.files import (
     secret_files,
     write_private,
 )
-from tether.web import LISTENERS, STARTUP, Startup, log_context_middleware
+from tether.web import LISTENERS, MALFORMED_REQUESTS, STARTUP, Startup, log_context_middleware
 from tether.workers import worker_index
 
 log = logging.getLogger("tether")
@@ -58,6 +58,10 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
     try:
         await hub.start()
     except BaseException:
+        # A half-started hub holds tasks and a bus connection: release them before the
+        # caller retries, so attempts do not pile up.
+        with contextlib.suppress(Exception):
+            await hub.stop()
         await store.close()
         raise
     return hub
@@ -69,6 +73,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
         middlewares=[log_context_middleware, node_middleware, error_middleware],
         client_max_size=settings.max_message_bytes,
     )
+    logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)
     for table in native_routes():
         app.add_routes(table)
 
@@ -154,11 +159,17 @@ async def start_listeners(
 
 
 async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) -> None:
-    """Build the hub, retrying with backoff while the database or the bus is unreachable."""
+    """Build the hub, retrying with backoff until it comes up.
+
+    An unreachable database or bus is expected (logged once per distinct reason); any
+    other failure is a fault, logged with its traceback on every attempt, and also
+    retried, so the process never sits "starting" with nothing in the log, and
+    ``/readyz`` names the reason meanwhile.
+    """
     backoff = Backoff(RETRY_FIRST, RETRY_MAX)
     while True:
         try:
-            hub = await build_hub(settings, clock)
+            hub = await _bring_up(settings, clock, startup)
         except (Unavailable, OSError, ConnectionError) as error:
             reason = error.message if isinstance(error, Unavailable) else str(error)
             if startup.error != reason:
@@ -166,12 +177,31 @@ async def _start_hub(settings: Settings, clock: Clock | None, startup: Startup) 
             startup.error = reason
             await asyncio.sleep(backoff.next())
             continue
-        startup.password_file = await bootstrap_admin(hub, settings)
+        except Exception as error:
+            reason = f"start-up failed: {type(error).__name__}: {error}"
+            delay = backoff.next()
+            log.exception("%s (retrying in %.1f s)", reason, delay)
+            startup.error = reason
+            await asyncio.sleep(delay)
+            continue
         startup.error = None
         startup.hub = hub
         startup.ready.set()
         log.info("ready as node %s", hub.node_id)
         return
+
+
+async def _bring_up(settings: Settings, clock: Clock | None, startup: Startup) -> Hub:
+    """One start-up attempt: the hub, then the first admin; nothing left half-up."""
+    hub = await build_hub(settings, clock)
+    try:
+        startup.password_file = await bootstrap_admin(hub, settings)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await hub.stop()
+        await hub.store.close()
+        raise
+    return hub
 
 
 async def bootstrap_admin(hub: Hub, settings: Settings) -> Path | None:

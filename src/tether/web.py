@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tether import logs
+from tether.core.backoff import Backoff
 from tether.core.errors import Unavailable
 
 if TYPE_CHECKING:  # the device agents import their dialect without the hub
@@ -37,6 +39,29 @@ if TYPE_CHECKING:  # the device agents import their dialect without the hub
     from tether.hub.service import Hub
 
 log = logging.getLogger("tether")
+
+
+class MalformedRequestFilter(logging.Filter):
+    """Log a client's malformed HTTP as one warning line, not an error with a traceback.
+
+    aiohttp answers a request it cannot parse (a NUL in a header, a bad method, a broken
+    chunk) with 400 and then logs it at ERROR with the parser's traceback. Nothing failed
+    on our side, and any client can send such bytes, so left alone the log would fill
+    with tracebacks and hide real faults.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 500) < 500:
+            said = record.getMessage()
+            record.msg, record.args = "%s: %s %s", (said, error.code, error.message.split("\n")[0])
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+#: Installed on aiohttp's server logger by ``tether.app.build_app`` (once per process).
+MALFORMED_REQUESTS = MalformedRequestFilter()
 
 
 class Startup:
@@ -102,9 +127,19 @@ def when_hub_ready(app: web.Application, name: str, attach: Attach) -> None:
             startup = app[STARTUP]
             await startup.ready.wait()
             assert startup.hub is not None
-            closer = await attach(startup.hub)
-            if closer is not None:
-                detach.append(closer)
+            backoff = Backoff(0.5, 10.0)
+            while True:
+                try:
+                    closer = await attach(startup.hub)
+                except Exception:
+                    # Never a silent dead task: say what failed, and try again.
+                    delay = backoff.next()
+                    log.exception("%s failed to start (retrying in %.1f s)", name, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if closer is not None:
+                    detach.append(closer)
+                return
 
         task = asyncio.create_task(start(), name=f"{name}-attach")
         try:

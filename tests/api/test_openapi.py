@@ -62,7 +62,7 @@ async def test_operations_are_described(api: Api) -> None:
     assert param == {
         "name": "user_id",
         "in": "path",
-        "schema": {"type": "integer"},
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "required": True,
         "description": "User id.",
     }

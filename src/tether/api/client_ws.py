@@ -39,6 +39,7 @@ from tether.api.http import hub_of
 from tether.api.spec import endpoint
 from tether.api.views import PresenceView, command_view, notification_view
 from tether.api.ws import Connection, answer_frame, read_frames
+from tether.core import jsonc
 from tether.core.access import Principal
 from tether.core.errors import BadRequest, NotFound, Unauthorized
 from tether.core.filters import EventFilter
@@ -51,7 +52,7 @@ log = logging.getLogger("tether.api.client_ws")
 
 routes = web.RouteTableDef()
 
-_decoder = msgspec.json.Decoder(ClientInbound)
+_decoder = jsonc.Decoder[ClientInbound](ClientInbound, what="frame")
 
 
 class ClientConnection(Connection):

@@ -8,11 +8,15 @@ reject unknown fields, so a typo is an error rather than a silently ignored sett
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from tether.api.views import CommandView, ErrorBody, Wire
+from tether.core.limits import Id, Seconds, Size
+
+#: A display name (device, network, device type): what the directory accepts.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
 class Request(Wire, forbid_unknown_fields=True, kw_only=True):
@@ -39,31 +43,35 @@ class UserCreate(Request, kw_only=True):
     all_device_types: bool = True
 
 
+# PATCH bodies: a field left out is left alone (UNSET); only the fields that may be
+# cleared accept null, so the published schema says exactly what the server takes.
+
+
 class UserUpdate(Request, kw_only=True):
-    login: str | None = None
-    password: str | None = None
-    role: Literal["admin", "client"] | None = None
-    status: Literal["active", "locked", "disabled"] | None = None
+    login: str | msgspec.UnsetType = msgspec.UNSET
+    password: str | msgspec.UnsetType = msgspec.UNSET
+    role: Literal["admin", "client"] | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "locked", "disabled"] | msgspec.UnsetType = msgspec.UNSET
     data: Any = None
-    all_device_types: bool | None = None
+    all_device_types: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class NamedCreate(Request, kw_only=True):
-    name: str
+    name: Name
     description: str | None = None
 
 
 class NamedUpdate(Request, kw_only=True):
-    name: str | None = None
+    name: Name | msgspec.UnsetType = msgspec.UNSET
     description: str | None = None
 
 
 class DeviceCreate(Request, kw_only=True):
     id: str | None = None
-    name: str
-    network_id: int | None = None
-    type_id: int | None = None
-    owner_id: int | None = None
+    name: Name
+    network_id: Id | None = None
+    type_id: Id | None = None
+    owner_id: Id | None = None
     data: Any = None
     blocked: bool = False
     dialect: str = "native"
@@ -71,28 +79,28 @@ class DeviceCreate(Request, kw_only=True):
 
 
 class DeviceUpdate(Request, kw_only=True):
-    name: str | None = None
-    network_id: int | None = None
-    type_id: int | None = None
-    owner_id: int | None = None
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    network_id: Id | None = None
+    type_id: Id | None = None
+    owner_id: Id | None = None
     data: Any = None
-    blocked: bool | None = None
-    attributes: dict[str, Any] | None = None
+    blocked: bool | msgspec.UnsetType = msgspec.UNSET
+    attributes: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ApiKeyCreate(Request, kw_only=True):
     name: str
-    user_id: int | None = None
-    expires_in: float | None = None
+    user_id: Id | None = None
+    expires_in: Seconds | None = None
 
 
 class CommandCreate(Request, kw_only=True):
     name: str
     parameters: Any = None
     #: Execution limit after delivery, seconds (null = never; omitted = server default).
-    timeout: float | msgspec.UnsetType | None = msgspec.UNSET
+    timeout: Seconds | msgspec.UnsetType | None = msgspec.UNSET
     #: Delivery deadline from now, seconds (null = never; omitted = server default).
-    lifetime: float | msgspec.UnsetType | None = msgspec.UNSET
+    lifetime: Seconds | msgspec.UnsetType | None = msgspec.UNSET
     idempotency_key: str | None = None
 
 
@@ -131,16 +139,16 @@ class StatePatch(Request, kw_only=True):
 class ConfigCreate(Request, kw_only=True):
     document: Any
     device_id: str | None = None
-    device_type_id: int | None = None
+    device_type_id: Id | None = None
 
 
 class FirmwareCreate(Request, kw_only=True):
     version: str
     url: str
-    size: int | None = None
+    size: Size | None = None
     sha256: str | None = None
     device_id: str | None = None
-    device_type_id: int | None = None
+    device_type_id: Id | None = None
 
 
 # --- the device WebSocket (/api/v1/device/ws) ----------------------------------------------------
@@ -160,18 +168,18 @@ class HelloFrame(DeviceFrame, tag="hello", kw_only=True):
 
 
 class AckFrame(DeviceFrame, tag="ack", kw_only=True):
-    id: int
+    id: Id
 
 
 class ProgressFrame(DeviceFrame, tag="progress", kw_only=True):
-    id: int
+    id: Id
     status: str | None = None
     step: StepInput | None = None
     result: Any = None
 
 
 class ResultFrame(DeviceFrame, tag="result", kw_only=True):
-    id: int
+    id: Id
     success: bool = True
     result: Any = None
     error: str | None = None
@@ -213,29 +221,29 @@ class CommandCreateFrame(ClientFrame, tag="command.create", kw_only=True):
     device_id: str
     name: str
     parameters: Any = None
-    timeout: float | msgspec.UnsetType | None = msgspec.UNSET
-    lifetime: float | msgspec.UnsetType | None = msgspec.UNSET
+    timeout: Seconds | msgspec.UnsetType | None = msgspec.UNSET
+    lifetime: Seconds | msgspec.UnsetType | None = msgspec.UNSET
     idempotency_key: str | None = None
 
 
 class CommandGetFrame(ClientFrame, tag="command.get", kw_only=True):
-    id: int
+    id: Id
 
 
 class CommandCancelFrame(ClientFrame, tag="command.cancel", kw_only=True):
-    id: int
+    id: Id
 
 
 class SubscribeFrame(ClientFrame, tag="subscribe", kw_only=True):
     topic: Literal["notification", "command", "command_update", "presence"]
     device_ids: list[str] | None = None
-    network_ids: list[int] | None = None
-    device_type_ids: list[int] | None = None
+    network_ids: list[Id] | None = None
+    device_type_ids: list[Id] | None = None
     names: list[str] | None = None
 
 
 class UnsubscribeFrame(ClientFrame, tag="unsubscribe", kw_only=True):
-    subscription_id: int
+    subscription_id: Id
 
 
 class ClientPingFrame(ClientFrame, tag="ping", kw_only=True):
@@ -275,6 +283,6 @@ class ErrorFrame(Outbound, tag="error", kw_only=True):
 
 
 class EventFrame(Outbound, tag="event", kw_only=True):
-    subscription_id: int
+    subscription_id: Id
     topic: str
     data: Any

@@ -68,7 +68,13 @@ def make_step(hub: Hub, step: StepInput | None) -> CommandStep | None:
             "open when nothing is due (default 0, at most the server's "
             "poll_wait_max).",
         ),
-        Param("limit", type="integer", description="Most commands to return (default 10)."),
+        Param(
+            "limit",
+            type="integer",
+            description="Most commands to return (default 10).",
+            minimum=1,
+            maximum=1000,
+        ),
     ),
 )
 async def poll(request: web.Request) -> web.Response:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 
-import msgspec
 from aiohttp import WSMsgType, web
 
 from tether.api.auth import bearer
@@ -38,6 +37,7 @@ from tether.api.http import hub_of
 from tether.api.spec import Param, endpoint
 from tether.api.views import command_view, notification_view, state_view
 from tether.api.ws import Connection, answer_frame, read_frames
+from tether.core import jsonc
 from tether.core.errors import BadRequest, TetherError, Unauthorized
 from tether.core.model import Command, Device
 from tether.hub.service import Hub
@@ -46,7 +46,7 @@ log = logging.getLogger("tether.api.device_ws")
 
 routes = web.RouteTableDef()
 
-_decoder = msgspec.json.Decoder(DeviceInbound)
+_decoder = jsonc.Decoder[DeviceInbound](DeviceInbound, what="frame")
 
 
 class DeviceConnection(Connection):
@@ -86,6 +86,9 @@ async def device_socket(request: web.Request) -> web.StreamResponse:
         max_msg_size=hub.settings.max_message_bytes,
         compress=False,
     )
+    if device is None and not ws.can_prepare(request).ok:
+        # Not an upgrade, so no hello frame can follow: the missing credential is the error.
+        raise Unauthorized("a device credential is required (bearer and deviceId, or hello)")
     await ws.prepare(request)
     if device is None:
         device = await _hello(ws, hub)
@@ -125,12 +128,10 @@ async def _hello(ws: web.WebSocketResponse, hub: Hub) -> Device | None:
         device, _ = await hub.auth.device(frame.device_id, frame.credential)
         with contextlib.suppress(Exception):
             await ws.send_str(
-                msgspec.json.encode(
-                    {"type": "response", "requestId": frame.request_id, "data": {}}
-                ).decode()
+                jsonc.encode_text({"type": "response", "requestId": frame.request_id, "data": {}})
             )
         return device
-    except (TimeoutError, msgspec.DecodeError, msgspec.ValidationError, TetherError) as error:
+    except (TimeoutError, TetherError) as error:
         reason = error.message if isinstance(error, TetherError) else "authentication failed"
         await ws.close(code=4401, message=reason.encode()[:120])
         return None

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import msgspec
 from aiohttp import web
 
 from tether.api.views import ErrorBody, ErrorView, encoder
+from tether.core import jsonc, limits
 from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unavailable
 from tether.hub.service import Hub
 from tether.web import STARTUP
@@ -52,12 +52,6 @@ def error_response(error: TetherError) -> web.Response:
     return json(body, status=error.status, headers=error.headers() or None)
 
 
-def decode_error(error: msgspec.DecodeError | msgspec.ValidationError) -> BadRequest:
-    if isinstance(error, msgspec.ValidationError):
-        return BadRequest(f"invalid body: {error}")
-    return BadRequest(f"malformed JSON: {error}")
-
-
 async def read_body(request: web.Request, kind: type[T]) -> T:
     """Decode the request body as ``kind``, or raise a clear :class:`BadRequest`."""
     limit = hub_of(request).settings.max_message_bytes
@@ -68,10 +62,7 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
         raise PayloadTooLarge(f"body is larger than {limit} bytes")
     if not raw.strip():
         raw = b"{}"
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        raise decode_error(error) from None
+    return jsonc.decode(raw, kind)
 
 
 def query_int(
@@ -80,13 +71,7 @@ def query_int(
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be an integer") from None
-    if not low <= value <= high:
-        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
-    return value
+    return limits.parse_int(f"query parameter {name!r}", raw, low, high)
 
 
 def query_float(
@@ -99,7 +84,7 @@ def query_float(
         value = float(raw)
     except ValueError:
         raise BadRequest(f"query parameter {name!r} must be a number") from None
-    if not low <= value <= high:
+    if not low <= value <= high:  # also refuses nan
         raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
     return value
 
@@ -116,10 +101,8 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
 
 
 def path_int(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
+    """An id in the path, within the store's id range (a 400 naming it otherwise)."""
+    return limits.parse_id(name, request.match_info[name])
 
 
 @web.middleware

@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from tether.api.http import decode_error, query_bool, query_int, read_body
+from tether.api.http import query_bool, query_int, read_body
+from tether.core import jsonc, limits
 from tether.core.access import Principal
 from tether.core.errors import BadRequest, Forbidden
 
@@ -81,7 +82,7 @@ def paging(request: web.Request, allowed: Mapping[str, str], default: str) -> di
     return {
         "sort": sort,
         "desc": query_bool(request, "desc"),
-        "skip": query_int(request, "skip", 0, low=0, high=1_000_000_000),
+        "skip": query_int(request, "skip", 0, low=0, high=limits.LIST_MAX),
         "take": query_int(request, "take", DEFAULT_TAKE, low=1, high=MAX_TAKE),
     }
 
@@ -91,13 +92,11 @@ def query_str(request: web.Request, name: str) -> str | None:
 
 
 def query_opt_int(request: web.Request, name: str) -> int | None:
+    """An optional id filter, within the store's id range."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be an integer") from None
+    return limits.parse_id(f"query parameter {name!r}", raw)
 
 
 def query_list(request: web.Request, name: str) -> list[str] | None:
@@ -145,11 +144,8 @@ async def read_patch(
     every other field.
     """
     raw = await read_body(request, msgspec.Raw)
-    try:
-        body = msgspec.json.decode(raw, type=kind)
-        present = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        raise decode_error(error) from None
+    body = jsonc.decode(raw, kind)
+    present = jsonc.decode(raw, dict[str, msgspec.Raw])
     fields: dict[str, Any] = {}
     for info in msgspec.structs.fields(kind):  # type: ignore[arg-type]
         if info.encode_name not in present:

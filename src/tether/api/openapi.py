@@ -21,6 +21,7 @@ from aiohttp import web
 import tether
 from tether.api.spec import ENDPOINTS, Endpoint, Param, endpoint
 from tether.api.views import ErrorView
+from tether.core.limits import ID_MAX, ID_MIN
 
 routes = web.RouteTableDef()
 TAG = "docs"
@@ -77,6 +78,9 @@ def _parameter(param: Param) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": param.type}
     if param.type == "array":
         schema["items"] = {"type": "string"}
+    if param.type == "integer":
+        schema["minimum"] = ID_MIN if param.minimum is None else param.minimum
+        schema["maximum"] = ID_MAX if param.maximum is None else param.maximum
     out: dict[str, Any] = {
         "name": param.name,
         "in": param.where,

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from tether.api.http import Handler
+from tether.core.limits import LIST_MAX
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Param:
     type: str = "string"  # JSON schema type
     description: str = ""
     required: bool = False
+    #: Bounds of an integer parameter; ids default to the store's id range
+    #: (``core/limits.py``), which is what the server checks.
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,14 @@ def endpoint(
 PAGING = (
     Param("sort", description="Field to sort by."),
     Param("desc", type="boolean", description="Sort descending."),
-    Param("skip", type="integer", description="Rows to skip (default 0)."),
-    Param("take", type="integer", description="Rows to return (default 100, at most 1000)."),
+    Param(
+        "skip", type="integer", description="Rows to skip (default 0).", minimum=0, maximum=LIST_MAX
+    ),
+    Param(
+        "take",
+        type="integer",
+        description="Rows to return (default 100, at most 1000).",
+        minimum=1,
+        maximum=1000,
+    ),
 )

@@ -127,6 +127,14 @@ async def update_me(request: web.Request) -> web.Response:
     return json(user_view(user))
 
 
+@routes.route("*", "/api/v1/users/me")
+async def me_other_methods(request: web.Request) -> web.Response:
+    """``/users/me`` has GET and PATCH only: any other method is a 405 here, as the
+    document says, instead of falling through to ``/users/{user_id}`` with ``me`` as an
+    id (a 400 the document does not allow)."""
+    raise web.HTTPMethodNotAllowed(request.method, ["GET", "PATCH"])
+
+
 @endpoint(
     routes,
     "GET",

@@ -10,12 +10,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-import msgspec
 from aiohttp import WSMsgType, web
 
 from tether.api.codec import ErrorFrame, ResponseFrame
-from tether.api.http import decode_error
 from tether.api.views import ErrorBody, encoder
+from tether.core import jsonc
 from tether.core.errors import PayloadTooLarge, TetherError
 from tether.outbox import Outbox
 from tether.settings import Settings
@@ -93,7 +92,7 @@ async def read_frames(conn: Connection, handle: Callable[[str | bytes], Awaitabl
 async def answer_frame(
     conn: Connection,
     data: str | bytes,
-    decoder: msgspec.json.Decoder[F],
+    decoder: jsonc.Decoder[F],
     dispatch: Callable[[F], Awaitable[Any]],
     *,
     limit: int,
@@ -108,10 +107,7 @@ async def answer_frame(
     try:
         if len(data) > limit:
             raise PayloadTooLarge(f"frame larger than {limit} bytes")
-        try:
-            frame = decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            raise decode_error(error) from None
+        frame = decoder.decode(data)
         request_id = frame.request_id
         result = await dispatch(frame)
         if request_id is not None or reply_without_id:

@@ -41,6 +41,24 @@ class BadRequest(TetherError):
     status = 400
 
 
+class InvalidJson(BadRequest):
+    """A body or frame the one JSON codec (``core/jsonc.py``) refuses.
+
+    Malformed JSON, the wrong shape, nesting deeper than the bound, a string no store can
+    hold (NUL, a lone surrogate), an integer outside 64 bits. Every API maps it like any
+    other ``BadRequest``, so each protocol answers its own "bad request" and a WebSocket
+    stays open.
+
+    ``kind`` says which rule refused it: ``syntax`` (not JSON), ``shape`` (JSON of the
+    wrong shape), ``depth``, ``string`` or ``integer``. Parsers that try another form
+    when a body is not JSON (Control iD's form bodies) read it; APIs need not.
+    """
+
+    def __init__(self, message: str, *, kind: str = "syntax", **details: Any) -> None:
+        super().__init__(message, **details)
+        self.kind = kind
+
+
 class PayloadTooLarge(BadRequest):
     code = "payload_too_large"
     status = 413

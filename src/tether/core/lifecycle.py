@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from tether.core.errors import InvalidTransition
+from tether.core.limits import repair_seconds
 
 
 class CommandState(StrEnum):
@@ -99,10 +100,14 @@ def stamp(target: CommandState, now: datetime) -> dict[str, Any]:
 
 
 def execution_deadline(delivered_at: datetime | None, timeout: float | None) -> datetime | None:
-    """When a delivered command times out, or ``None`` if it never does."""
+    """When a delivered command times out, or ``None`` if it never does.
+
+    A stored timeout outside the API's bound (written before the bound existed) is read
+    as the bound, so the deadline can always be computed and armed.
+    """
     if delivered_at is None or timeout is None:
         return None
-    return delivered_at + timedelta(seconds=timeout)
+    return delivered_at + timedelta(seconds=repair_seconds(timeout))
 
 
 def is_expired(expires_at: datetime | None, now: datetime) -> bool:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tether.core import limits
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.errors import BadRequest, Conflict, DeviceBlocked, NotFound
 from tether.core.lifecycle import TERMINAL, CommandState, stamp
@@ -108,9 +109,12 @@ class Commands:
             timeout = settings.command_timeout
         if lifetime is DEFAULT:
             lifetime = settings.command_lifetime
-        for value, what in ((timeout, "timeout"), (lifetime, "lifetime")):
-            if value is not None and not value > 0:
-                raise BadRequest(f"{what} must be a positive number of seconds")
+        # Whichever API created it, the same bound: nothing out of range reaches the
+        # deadline arithmetic below or the sweeper.
+        if timeout is not None:
+            timeout = limits.check_seconds("timeout", timeout)
+        if lifetime is not None:
+            lifetime = limits.check_seconds("lifetime", lifetime)
         now = hub.clock.now()
         expires_at = None if lifetime is None else now + timedelta(seconds=lifetime)
         if idempotency_key is None:

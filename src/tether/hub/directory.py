@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from cachetools import LRUCache
 
+from tether.core import limits
 from tether.core.access import (
     Action,
     Principal,
@@ -333,6 +334,8 @@ class Directory:
                 raise NotFound(f"user {owner} not found")
         if not name or len(name) > 128:
             raise BadRequest("API key name must be 1-128 characters")
+        if expires_in is not None:
+            expires_in = limits.check_seconds("expiresIn", expires_in)
         now = self._hub.clock.now()
         key, prefix, secret = secrets.generate_api_key()
         record = await self._hub.store.api_keys.create(

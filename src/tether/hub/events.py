@@ -12,6 +12,7 @@ from datetime import datetime
 
 import msgspec
 
+from tether.core import jsonc
 from tether.core.model import Command, Device, Notification
 
 # Names within the cluster: the bus prefixes each with the cluster's name
@@ -100,14 +101,12 @@ def node_channel(node_id: str) -> str:
     return f"node.{node_id}"
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Event)
+_decoder = jsonc.Decoder[Event](Event, what="event")
 
 
 def encode(event: Event) -> bytes:
-    return _encoder.encode(event)
+    return jsonc.encode(event)
 
 
 def decode(payload: bytes) -> Event:
-    event: Event = _decoder.decode(payload)
-    return event
+    return _decoder.decode(payload)

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from tether.bus import Bus
+from tether.core import limits
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
 from tether.core.errors import TetherError, Unauthorized, Unavailable
@@ -147,8 +148,25 @@ class Hub:
         for command in await self.store.commands.expire_due(now):
             await self._publish(CommandChanged(command, await self.device_ref(command.device_id)))
         for command in await self.store.commands.active():
-            self._track(command)
+            self._rearm(command)
         log.info("re-armed %d active commands", len(self.index))
+
+    def _rearm(self, command: Command) -> None:
+        """Track a stored command; one bad row is reported, never fatal to start-up."""
+        timeout = command.timeout
+        if timeout is not None and limits.repair_seconds(timeout) != timeout:
+            log.warning(
+                "command %s has a stored timeout of %r seconds, outside 0..%d: "
+                "its deadline is armed with %r",
+                command.id,
+                timeout,
+                limits.DURATION_MAX,
+                limits.repair_seconds(timeout),
+            )
+        try:
+            self._track(command)
+        except Exception:
+            log.exception("command %s could not be re-armed; it is left as stored", command.id)
 
     async def resync(self) -> None:
         """Rebuild the pending index and deadlines from the store (see hub.cluster)."""

@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tether.core.limits import DURATION_MAX
 from tether.settings.controlid import ControlIdSettings
 from tether.settings.devicehive import DeviceHiveSettings
 from tether.settings.ewelink import EWeLinkSettings
@@ -109,10 +110,16 @@ class Settings(BaseSettings):
 
     # --- commands ---------------------------------------------------------------------------
     command_lifetime: float | None = Field(
-        86_400.0, description="Default delivery deadline (expires_at), seconds; none = never."
+        86_400.0,
+        gt=0,
+        le=DURATION_MAX,
+        description="Default delivery deadline (expires_at), seconds; none = never.",
     )
     command_timeout: float | None = Field(
-        300.0, description="Default execution limit after delivery, seconds; none = never."
+        300.0,
+        gt=0,
+        le=DURATION_MAX,
+        description="Default execution limit after delivery, seconds; none = never.",
     )
     max_in_flight: int = Field(32, ge=1, description="Commands in flight per native device.")
     poll_wait_max: float = Field(60.0, ge=0, description="Longest long-poll a device may ask for.")

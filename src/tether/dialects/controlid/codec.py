@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tether.core import jsonc
+from tether.core.errors import InvalidJson
 
 #: Terminal ids are int64 on the wire; unsigned readings are accepted, nothing longer.
 MAX_DEVICE_ID = (1 << 64) - 1
@@ -35,6 +37,15 @@ ENVELOPE_KEYS = frozenset({"verb", "endpoint", "body", "contentType", "queryStri
 
 class CodecError(ValueError):
     """The input is not something a terminal could meaningfully have sent."""
+
+
+class RefusedBody(CodecError):
+    """A readable body holding what no store can keep (see ``core/jsonc.py``): a NUL or a
+    lone surrogate in a string, an integer past 64 bits.
+
+    Unlike garbage, it is answered 400 and, for a result, fails the command with the
+    reason, since the terminal did answer and a resend would carry the same content.
+    """
 
 
 def parse_device_id(raw: str | None) -> str:
@@ -97,7 +108,7 @@ def push_body(parameters: dict[str, Any], *, body_as_string: bool) -> dict[str, 
     if "body" in parameters:
         body = parameters["body"]
         if body_as_string and content_type == JSON and not isinstance(body, str):
-            body = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            body = jsonc.encode_text(body)
         out["body"] = body
     out["contentType"] = content_type
     if parameters.get("queryString"):
@@ -106,7 +117,7 @@ def push_body(parameters: dict[str, Any], *, body_as_string: bool) -> dict[str, 
 
 
 def encode_push(envelope: dict[str, Any]) -> bytes:
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsonc.encode(envelope)
 
 
 # --- results (terminal -> server) -------------------------------------------------------------
@@ -124,14 +135,29 @@ class Result:
     uuid: str | None = None
 
 
+def _json(text: str | bytes) -> Any:
+    """JSON through the one codec; ``None`` for text that is not JSON at all."""
+    try:
+        return jsonc.decode(text)
+    except InvalidJson as error:
+        if error.kind in ("string", "integer"):
+            raise RefusedBody(error.message) from None
+        return None  # not JSON, or nesting no terminal sends: garbage
+
+
+def _form_text(value: str) -> str:
+    try:
+        return jsonc.check_text("a form field", value)
+    except InvalidJson as error:
+        raise RefusedBody(error.message) from None
+
+
 def _maybe_json(value: Any) -> Any:
     if isinstance(value, str):
-        stripped = value.strip()
+        stripped = _form_text(value).strip()
         if stripped[:1] in ("{", "["):
-            try:
-                return json.loads(stripped)
-            except ValueError:
-                return value
+            document = _json(stripped)
+            return value if document is None else document
     return value
 
 
@@ -149,10 +175,7 @@ def _decode_document(body: bytes, content_type: str) -> dict[str, Any]:
         raise CodecError("body is not UTF-8 text") from None
     kind = _content_kind(content_type)
     if kind != FORM:
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):
-            document = None
+        document = _json(body)
         if isinstance(document, dict):
             return document
         if document is not None:
@@ -160,7 +183,7 @@ def _decode_document(body: bytes, content_type: str) -> dict[str, Any]:
     if "=" in text:
         pairs = parse_qsl(text.strip(), keep_blank_values=True, max_num_fields=1000)
         if pairs:
-            return {key: _maybe_json(value) for key, value in pairs}
+            return {_form_text(key): _maybe_json(value) for key, value in pairs}
     raise CodecError("body is neither a JSON object nor a form")
 
 
@@ -171,7 +194,7 @@ def parse_result(body: bytes, content_type: str = "") -> Result:
     uuid = parse_uuid(uuid) if isinstance(uuid, str) else None
     if "error" in document and document["error"] not in (None, ""):
         error = document["error"]
-        message = error if isinstance(error, str) else json.dumps(error)
+        message = error if isinstance(error, str) else jsonc.encode_text(error)
         return Result(False, None, message[:2000], uuid)
     if "transactions_results" in document:
         items = _maybe_json(document["transactions_results"])

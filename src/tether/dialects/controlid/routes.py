@@ -230,8 +230,12 @@ class Handlers:
         if body is None:
             log.warning("controlid result from %s dropped: body over the size limit", device.id)
             return empty()
+        refused: codec.RefusedBody | None = None
         try:
             parsed: codec.Result | None = codec.parse_result(body, request.content_type)
+        except codec.RefusedBody as error:
+            log.warning("controlid result from %s refused: %s", device.id, error)
+            parsed, refused = None, error
         except codec.CodecError as error:
             log.warning(
                 "controlid result from %s unreadable (%s): %r", device.id, error, body[:200]
@@ -239,6 +243,12 @@ class Handlers:
             parsed = None
         uuid = uuid or (parsed.uuid if parsed else None)
         command_id = await self._correlate(terminals, device, uuid)
+        if refused is not None:
+            # The terminal answered, with content no store can keep: the command fails
+            # with that reason rather than waiting for a timeout, and the terminal is told.
+            parsed = codec.Result(False, None, f"the terminal's result was refused: {refused}")
+            if command_id is None:
+                return empty(400)
         if command_id is None:
             return empty()
         if parsed is None:
@@ -258,7 +268,7 @@ class Handlers:
         if handed is not None and handed.command_id == command_id:
             del terminals.outstanding[device.id]
         log.debug("controlid command %s of %s -> %s", command_id, device.id, command.state)
-        return empty()
+        return empty(400 if refused is not None else 200)
 
     async def _correlate(
         self, terminals: Terminals, device: Device, uuid: str | None
@@ -312,7 +322,7 @@ class Handlers:
             log.warning(
                 "controlid monitor %s from %s unreadable: %s", topic, _source(request), error
             )
-            return empty()
+            return empty(400 if isinstance(error, codec.RefusedBody) else 200)
         device_id = event.device_id
         if device_id is None:
             try:

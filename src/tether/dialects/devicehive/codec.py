@@ -13,9 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
-
-from tether.core.errors import TetherError
+from tether.core import jsonc, limits
+from tether.core.errors import BadRequest, InvalidJson, TetherError
 from tether.core.lifecycle import TERMINAL, CommandState
 from tether.core.model import (
     Command,
@@ -31,9 +30,6 @@ from tether.core.model import (
 API_VERSION = "3.5.0"
 #: Special notification names DeviceHive reserves for device registration events.
 RESERVED_NOTIFICATIONS = frozenset({"$device-add", "$device-update"})
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
 
 ROLES = {Role.ADMIN: 0, Role.CLIENT: 1}
 ROLE_OF = {v: k for k, v in ROLES.items()}
@@ -124,14 +120,14 @@ def end_bound(raw: Any) -> datetime:
 
 
 def encode(frame: dict[str, Any]) -> str:
-    return _encoder.encode(frame).decode()
+    return jsonc.encode_text(frame)
 
 
 def decode_json(raw: str | bytes) -> Any:
     try:
-        return _decoder.decode(raw)
-    except msgspec.DecodeError as error:
-        raise DhError(400, f"Malformed JSON: {error}") from None
+        return jsonc.decode(raw)
+    except InvalidJson as error:
+        raise DhError(400, error.message) from None
 
 
 def parse_request(raw: str | bytes) -> tuple[str, Any, dict[str, Any]]:
@@ -153,8 +149,8 @@ def parse_request(raw: str | bytes) -> tuple[str, Any, dict[str, Any]]:
 def echo_of(raw: str | bytes) -> tuple[Any, Any]:
     """Best effort ``(action, requestId)`` of a frame that failed to parse."""
     try:
-        message = _decoder.decode(raw)
-    except msgspec.DecodeError:
+        message = jsonc.decode(raw)
+    except InvalidJson:
         return None, None
     if isinstance(message, dict):
         action = message.get("action")
@@ -198,21 +194,20 @@ def opt_str(value: Any, what: str) -> str | None:
     return value
 
 
-def opt_int(value: Any, what: str) -> int | None:
+def opt_int(
+    value: Any, what: str, low: int = limits.INT64_MIN, high: int = limits.INT64_MAX
+) -> int | None:
+    """An integer from JSON or a query string, within ``[low, high]`` (64-bit by default)."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise DhError(400, f"{what} must be an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise DhError(400, f"{what} must be an integer")
+    try:
+        if isinstance(value, str):
+            return limits.parse_int(what, value, low, high)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2.0**63:
+            value = int(value)
+        return limits.check_int(what, value, low, high)
+    except BadRequest as error:
+        raise DhError(400, error.message) from None
 
 
 def opt_bool(value: Any, what: str) -> bool | None:
@@ -252,14 +247,11 @@ def str_list(value: Any, what: str) -> list[str] | None:
 
 
 def paging(message: dict[str, Any], default_take: int | None) -> tuple[int, int]:
-    take = opt_int(message.get("take"), "take")
-    skip = opt_int(message.get("skip"), "skip")
+    take = opt_int(message.get("take"), "take", 0, limits.LIST_MAX)
+    skip = opt_int(message.get("skip"), "skip", 0, limits.LIST_MAX)
     if take is None:
-        take = default_take if default_take is not None else 10**9
-    skip = skip or 0
-    if take < 0 or skip < 0:
-        raise DhError(400, "take and skip must not be negative")
-    return take, skip
+        take = default_take if default_take is not None else limits.LIST_MAX
+    return take, skip or 0
 
 
 def sort_order(raw: Any, *, default_desc: bool) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tether.core import limits
 from tether.core.access import Action, Principal
 from tether.core.errors import NotFound
 from tether.core.lifecycle import TERMINAL, CommandState, stamp
@@ -140,8 +141,9 @@ class CommandOps:
         name = body.get("command")
         if not isinstance(name, str) or not name:
             raise DhError(400, "Invalid request parameters: command is required")
-        lifetime = codec.opt_int(body.get("lifetime"), "lifetime")
-        if lifetime is not None and lifetime <= 0:
+        # 0 (or none) is "never expires", as DeviceHive stores it; below 0 is a mistake.
+        lifetime = codec.opt_int(body.get("lifetime"), "lifetime", 0, int(limits.DURATION_MAX))
+        if lifetime == 0:
             lifetime = None
         if device.dialect == DIALECT:
             # DeviceHive commands have no execution deadline; only lifetime, if given.

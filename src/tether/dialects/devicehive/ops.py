@@ -10,10 +10,10 @@ which enforces the access rules; this layer adds DeviceHive's messages and defau
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from tether.core import jsonc
 from tether.core.access import ALL_ACTIONS, Action, Principal, PrincipalKind, can_see_device
 from tether.core.model import Device
 from tether.dialects.devicehive import codec
@@ -95,18 +95,18 @@ class DirectoryOps(UserOps):
         raw = await self.hub.dialect_state.get(DIALECT, f"config:{key}")
         if raw is None:
             raise DhError(404, f"Requested config with name = {key} not found in the database")
-        stored = json.loads(raw)
+        stored = jsonc.decode(raw)
         return {"name": key, "value": stored["value"], "entityVersion": stored["entityVersion"]}
 
     async def put_config(self, p: Principal | None, name: Any, value: Any) -> dict[str, Any]:
         need(p, Action.MANAGE_CONFIGURATION)
         key = _config_name(name)
         if value is not None and not isinstance(value, str):
-            value = json.dumps(value)
+            value = jsonc.encode_text(value)
         raw = await self.hub.dialect_state.get(DIALECT, f"config:{key}")
-        version = json.loads(raw)["entityVersion"] + 1 if raw is not None else 0
+        version = jsonc.decode(raw)["entityVersion"] + 1 if raw is not None else 0
         stored = {"value": value, "entityVersion": version}
-        await self.hub.dialect_state.put(DIALECT, f"config:{key}", json.dumps(stored))
+        await self.hub.dialect_state.put(DIALECT, f"config:{key}", jsonc.encode_text(stored))
         return {"name": key, "value": value, "entityVersion": version}
 
     async def delete_config(self, p: Principal | None, name: Any) -> None:

@@ -13,7 +13,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-import msgspec
+from tether.core import jsonc
 
 #: The ``reason`` strings the cloud sends with each error code on the WebSocket.
 REASONS: dict[int, str] = {
@@ -32,18 +32,15 @@ REASONS: dict[int, str] = {
 #: Multi-channel arrays that are merged by ``outlet`` instead of replaced.
 OUTLET_ARRAYS = ("switches", "configure", "pulses")
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
-
 
 def encode(message: Any) -> str:
     """Compact JSON (no spaces, keys in insertion order), as constrained firmware expects."""
-    return _encoder.encode(message).decode()
+    return jsonc.encode_text(message)
 
 
 def decode(text: str | bytes) -> Any:
-    """Parse JSON; raises ``msgspec.DecodeError`` on anything else."""
-    return _decoder.decode(text)
+    """Parse JSON within the codec's bounds; raises ``InvalidJson`` on anything else."""
+    return jsonc.decode(text)
 
 
 def to_device(value: Any) -> Any:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
+from tether.core import jsonc
 from tether.core.access import can_see_device
-from tether.core.errors import TetherError, TooManyRequests, Unauthorized
+from tether.core.errors import InvalidJson, TetherError, TooManyRequests, Unauthorized
 from tether.dialects.ewelink import codec, ws
 from tether.dialects.ewelink.accounts import Session
 from tether.dialects.ewelink.cloud import Cloud
@@ -32,7 +32,7 @@ class Holder:
 
 
 def _json(body: Any) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), content_type="application/json")
+    return web.Response(body=jsonc.encode(body), content_type="application/json")
 
 
 def v1_error(code: int, info: str) -> web.Response:
@@ -64,7 +64,7 @@ async def _body(request: web.Request) -> tuple[bytes, Any]:
         return raw, {}
     try:
         return raw, codec.decode(raw)
-    except msgspec.DecodeError:
+    except InvalidJson:
         return raw, None
 
 

@@ -15,11 +15,10 @@ import hmac
 import logging
 from typing import Any
 
-import msgspec
 from aiohttp import WSMsgType, web
 
 from tether.core.access import can_see_device
-from tether.core.errors import TetherError
+from tether.core.errors import InvalidJson, TetherError
 from tether.dialects.ewelink import codec
 from tether.dialects.ewelink.cloud import Cloud
 from tether.dialects.ewelink.links import AppSession, DeviceLink, Peer, error_reply
@@ -87,7 +86,7 @@ class _Conn:
                 continue
             try:
                 parsed = codec.decode(data)
-            except msgspec.DecodeError:
+            except InvalidJson:
                 self.peer.send(error_reply(400))
                 continue
             if not isinstance(parsed, dict):

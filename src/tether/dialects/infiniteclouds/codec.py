@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import jwt
-import msgspec
 
+from tether.core import jsonc, limits
 from tether.core.errors import BadRequest, Unauthorized
 from tether.core.model import Command
 
@@ -34,9 +34,6 @@ DEVICE_PREFIX = "ic-"
 TOKEN_PURPOSE = "infiniteclouds-device-token"
 TOKEN_TYPE = "infiniteclouds-device"
 
-_decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
-
 
 # --- envelope -------------------------------------------------------------------------------
 
@@ -44,7 +41,7 @@ _encoder = msgspec.json.Encoder()
 def envelope(data: Any, message: str = "success", status: int = 200) -> bytes:
     """The documented reply; ``errors`` is true and ``errorCode`` the status on failure."""
     ok = status < 400
-    return _encoder.encode(
+    return jsonc.encode(
         {
             "data": data,
             "message": message,
@@ -80,10 +77,7 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object; an empty body is ``{}``."""
     if not raw.strip():
         return {}
-    try:
-        body = _decoder.decode(raw)
-    except msgspec.DecodeError as error:
-        raise BadRequest(f"malformed JSON: {error}") from None
+    body = jsonc.decode(raw)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
@@ -219,8 +213,8 @@ def command_results(body: dict[str, Any]) -> list[CommandOutcome]:
             raise BadRequest("each commands entry must be an object")
         raw_id = field(entry, "commandId")
         try:
-            command_id = int(str(raw_id).removeprefix("cmd_"))
-        except ValueError:
+            command_id = limits.parse_id("commandId", str(raw_id).removeprefix("cmd_"))
+        except BadRequest:
             raise BadRequest(f"commandId {raw_id!r} is not a command of this cloud") from None
         status = str(field(entry, "status") or "").lower()
         exit_code = field(entry, "exitCode")

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import msgspec
-
+from tether.core import jsonc
 from tether.core.errors import BadRequest, PayloadTooLarge
 
 Encoding = Literal["object", "typed_array"]
@@ -87,10 +86,7 @@ def inflate(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
 def decode_json(raw: bytes) -> Any:
     if not raw.strip():
         raise BadRequest("body is empty; a JSON object is required")
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as error:
-        raise BadRequest(f"malformed JSON: {error}") from None
+    return jsonc.decode(raw)
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import msgspec
 
+from tether.core import jsonc
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
 from tether.core.backoff import Backoff
 from tether.core.errors import BadRequest, TetherError
@@ -360,7 +360,7 @@ class Dispatcher:
             try:
                 async with self._session.post(
                     url,
-                    data=msgspec.json.encode(body),
+                    data=jsonc.encode(body),
                     headers=headers,
                     ssl=self._ssl(device, url),  # type: ignore[arg-type]
                     timeout=aiohttp.ClientTimeout(total=timeout),
@@ -379,8 +379,8 @@ class Dispatcher:
         response = None
         if raw.strip():
             try:
-                response = parse_response(msgspec.json.decode(raw))
-            except (msgspec.DecodeError, BadRequest) as error:
+                response = parse_response(jsonc.decode(raw))
+            except BadRequest as error:
                 if 200 <= status < 300:
                     log.warning(
                         "operation %s: %s answered %d with an unreadable body (%s); "

@@ -16,11 +16,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from tether.core import jsonc
 from tether.core.access import Action, PrincipalKind, require_device
 from tether.core.errors import (
     BadRequest,
@@ -149,7 +149,7 @@ class SouthRoutes:
             hub,
             device.id,
             commands,
-            body=msgspec.json.encode(bodies[0] if limit == 1 else {"operations": bodies}),
+            body=jsonc.encode(bodies[0] if limit == 1 else {"operations": bodies}),
             content_type="application/json",
         )
 
