@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 from tests.conftest import fresh_postgres_schema
 from tests.support import ADMIN_PASSWORD, running
 from tests.test_cli import START_TIMEOUT, TETHER, clean_env, free_port, stop
-from tether.cli_client import register
+from tether.cli_commands.users import user_app
 from tether.core.model import UserStatus
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,7 @@ async def user_cli(*args: str, stdin: str = "") -> Result:
     thread with its own event loop, as the command line runs it."""
     root = typer.Typer()
     root.callback()(lambda: None)
-    register(root)
+    root.add_typer(user_app, name="user")
     runner = CliRunner()
     return await asyncio.to_thread(runner.invoke, root, ["user", *args], input=stdin)
 
