@@ -25,6 +25,7 @@ from tether.core.errors import BadRequest
 from tether.core.model import Notification
 from tether.store.repos._base import Repo, child_visibility, page, unstorable, write_error
 from tether.store.schema import devices, notifications
+from tether.store.types import require_aware
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -98,7 +99,8 @@ class NotificationRepo(Repo):
                 "device_id": row.device_id,
                 "name": row.name,
                 "parameters": row.parameters,
-                "timestamp": row.timestamp,
+                # A naive time is the caller's bug, not an unstorable value: fail loudly.
+                "timestamp": require_aware(row.timestamp),
             }
             for row in rows
         ]
