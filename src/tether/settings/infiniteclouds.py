@@ -7,6 +7,8 @@ inferred behaviour has a switch here.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -48,4 +50,43 @@ class InfiniteCloudsSettings(BaseModel):
     status_on_assign: bool = Field(
         True,
         description="Ask a newly assigned device for a full status snapshot (``sendStatus``) once.",
+    )
+    reregister_proof: Literal["token_or_machine_id", "token", "machine_id", "none"] = Field(
+        "token_or_machine_id",
+        description="What an already assigned device must show to get a token again: its "
+        "current (or recently expired) authToken as Bearer, its stored ``machineId``, either "
+        "one, or nothing (``none``: anyone who knows the MAC gets a token; the protocol's "
+        "own, unauthenticated behaviour). A registration that proves nothing is answered as "
+        "unassigned and logged.",
+    )
+    reregister_token_grace: int = Field(
+        7 * 86400,
+        ge=0,
+        le=365 * 86400,
+        description="Seconds after its expiry that an authToken still proves continuity at "
+        "re-registration (a device registers again *because* its token expired).",
+    )
+    max_unassigned: int = Field(
+        1000,
+        ge=0,
+        le=10_000_000,
+        description="Most unassigned InfiniteClouds devices kept; a registration that would "
+        "create one more is answered 429 in the envelope.",
+    )
+    registration_rate: int = Field(
+        20,
+        ge=1,
+        le=1_000_000,
+        description="Most anonymous registrations per source address and window that create "
+        "a device or fail a continuity proof; beyond it, 429 in the envelope.",
+    )
+    registration_window: float = Field(
+        60.0, gt=0, le=86400, description="Seconds of the ``registration_rate`` window."
+    )
+    max_registration_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest body of a request without a token (a registration); larger is "
+        "413 in the envelope. Authenticated messages get ``TETHER_MAX_MESSAGE_BYTES``.",
     )

@@ -269,8 +269,13 @@ class KeepaliveAgent:
             "firmware": self._firmware(),
             "interfaces": host.interfaces(),
         }
-        self.token = None
-        answer = await self._call("POST", "/v1/device/registration", body)
+        # The previous token (often just expired) goes along as the proof that this is
+        # the device that registered before; the cloud may refuse a re-registration
+        # without one (``reregister_proof``).
+        try:
+            answer = await self._call("POST", "/v1/device/registration", body)
+        finally:
+            self.token = None
         # The MAC is kept alongside so a different --mac never reuses this token.
         write_json(self.dir / REGISTER_RESPONSE, {**answer, "mac": self.mac})
         data = answer.get("data") or {}

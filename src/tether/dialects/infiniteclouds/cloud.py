@@ -23,7 +23,6 @@ from cachetools import LRUCache
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
 from tether.core.errors import (
     BadRequest,
-    Conflict,
     DeviceBlocked,
     Forbidden,
     NotFound,
@@ -32,6 +31,7 @@ from tether.core.errors import (
 from tether.core.lifecycle import CommandState
 from tether.core.model import ConfigRevision, Device, FirmwareTarget, Role
 from tether.dialects.infiniteclouds import codec
+from tether.dialects.infiniteclouds.registration import Registrar
 from tether.hub.commands import Shaped, validate_name
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tether.infiniteclouds")
 
-DIALECT = "infiniteclouds"
+DIALECT = codec.DIALECT
 
 #: The dialect acting on its own devices (creating them at registration, recording what
 #: they report). Never handed to a caller: the device itself only ever acts as itself.
@@ -91,7 +91,9 @@ class Cloud:
     def __init__(self, hub: Hub, settings: InfiniteCloudsSettings) -> None:
         self.hub = hub
         self.settings = settings
-        self._key = hub.auth.tokens.derive_key(codec.TOKEN_PURPOSE)
+        self.token_key = hub.auth.tokens.derive_key(codec.TOKEN_PURPOSE)
+        #: The principal this dialect acts as on its own devices.
+        self.service = SERVICE
         self._verified: LRUCache[str, codec.DeviceToken] = LRUCache(maxsize=VERIFIED_CACHE)
         # What a device gets depends only on its id and type. Concurrent misses for one
         # device share a single query (alru_cache shares the task), so a cache expiry
@@ -99,6 +101,7 @@ class Cloud:
         ttl = settings.revision_cache_ttl
         self._configs: Loader[ConfigRevision | None] = Loader(hub.twins.current_config, ttl)
         self._firmware: Loader[FirmwareTarget | None] = Loader(hub.twins.current_firmware, ttl)
+        self._registrar = Registrar(self)
 
     @property
     def presence_timeout(self) -> float:
@@ -106,64 +109,14 @@ class Cloud:
 
     # --- registration -------------------------------------------------------------------------
 
-    async def register(self, body: dict[str, Any]) -> tuple[Data, str]:
-        mac = codec.normal_mac(codec.text(body, "macAddress", limit=32))
-        device_id = codec.device_id_for(mac)
-        facts = self._facts(body)
-        facts["macAddress"] = mac
-        interfaces = codec.field(body, "interfaces")
-        if isinstance(interfaces, list):
-            facts["interfaces"] = interfaces
-        device = await self.hub.directory.device(device_id)
-        created = False
-        if device is None:
-            kind = facts.get("deviceType") or "CE"
-            try:
-                device = await self.hub.directory.create_device(
-                    SERVICE,
-                    id=device_id,
-                    name=f"{kind} {mac}",
-                    dialect=DIALECT,
-                    attributes=facts,
-                )
-                created = True
-            except Conflict:  # registered concurrently
-                device = await self.hub.directory.device(device_id)
-                if device is None:
-                    raise
-        if device.dialect != DIALECT:
-            raise Conflict(f"device {device_id} exists and is not an InfiniteClouds device")
-        if not created:
-            device = await self._record(device, facts)
-        if device.blocked:
-            raise DeviceBlocked("Device is blocked")
-        if device.owner_id is None:
-            message = (
-                "Device registered, waiting for assignment"
-                if created
-                else "Device is not assigned yet"
-            )
-            return {"assigned": False, "deviceId": device_id}, message
-        ttl = self.settings.token_ttl
-        token = codec.issue_token(
-            self._key,
-            codec.DeviceToken(device_id, mac, device.owner_id),
-            now=int(self.hub.clock.now().timestamp()),
-            ttl=ttl,
-            audience=self.settings.token_audience,
-            issuer=self.settings.token_issuer,
-        )
-        data = {
-            "assigned": True,
-            "authToken": token,
-            "deviceId": device_id,
-            "tokenExpiry": str(ttl),
-            "type": "Bearer",
-        }
-        return data, "Device is already exists with same mac address"
+    async def register(
+        self, body: dict[str, Any], *, source: str, authorization: str | None
+    ) -> tuple[Data, str]:
+        """Answer a registration (continuity proof and caps: :mod:`.registration`)."""
+        return await self._registrar.register(body, source=source, authorization=authorization)
 
     @staticmethod
-    def _facts(body: dict[str, Any]) -> dict[str, Any]:
+    def facts(body: dict[str, Any]) -> dict[str, Any]:
         """What a message says about the device, by attribute name (absent ones left out)."""
         current, upgrading = codec.reported_firmware(body)
         found = {
@@ -178,7 +131,7 @@ class Cloud:
             facts["firmwareUpgrading"] = upgrading or ""
         return facts
 
-    async def _record(self, device: Device, facts: dict[str, Any]) -> Device:
+    async def record(self, device: Device, facts: dict[str, Any]) -> Device:
         """Store what changed in the device's attributes; nothing to write, no SQL."""
         merged = {**device.attributes, **facts}
         if merged == device.attributes:
@@ -215,7 +168,7 @@ class Cloud:
         token = self._verified.get(raw)
         if token is None:
             token = codec.verify_token(
-                self._key,
+                self.token_key,
                 raw,
                 now=now,
                 audience=self.settings.token_audience,
@@ -232,7 +185,7 @@ class Cloud:
     async def report(self, device: Device, kind: str, body: dict[str, Any]) -> Data:
         """Handle one authenticated message and answer with a fresh ``triggerEvent``."""
         outcomes = codec.command_results(body)
-        facts = self._facts(body)
+        facts = self.facts(body)
         if kind == codec.STATUS:
             facts["statusWanted"] = False
             facts["lastStatusAt"] = self.hub.clock.now().isoformat()
@@ -247,7 +200,7 @@ class Cloud:
             }
         self.hub.presence.activity(device.id, timeout=self.presence_timeout)
         await self._complete(device, outcomes)
-        device = await self._record(device, facts)
+        device = await self.record(device, facts)
         if kind == codec.STATISTICS:
             await self.hub.notifications.post_as_device(device, "statistics", _payload(body))
         elif kind == codec.STATUS:

@@ -20,6 +20,8 @@ from tether.core import jsonc, limits
 from tether.core.errors import BadRequest, Unauthorized
 from tether.core.model import Command
 
+#: The core dialect name of these devices.
+DIALECT = "infiniteclouds"
 #: ``statusType`` values; ``None`` (absent) is a register.
 KEEPALIVE = "keepalive"
 STATISTICS = "statistics"
@@ -267,10 +269,13 @@ def issue_token(
     return jwt.encode(claims, key, algorithm="HS256")
 
 
-def verify_token(key: bytes, raw: str, *, now: int, audience: str, issuer: str) -> DeviceToken:
+def verify_token(
+    key: bytes, raw: str, *, now: int, audience: str, issuer: str, grace: int = 0
+) -> DeviceToken:
     """The token's device, or :class:`Unauthorized` (``Token expired`` / ``Invalid token``).
 
-    Expiry is checked against ``now`` (the hub's clock), not the wall clock.
+    Expiry is checked against ``now`` (the hub's clock), not the wall clock; ``grace``
+    seconds past it are still accepted (a re-registration proving continuity).
     """
     try:
         claims = jwt.decode(
@@ -294,7 +299,7 @@ def verify_token(key: bytes, raw: str, *, now: int, audience: str, issuer: str) 
         or not isinstance(exp, int)
     ):
         raise Unauthorized("Invalid token")
-    if exp <= now:
+    if exp + grace <= now:
         raise Unauthorized("Token expired")
     return DeviceToken(data["deviceId"], data["macAddress"], claims["own"], exp)
 

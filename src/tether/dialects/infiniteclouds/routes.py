@@ -53,7 +53,9 @@ def enveloped(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
         try:
             data, message = await handler(request)
         except TetherError as error:
-            return reply(None, error.message, error.status)
+            answer = reply(None, error.message, error.status)
+            answer.headers.update(error.headers())
+            return answer
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return reply(None, "Internal server error", 500)
@@ -75,22 +77,35 @@ def cloud_of(request: web.Request) -> Cloud:
     return slot.cloud
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    limit = cloud_of(request).hub.settings.max_message_bytes
+async def read_raw(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is larger than {limit} bytes")
     raw = await request.content.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    return codec.decode_body(raw)
+    return raw
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    return codec.decode_body(
+        await read_raw(request, cloud_of(request).hub.settings.max_message_bytes)
+    )
 
 
 async def registration(request: web.Request) -> tuple[Any, str]:
     cloud = cloud_of(request)
-    body = await read_json(request)
+    authorization = request.headers.get("Authorization")
+    # A request without a token can only be a registration (anything else is refused
+    # for the missing token), so a stranger's body is held to the registration limit
+    # before it is read.
+    small = cloud.settings.max_registration_bytes
+    raw = await read_raw(request, cloud.hub.settings.max_message_bytes if authorization else small)
+    body = codec.decode_body(raw)
     kind = codec.status_type(body)
     if kind is None:
-        return await cloud.register(body)
+        if len(raw) > small:
+            raise PayloadTooLarge(f"a registration is larger than {small} bytes")
+        return await cloud.register(body, source=request.remote or "", authorization=authorization)
     if kind not in codec.KNOWN_STATUS_TYPES:
         if not cloud.settings.lenient_status_types:
             raise BadRequest(f"unknown statusType {codec.field(body, 'statusType')!r}")

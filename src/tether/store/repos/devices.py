@@ -202,6 +202,17 @@ class DeviceRepo(Repo):
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
+    async def count_unowned(self, dialect: str) -> int:
+        """Devices of ``dialect`` with no owner (an InfiniteClouds device waiting for
+        assignment), on the owner index: the cap on anonymous registrations reads it."""
+        stmt = (
+            select(func.count())
+            .select_from(devices)
+            .where(devices.c.owner_id.is_(None), devices.c.dialect == dialect)
+        )
+        async with self._read() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
     async def dialects_of(self, *, principal: Principal | None = None) -> dict[str, str]:
         """Every device ``principal`` sees, id to dialect: two columns, for presence counts.
 
