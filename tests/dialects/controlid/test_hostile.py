@@ -7,6 +7,7 @@ import asyncio
 import base64
 import logging
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,10 +81,47 @@ async def test_malformed_ids_are_refused_and_logged(
         with caplog.at_level(logging.WARNING, logger="tether.controlid"):
             status, body = await raw(tether, "GET", "/push?" + query)
             assert (status, body) == (400, b""), query
+            # /result answers a malformed id as /push does (issue 18): 400, nothing read.
             status, body = await raw(tether, "POST", "/result?" + query, json={"response": {}})
-            assert (status, body) == (200, b""), query
+            assert (status, body) == (400, b""), query
         assert logged(caplog, why), query
     assert (await get(tether, made["id"]))["state"] == "pending"
+
+
+async def curl_result(server: Running, query: str, body: str) -> tuple[int, bytes]:
+    """``curl -d``: JSON sent as ``application/x-www-form-urlencoded``, as curl labels it."""
+    process = await asyncio.create_subprocess_exec(
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{content_type}",
+        "-d", body, f"{server.url}/result?{query}",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    code, _, _ = out.decode().partition(" ")
+    return int(code), out
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_result_sent_by_curl_d_is_read_as_json(tether: Running) -> None:
+    made = await create(tether, "reboot")
+    uuid = "6f0c2a52-6b0d-4d4e-9b8a-3e1b1c3a0b11"
+    status, pushed = await raw(tether, "GET", f"/push?deviceId={DEVICE}&uuid={uuid}")
+    assert status == 200 and pushed
+    body = '{"response": {"rebooting": true}}'
+    status, _ = await curl_result(tether, f"deviceId={DEVICE}&uuid={uuid}", body)
+    assert status == 200
+    command = await get(tether, made["id"])
+    assert command["state"] == "succeeded", command
+    assert command["result"] == {"rebooting": True}
+    # Declared a form, shaped like one: still read as the form it is.
+    made = await create(tether, "reboot")
+    status, pushed = await raw(tether, "GET", f"/push?deviceId={DEVICE}&uuid={uuid[:-1]}2")
+    assert status == 200 and pushed
+    status, _ = await curl_result(
+        tether, f"deviceId={DEVICE}&uuid={uuid[:-1]}2", "error=Node%20not%20found"
+    )
+    command = await get(tether, made["id"])
+    assert (command["state"], command["error"]) == ("failed", "Node not found")
 
 
 async def test_unknown_and_foreign_devices_get_nothing(

@@ -173,13 +173,14 @@ def _decode_document(body: bytes, content_type: str) -> dict[str, Any]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise CodecError("body is not UTF-8 text") from None
-    kind = _content_kind(content_type)
-    if kind != FORM:
-        document = _json(body)
-        if isinstance(document, dict):
-            return document
-        if document is not None:
-            raise CodecError(f"JSON body is a {type(document).__name__}, not an object")
+    # A body that is a JSON object is JSON whatever the header says: ``curl -d`` and
+    # some firmwares label JSON ``application/x-www-form-urlencoded`` (reference A.6).
+    # A form (``response=...``) is never valid JSON, so trying JSON first is safe.
+    document = _json(body)
+    if isinstance(document, dict):
+        return document
+    if document is not None and _content_kind(content_type) != FORM:
+        raise CodecError(f"JSON body is a {type(document).__name__}, not an object")
     if "=" in text:
         pairs = parse_qsl(text.strip(), keep_blank_values=True, max_num_fields=1000)
         if pairs:

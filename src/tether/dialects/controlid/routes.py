@@ -3,8 +3,11 @@
 Every answer to a terminal is an empty 200 unless it carries a command: the firmware
 treats any body on ``/result`` or Monitor as noise and any non-empty ``/push`` body as a
 command, so problems are logged here, not told to the terminal (reference A.5, A.6, A.10).
-Two exceptions, both before anything is parsed: a source outside ``allowed_networks``
-gets 403 and a path without the configured secret gets 404, so a scanner learns nothing.
+The exceptions come before any device is looked up: a source outside
+``allowed_networks`` gets 403, a path without the configured secret gets 404 (so a scanner
+learns nothing), and a malformed ``deviceId`` or ``uuid`` gets 400 on ``/push`` and
+``/result`` alike. A well-formed id that is not a Control iD device gets the empty 200 of
+"nothing to do" (logged once per id), so it cannot tell unknown ids from idle ones.
 
 The poll path costs no SQL when nothing is due: the device comes from the directory
 cache, presence is in memory, and :meth:`Delivery.poll` answers from the command index.
@@ -222,7 +225,7 @@ class Handlers:
     async def result(self, request: web.Request) -> web.StreamResponse:
         found = await self._identify(request, "result")
         if isinstance(found, web.Response):
-            return found if found.status != 400 else empty()
+            return found  # a malformed deviceId is 400, as on /push
         terminals, device, uuid = found
         hub = terminals.hub
         hub.presence.activity(device.id)
