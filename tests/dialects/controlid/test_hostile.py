@@ -106,7 +106,8 @@ async def test_result_sent_by_curl_d_is_read_as_json(tether: Running) -> None:
     made = await create(tether, "reboot")
     uuid = "6f0c2a52-6b0d-4d4e-9b8a-3e1b1c3a0b11"
     status, pushed = await raw(tether, "GET", f"/push?deviceId={DEVICE}&uuid={uuid}")
-    assert status == 200 and pushed
+    assert status == 200
+    assert pushed
     body = '{"response": {"rebooting": true}}'
     status, _ = await curl_result(tether, f"deviceId={DEVICE}&uuid={uuid}", body)
     assert status == 200
@@ -116,7 +117,8 @@ async def test_result_sent_by_curl_d_is_read_as_json(tether: Running) -> None:
     # Declared a form, shaped like one: still read as the form it is.
     made = await create(tether, "reboot")
     status, pushed = await raw(tether, "GET", f"/push?deviceId={DEVICE}&uuid={uuid[:-1]}2")
-    assert status == 200 and pushed
+    assert status == 200
+    assert pushed
     status, _ = await curl_result(
         tether, f"deviceId={DEVICE}&uuid={uuid[:-1]}2", "error=Node%20not%20found"
     )
