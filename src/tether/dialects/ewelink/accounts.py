@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,8 @@ class Session:
     user_id: int
     appid: str
     principal: Principal
+    #: SHA-256 of the ``at`` itself: sessions opened with it close when it is replaced.
+    at_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,11 @@ class Login:
 
 
 class Accounts:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, on_revoked: Callable[[int, str], None] | None = None) -> None:
         self._hub = hub
+        #: Told (user id, ``at`` hash) when an ``at`` stops working here: replaced by a
+        #: login or a refresh, or logged out.
+        self._on_revoked = on_revoked
         self._apikeys: dict[int, str] = {}
         self._users: dict[str, int] = {}
         #: Logins of one account and app take turns on this node (read, revoke, write).
@@ -94,12 +100,7 @@ class Accounts:
 
     async def _replace(self, slot: str, user_id: int, appid: str) -> tuple[str, str]:
         state = self._hub.dialect_state
-        previous = await state.get(DIALECT, slot)
-        if previous is not None:
-            at_hash, _, rt_hash = previous.partition("|")
-            await state.delete(DIALECT, f"tok:{at_hash}")
-            if rt_hash:
-                await state.delete(DIALECT, f"rt:{rt_hash}")
+        await self._revoke(slot, user_id)
         at, rt = new_token(), new_token()
         owner = f"{user_id}|{appid}"
         await state.put(DIALECT, f"tok:{token_hash(at)}", owner)
@@ -125,14 +126,29 @@ class Accounts:
             raise Unauthorized("access token is not valid (expired or logged in elsewhere)")
         user_id, _, appid = owner.partition("|")
         principal = await self._hub.auth.user_principal(int(user_id))
-        return Session(user_id=int(user_id), appid=appid, principal=principal)
+        return Session(
+            user_id=int(user_id), appid=appid, principal=principal, at_hash=token_hash(at)
+        )
 
     async def logout(self, session: Session) -> None:
-        state = self._hub.dialect_state
         slot = f"at:{session.user_id}:{session.appid}"
+        if await self._revoke(slot, session.user_id):
+            await self._hub.dialect_state.delete(DIALECT, slot)
+
+    async def _revoke(self, slot: str, user_id: int) -> bool:
+        """End the ``at``/``rt`` pair held in ``slot``; False if there was none."""
+        state = self._hub.dialect_state
         previous = await state.get(DIALECT, slot)
-        if previous is not None:
-            at_hash, _, rt_hash = previous.partition("|")
-            await state.delete(DIALECT, f"tok:{at_hash}")
+        if previous is None:
+            return False
+        at_hash, _, rt_hash = previous.partition("|")
+        await state.delete(DIALECT, f"tok:{at_hash}")
+        if rt_hash:
             await state.delete(DIALECT, f"rt:{rt_hash}")
-            await state.delete(DIALECT, slot)
+        if self._on_revoked is not None:
+            self._on_revoked(user_id, at_hash)
+        return True
+
+    async def live(self, at_hash: str) -> bool:
+        """Whether the ``at`` with this hash still works (checked at app heartbeats)."""
+        return await self._hub.dialect_state.get(DIALECT, f"tok:{at_hash}") is not None

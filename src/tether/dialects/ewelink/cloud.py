@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tether.core.access import Action, Principal, PrincipalKind, can_see_device
@@ -55,12 +56,12 @@ class Cloud:
     def __init__(self, hub: Hub, settings: EWeLinkSettings) -> None:
         self.hub = hub
         self.settings = settings
-        self.accounts = Accounts(hub)
+        self.accounts = Accounts(hub, on_revoked=self._token_revoked)
         self.apps: dict[int, set[AppSession]] = {}
         self.links: dict[str, DeviceLink] = {}
         #: Command id -> the app request waiting for its ack on this node (the device's
         #: link is here); commands acked elsewhere are awaited through the core instead.
-        self.waiting: dict[int, asyncio.Future[int]] = {}
+        self.waiting: dict[int, tuple[asyncio.Future[int], _Answer]] = {}
         self._events: asyncio.Queue[Any] = asyncio.Queue(FANOUT_QUEUE)
         self._subscriptions: list[Subscription] = []
         self._following = asyncio.Lock()
@@ -157,12 +158,23 @@ class Cloud:
 
     # --- fan-out to apps ----------------------------------------------------------------
 
-    def to_apps(self, user_id: int | None, message: dict[str, Any]) -> None:
+    def to_apps(
+        self, user_id: int | None, message: dict[str, Any], but: AppSession | None = None
+    ) -> None:
         if user_id is None:
             return
         text = codec.encode(message)
         for app in tuple(self.apps.get(user_id, ())):
-            app.send_text(text)
+            if app is not but:
+                app.send_text(text)
+
+    def _token_revoked(self, user_id: int, at_hash: str) -> None:
+        """Close this node's app sessions opened with an ``at`` that a newer login (or a
+        refresh, or a logout) replaced: 406, as the cloud answers a stale ``at``.
+        Sessions on other nodes find out at their next heartbeat (ws.py)."""
+        for app in tuple(self.apps.get(user_id, ())):
+            if app.session.at_hash == at_hash:
+                app.revoked()
 
     async def add_app(self, app: AppSession) -> None:
         self.apps.setdefault(app.session.user_id, set()).add(app)
@@ -237,9 +249,40 @@ class Cloud:
     # --- app -> device ----------------------------------------------------------------------
 
     async def control(
-        self, session: Session, device_id: Any, params: Any, sequence: Any = None
+        self,
+        session: Session,
+        device_id: Any,
+        params: Any,
+        sequence: Any = None,
+        *,
+        timeout: float | None = None,
+        origin: AppSession | None = None,
+        reply: Callable[[int], object] | None = None,
     ) -> int:
-        """Run an app ``update``; returns the eWeLink error code (0, 403, 503, 504, ...)."""
+        """Run an app ``update``; returns the eWeLink error code (0, 403, 503, 504, ...).
+
+        ``reply`` is called exactly once with that code, and, for a device connected to
+        this node, *synchronously when its ack is read*: so the app's answer is queued
+        before the device's next frame (the report of the new state, usually) is even
+        read (reference 3.1, 3.8). An applied update is then echoed to the owner's other
+        app sessions (all of them but ``origin``), as IoTgo does. ``timeout`` 0 (the v2
+        batch's "do not wait") answers 0 once the command is on its way.
+        """
+        answer = _Answer(reply)
+        code = await self._control(session, device_id, params, sequence, timeout, origin, answer)
+        answer(code)
+        return code
+
+    async def _control(
+        self,
+        session: Session,
+        device_id: Any,
+        params: Any,
+        sequence: Any,
+        timeout: float | None,
+        origin: AppSession | None,
+        answer: _Answer,
+    ) -> int:
         device = await self.ewelink_device(device_id)
         if device is None:
             return 404 if session.principal.sees_everything else 403
@@ -249,22 +292,39 @@ class Cloud:
             return 400
         if not await self.online(device.id):
             return 503
-        timeout = self.settings.ack_timeout
+        owner = device.owner_id
+        if owner is not None:
+            echo = {
+                "action": "update",
+                "deviceid": device.id,
+                "apikey": await self.accounts.apikey_of(owner),
+                "userAgent": "app",
+                "sequence": sequence,
+                "ts": 0,
+                "params": params,
+                "from": "app",
+            }
+            answer.on_success(lambda: self.to_apps(owner, echo, but=origin))
+        limit = self.settings.ack_timeout
+        wait = limit if timeout is None else min(timeout, limit)
         try:
             command = await self.hub.commands.create(
                 session.principal,
                 device.id,
                 "update",
                 params,
-                timeout=timeout,
-                lifetime=timeout,
+                timeout=limit,
+                lifetime=limit,
                 ref=None if sequence is None else codec.sequence_key(sequence),
             )
         except TetherError as error:
             return {403: 403, 404: 403, 400: 400}.get(error.status, 500)
+        if wait <= 0:
+            answer.no_echo()  # the outcome is not awaited: nothing applied to echo
+            return 0
         if device.id in self.links:
-            return await self._local_outcome(session, command.id, timeout)
-        done = await self.hub.commands.wait(command.id, timeout)
+            return await self._local_outcome(session, command.id, wait, answer)
+        done = await self.hub.commands.wait(command.id, wait)
         if done is None or done.state not in TERMINAL:
             with contextlib.suppress(TetherError):
                 await self.hub.commands.cancel(session.principal, command.id)
@@ -276,14 +336,16 @@ class Cloud:
             return code if isinstance(code, int) and code else 500
         return 504
 
-    async def _local_outcome(self, session: Session, command_id: int, timeout: float) -> int:
+    async def _local_outcome(
+        self, session: Session, command_id: int, timeout: float, answer: _Answer
+    ) -> int:
         """Wait for the ack of a command whose device is connected here.
 
         Registered right after creation, before this task yields: the push (and so the
         ack) can only happen after that.
         """
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.waiting[command_id] = waiter
+        self.waiting[command_id] = (waiter, answer)
         try:
             async with asyncio.timeout(timeout):
                 return await waiter
@@ -310,6 +372,16 @@ class Cloud:
         success = error == 0
         if success and isinstance(params, dict):
             await self.store_params(link, params)
+        # The app hears of its update before anything else happens: the device's
+        # frames are read one by one (ws.py), so its report that follows this ack is
+        # not read until the answer is queued to the app.
+        waiting = self.waiting.get(command_id)
+        if waiting is not None:
+            waiter, answer = waiting
+            code = error if isinstance(error, int) and error else (0 if success else 500)
+            answer(code)
+            if not waiter.done():
+                waiter.set_result(code)
         with contextlib.suppress(TetherError):
             await self.hub.commands.complete(
                 link.device,
@@ -317,11 +389,6 @@ class Cloud:
                 success=success,
                 result={"error": error},
                 error=None if success else f"device answered error {error}",
-            )
-        waiter = self.waiting.get(command_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(
-                error if isinstance(error, int) and error else (0 if success else 500)
             )
 
     async def reported(self, link: DeviceLink, message: dict[str, Any]) -> None:
@@ -353,13 +420,31 @@ class Cloud:
                 "params": {
                     "model": link.model,
                     "version": target.version,
-                    "binList": [
-                        {
-                            "downloadUrl": target.url,
-                            "digest": target.sha256 or "",
-                            "name": "user1.bin",
-                        }
-                    ],
+                    "binList": codec.bin_list(target.url, target.sha256),
                 },
             }
         )
+
+
+class _Answer:
+    """The one answer to an app's ``update``, and the echo to its other sessions."""
+
+    def __init__(self, reply: Callable[[int], object] | None) -> None:
+        self._reply = reply
+        self._echo: Callable[[], None] | None = None
+        self._given = False
+
+    def on_success(self, echo: Callable[[], None]) -> None:
+        self._echo = echo
+
+    def no_echo(self) -> None:
+        self._echo = None
+
+    def __call__(self, code: int) -> None:
+        if self._given:
+            return
+        self._given = True
+        if self._reply is not None:
+            self._reply(code)
+        if code == 0 and self._echo is not None:
+            self._echo()

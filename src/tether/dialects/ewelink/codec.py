@@ -33,6 +33,11 @@ REASONS: dict[int, str] = {
 OUTLET_ARRAYS = ("switches", "configure", "pulses")
 
 
+def bin_list(url: str, sha256: str | None) -> list[dict[str, str]]:
+    """The ``binList`` of an ``upgrade`` and of ``/v2/device/ota/query`` (reference 4.9)."""
+    return [{"downloadUrl": url, "digest": sha256 or "", "name": "user1.bin"}]
+
+
 def encode(message: Any) -> str:
     """Compact JSON (no spaces, keys in insertion order), as constrained firmware expects."""
     return jsonc.encode_text(message)

@@ -41,12 +41,22 @@ class AppSession:
         self.peer = peer
         self.session = session
         self.apikey = apikey
+        #: Set when the ``at`` was replaced: every later request is refused (406).
+        self.is_revoked = False
 
     def send(self, message: Any) -> bool:
         return self.peer.send(message)
 
     def send_text(self, text: str) -> bool:
         return self.peer.send_text(text)
+
+    def revoked(self) -> None:
+        """The ``at`` this session was opened with was replaced: 406, then close."""
+        if self.is_revoked:
+            return
+        self.is_revoked = True
+        self.peer.send({"error": 406, "reason": codec.REASONS[406], "apikey": self.apikey})
+        self.peer.close(1000, "access token replaced")
 
 
 class DeviceLink:

@@ -16,7 +16,7 @@ from aiohttp import web
 from tether.core import jsonc
 from tether.core.access import can_see_device
 from tether.core.errors import InvalidJson, TetherError, TooManyRequests, Unauthorized
-from tether.dialects.ewelink import codec, ws
+from tether.dialects.ewelink import codec, things, ws
 from tether.dialects.ewelink.accounts import Session
 from tether.dialects.ewelink.cloud import Cloud
 
@@ -215,7 +215,7 @@ def build(holder: Holder) -> list[web.RouteDef]:
                 "at": done.at,
                 "rt": done.rt,
                 "region": cloud.settings.region,
-                "user": _v2_user(done.user.login, done.apikey, body.get("countryCode")),
+                "user": things.user_view(done.user.login, done.apikey, body.get("countryCode")),
             }
         )
 
@@ -224,15 +224,30 @@ def build(holder: Holder) -> list[web.RouteDef]:
         rt = body.get("rt") if isinstance(body, dict) else None
         if not isinstance(rt, str):
             return v2_error(400, "rt is required")
-        at, new_rt = await cloud_of().accounts.refresh(rt)
-        return v2_ok({"at": at, "rt": new_rt})
+        cloud = cloud_of()
+        at, new_rt = await cloud.accounts.refresh(rt)
+        # The reference shows only at and rt; the user, as the login answers it, is an
+        # addition that clients reading ``data.user.apikey`` (ewelink-api-next) need.
+        session = await cloud.accounts.session(at)
+        user = await cloud.hub.directory.get_user(session.principal, session.user_id)
+        apikey = await cloud.accounts.apikey_of(session.user_id)
+        return v2_ok(
+            {
+                "at": at,
+                "rt": new_rt,
+                "region": cloud.settings.region,
+                "user": things.user_view(user.login, apikey, None),
+            }
+        )
 
     async def v2_profile(request: web.Request) -> web.StreamResponse:
         cloud = cloud_of()
         session = await session_of(request)
         user = await cloud.hub.directory.get_user(session.principal, session.user_id)
         apikey = await cloud.accounts.apikey_of(session.user_id)
-        return v2_ok({"user": _v2_user(user.login, apikey, None), "region": cloud.settings.region})
+        return v2_ok(
+            {"user": things.user_view(user.login, apikey, None), "region": cloud.settings.region}
+        )
 
     async def v2_logout(request: web.Request) -> web.StreamResponse:
         await cloud_of().accounts.logout(await session_of(request))
@@ -240,21 +255,33 @@ def build(holder: Holder) -> list[web.RouteDef]:
 
     async def v2_family(request: web.Request) -> web.StreamResponse:
         await session_of(request)
-        family = {"id": "home", "name": "Home", "index": 0, "roomList": []}
-        return v2_ok({"familyList": [family], "currentFamilyId": "home"})
+        return v2_ok(things.family())
+
+    def v2_many(work: Callable[[Cloud, Session, Any], Awaitable[Any]]) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            session = await session_of(request)
+            _, body = await _body(request)
+            if not isinstance(body, dict):
+                return v2_error(400, "body must be a JSON object")
+            return v2_ok(await work(cloud_of(), session, body))
+
+        return handle
+
+    async def v2_unknown(request: web.Request) -> web.StreamResponse:
+        # The cloud answers a v2 path it does not serve with HTTP 200 and error 403
+        # (reference 2, 3.11); a 404 makes clients throw instead of reading the body.
+        return v2_error(403, "API not found")
 
     async def v2_things(request: web.Request) -> web.StreamResponse:
         session = await session_of(request)
         ids: list[str] | None = None
         if request.method == "POST":
             _, body = await _body(request)
-            things = body.get("thingList") if isinstance(body, dict) else None
-            if not isinstance(things, list):
+            named = body.get("thingList") if isinstance(body, dict) else None
+            if not isinstance(named, list):
                 return v2_error(400, "thingList is required")
-            ids = [t["id"] for t in things if isinstance(t, dict) and isinstance(t.get("id"), str)]
-        views = await cloud_of().device_views(session, ids)
-        things_out = [{"itemType": 1, "itemData": v, "index": i} for i, v in enumerate(views)]
-        return v2_ok({"thingList": things_out, "total": len(things_out)})
+            ids = [t["id"] for t in named if isinstance(t, dict) and isinstance(t.get("id"), str)]
+        return v2_ok(await things.things(cloud_of(), session, ids))
 
     async def v2_status_get(request: web.Request) -> web.StreamResponse:
         session = await session_of(request)
@@ -319,6 +346,11 @@ def build(holder: Holder) -> list[web.RouteDef]:
         ("POST", "/v2/device/thing", v2_things),
         ("GET", "/v2/device/thing/status", v2_status_get),
         ("POST", "/v2/device/thing/status", v2_status_post),
+        ("POST", "/v2/homepage", v2_many(things.home_page)),
+        ("POST", "/v2/device/thing/batch-status", v2_many(things.batch_status)),
+        ("POST", "/v2/device/ota/query", v2_many(things.ota_query)),
+        # Last: every other /v2 path and method is the protocol's "API not found".
+        ("*", "/v2/{tail:.*}", v2_unknown),
     ]
     table = [web.route(m, p, guarded(h, False)) for m, p, h in v1]
     table += [web.route(m, p, guarded(h, True)) for m, p, h in v2]
@@ -328,16 +360,6 @@ def build(holder: Holder) -> list[web.RouteDef]:
 
 class _NotReady(Exception):
     """The hub has not started yet."""
-
-
-def _v2_user(login: str, apikey: str, country: Any) -> dict[str, Any]:
-    return {
-        "apikey": apikey,
-        "email": login,
-        "countryCode": country if isinstance(country, str) else "",
-        "nickname": login.split("@", 1)[0],
-        "accountLevel": 10,
-    }
 
 
 async def _params(cloud: Cloud, session: Session, device_id: Any) -> dict[str, Any] | None:

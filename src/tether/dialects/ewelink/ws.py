@@ -83,6 +83,7 @@ class _Conn:
             data = message.data
             if data == "ping" or data == b"ping":
                 self.peer.send_text("pong")
+                await self._still_live()
                 continue
             try:
                 parsed = codec.decode(data)
@@ -94,8 +95,10 @@ class _Conn:
                 continue
             if self.app is None and self.link is None:
                 await self._guard(self._handshake(parsed), parsed)
-            elif self.link is not None and parsed.get("action") in ("update", "register"):
-                # Reports of one device are applied in order (the shadow is a merge).
+            elif self.link is not None and parsed.get("action") in (None, "update", "register"):
+                # A device's acks and reports are handled in the order sent: the shadow is
+                # a merge, and the ack of an app's update must reach the app before the
+                # report the update caused (reference 3.1, 3.8; see Cloud.acked).
                 await self._guard(self._device(self.link, parsed), parsed)
             else:
                 await self.slots.acquire()
@@ -121,6 +124,20 @@ class _Conn:
         except Exception:
             log.exception("eWeLink frame handling failed")
             self.peer.send(error_reply(500, sequence=message.get("sequence")))
+
+    async def _still_live(self) -> None:
+        """At an app's heartbeat, close it if its ``at`` was replaced on another node
+        (this node's logins close their sessions at once, see Cloud._token_revoked)."""
+        app = self.app
+        if app is None or app.is_revoked:
+            return
+        try:
+            live = await self.cloud.accounts.live(app.session.at_hash)
+        except Exception:
+            log.warning("eWeLink: cannot check an app's access token now", exc_info=True)
+            return
+        if not live:
+            app.revoked()
 
     async def cleanup(self) -> None:
         if self.tasks:
@@ -227,19 +244,26 @@ class _Conn:
 
     async def _app(self, app: AppSession, message: dict[str, Any]) -> None:
         cloud = self.cloud
-        # An account locked, disabled or deleted since userOnline is refused (406) at once.
-        await cloud.hub.auth.recheck(app.session.principal)
         action = message.get("action")
         echo = {
             "deviceid": message.get("deviceid"),
             "apikey": message.get("apikey"),
             "sequence": message.get("sequence"),
         }
+        if app.is_revoked:  # its at was replaced; the close is on its way
+            app.send(error_reply(406, **echo))
+            return
+        # An account locked, disabled or deleted since userOnline is refused (406) at once.
+        await cloud.hub.auth.recheck(app.session.principal)
         if action == "update":
-            code = await cloud.control(
-                app.session, message.get("deviceid"), message.get("params"), echo["sequence"]
+            await cloud.control(
+                app.session,
+                message.get("deviceid"),
+                message.get("params"),
+                echo["sequence"],
+                origin=app,
+                reply=lambda code: app.send(error_reply(code, **echo)),
             )
-            app.send(error_reply(code, **echo))
         elif action == "query":
             device = await cloud.ewelink_device(message.get("deviceid"))
             if device is None or not can_see_device(app.session.principal, device):
