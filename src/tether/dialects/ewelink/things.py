@@ -61,21 +61,22 @@ async def things(cloud: Cloud, session: Session, ids: list[str] | None = None) -
 
 async def home_page(cloud: Cloud, session: Session, body: Any) -> dict[str, Any]:
     """``userInfo``, ``familyInfo``, ``thingInfo``, ``sceneInfo``, ``messageInfo``, each
-    when its ``get*`` is asked for (Tether has no scenes or messages: empty lists)."""
+    when its ``get*`` is present, even as ``{}`` (Tether has no scenes or messages: empty
+    lists)."""
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     data: dict[str, Any] = {}
-    if body.get("getUser"):
+    if body.get("getUser") is not None:
         user = await cloud.hub.directory.get_user(session.principal, session.user_id)
         apikey = await cloud.accounts.apikey_of(session.user_id)
         data["userInfo"] = user_view(user.login, apikey, None)
-    if body.get("getFamily"):
+    if body.get("getFamily") is not None:
         data["familyInfo"] = {**family(), "hasChangedCurrentFamily": False}
-    if body.get("getThing"):
+    if body.get("getThing") is not None:
         data["thingInfo"] = await things(cloud, session)
-    if body.get("getScene"):
+    if body.get("getScene") is not None:
         data["sceneInfo"] = {"sceneList": [], "total": 0}
-    if body.get("getMessage"):
+    if body.get("getMessage") is not None:
         data["messageInfo"] = {"messageList": []}
     return data
 
