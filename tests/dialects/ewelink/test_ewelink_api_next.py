@@ -83,9 +83,15 @@ async def run(*command: str, cwd: Path, timeout: float) -> str:
     return out.decode()
 
 
-async def install(npm: str, folder: Path) -> None:
+def prepare(folder: Path) -> None:
+    """The client's folder: a private package and the script that drives the client."""
     folder.mkdir()
     (folder / "package.json").write_text('{"name": "tether-ewelink-acceptance", "private": true}')
+    (folder / "drive.mjs").write_text(SCRIPT)
+
+
+async def install(npm: str, folder: Path) -> None:
+    prepare(folder)
     await run(
         npm, "install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error",
         PACKAGE, cwd=folder, timeout=180,
@@ -96,7 +102,6 @@ async def test_ewelink_api_next_home_batch_ota_and_refresh(tmp_path: Path) -> No
     node, npm = tools()
     client = tmp_path / "client"
     await install(npm, client)
-    (client / "drive.mjs").write_text(SCRIPT)
     async with world(tmp_path) as w:
         await w.add_device()
         admin = await w.hub.auth.principal(w.r.token)
