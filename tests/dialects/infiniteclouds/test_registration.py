@@ -26,7 +26,10 @@ from tests.dialects.infiniteclouds.test_cloud import (
 )
 from tests.support import Running, running
 
+from tether.core.clock import ManualClock
+from tether.core.errors import TooManyRequests
 from tether.dialects.infiniteclouds import codec
+from tether.dialects.infiniteclouds.registration import SourceRate
 from tether.dialects.infiniteclouds.routes import CLOUD
 
 ATTACKER = {**REGISTER, "machineId": "de:ad:be:ef:00:01"}
@@ -190,3 +193,21 @@ async def test_registration_body_is_capped_even_with_a_made_up_token(tmp_path: P
         status, answer = await post(app, body, "made-up")
         failed(status, answer, 413)
         assert await unassigned_count(app) == 0
+
+
+def test_source_rate_is_per_address_and_per_window() -> None:
+    clock = ManualClock()
+    rate = SourceRate(clock, limit=2, window=60)
+    rate.spend("a")
+    rate.spend("a")
+    with pytest.raises(TooManyRequests) as refused:
+        rate.spend("a")
+    assert refused.value.retry_after == 60
+    rate.spend("b")  # another address has its own count
+    clock.advance(45)
+    with pytest.raises(TooManyRequests) as refused:
+        rate.spend("a")
+    assert refused.value.retry_after == 15
+    clock.advance(15)  # a new window
+    rate.spend("a")
+    rate.spend("a")
