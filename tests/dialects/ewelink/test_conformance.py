@@ -14,8 +14,10 @@ from typing import Any
 
 import aiohttp
 from tests.dialects.ewelink.helpers import (
+    APPID,
     DEVICE,
     EMAIL,
+    SECRET,
     AppSocket,
     app_socket,
     device_running,
@@ -24,6 +26,9 @@ from tests.dialects.ewelink.helpers import (
 from tests.dialects.ewelink.test_v2_tls import v2, v2_login
 
 from tether.dialects.ewelink import codec
+
+#: A second app id, so a v2 login does not replace the WebSocket sessions' ``at``.
+OTHER_APP = "otherAppId000000000000000000000B"
 
 
 def update(apikey: str, sequence: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +170,7 @@ async def test_app_ack_comes_before_the_report_it_caused(tmp_path: Path) -> None
 
 
 async def test_app_update_is_echoed_to_the_owners_other_sessions(tmp_path: Path) -> None:
-    async with world(tmp_path) as w:
+    async with world(tmp_path, apps={APPID: SECRET, OTHER_APP: SECRET}) as w:
         await w.add_device()
         login = await w.login()
         apikey = login["user"]["apikey"]
@@ -196,6 +201,16 @@ async def test_app_update_is_echoed_to_the_owners_other_sessions(tmp_path: Path)
                 report = await sender.push("update")
             assert report["from"] == "device"
             assert all(f.get("from") != "app" for f in sender.pushed)
+            # An update over HTTP has no session of its own: every session hears of it.
+            at = (await v2_login(w, appid=OTHER_APP))["data"]["at"]
+            body = {"type": 1, "id": DEVICE, "params": {"switch": "off"}}
+            answer = await v2(w, "POST", "/v2/device/thing/status", at, json=body)
+            assert answer["error"] == 0
+            for app in (sender, other):
+                echo = await app.push("update")
+                while echo["from"] != "app":
+                    echo = await app.push("update")
+                assert echo["params"] == {"switch": "off"}
 
 
 async def closed_with_406(app: AppSocket) -> None:
