@@ -109,7 +109,7 @@ class Registrar:
         if isinstance(interfaces, list):
             facts["interfaces"] = interfaces
         device = await self.hub.directory.device(device_id)
-        created = device is None
+        created = False
         if device is None:
             device, created = await self._create(device_id, mac, facts, source)
         if device.dialect != codec.DIALECT:
