@@ -27,6 +27,7 @@ from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable
 from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, opengate
 from tether.hub.service import Hub
+from tether.middleware import cors_middleware, observe_middleware
 from tether.outbox import OPEN_SOCKETS, close_all
 from tether.settings import Settings
 from tether.store import Store
@@ -36,7 +37,13 @@ from tether.store.files import (
     secret_files,
     write_private,
 )
-from tether.web import LISTENERS, MALFORMED_REQUESTS, STARTUP, Startup, log_context_middleware
+from tether.web import (
+    LISTENERS,
+    MALFORMED_REQUESTS,
+    STARTUP,
+    Startup,
+    log_context_middleware,
+)
 from tether.workers import worker_index
 
 log = logging.getLogger("tether")
@@ -72,7 +79,13 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The aiohttp application; the hub starts and stops with it."""
     app = web.Application(
-        middlewares=[log_context_middleware, node_middleware, error_middleware],
+        middlewares=[
+            *([cors_middleware(settings.cors_origins)] if settings.cors_origins else []),
+            log_context_middleware,
+            observe_middleware(settings),
+            node_middleware,
+            error_middleware,
+        ],
         client_max_size=settings.max_message_bytes,
     )
     logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)
