@@ -136,9 +136,15 @@ async def test_sigterm_with_every_dialect_connected_exits_fast_and_keeps_what_it
                 "POST",
                 "/api/v1/devices",
                 201,
-                json={"id": "4711", "name": "door", "dialect": "controlid"},
+                json={
+                    "id": "4711",
+                    "name": "door",
+                    "dialect": "controlid",
+                    # Tether holds its empty polls (up to 20 s): a parked poll to answer.
+                    "attributes": {"push_request_timeout": 30000, "long_poll": 20},
+                },
             )
-            terminal = Terminal(url, 4711, period=0.2, session=session)
+            terminal = Terminal(url, 4711, period=0.2, timeout=30, session=session)
             agents.append(asyncio.create_task(terminal.run()))
             # An OpenGate device waking up for its pending operations.
             og_key = await admin.device("sd-og", dialect="opengate")
@@ -188,6 +194,18 @@ async def test_sigterm_with_every_dialect_connected_exits_fast_and_keeps_what_it
 
             await until(registered, "the keepalive agent's registration")
 
+            # A DeviceHive REST long poll, parked on the device's commands.
+            async with session.post(
+                url + "/api/rest/token", json={"login": "admin", "password": PASSWORD}
+            ) as r:
+                dh_token = (await r.json())["accessToken"]
+            dh_poll = asyncio.create_task(
+                session.get(
+                    url + "/api/rest/device/sd-dh/command/poll?waitTimeout=60",
+                    headers={"Authorization": f"Bearer {dh_token}"},
+                )
+            )
+
             # Accepted just before the signal: notifications (batched, written behind)
             # and a command for a device that is not connected.
             await admin.device("sd-off")
@@ -207,6 +225,7 @@ async def test_sigterm_with_every_dialect_connected_exits_fast_and_keeps_what_it
             began = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             poll_answer = await asyncio.wait_for(parked_poll, STOP_LIMIT)
+            dh_answer = await asyncio.wait_for(dh_poll, STOP_LIMIT)
             closing = await asyncio.wait_for(raw_ws.receive(), STOP_LIMIT)
             code = await asyncio.to_thread(server.process.wait, STOP_LIMIT)
             took = time.monotonic() - began
@@ -216,6 +235,8 @@ async def test_sigterm_with_every_dialect_connected_exits_fast_and_keeps_what_it
             # The parked poll got its empty answer, not a reset connection.
             assert poll_answer.status == 200
             assert await poll_answer.json() == []
+            assert dh_answer.status == 200
+            assert await dh_answer.json() == []
             # The WebSocket was told the server is going away.
             assert closing.type is aiohttp.WSMsgType.CLOSE
             assert closing.data == aiohttp.WSCloseCode.GOING_AWAY
