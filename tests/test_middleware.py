@@ -109,7 +109,10 @@ async def test_access_log_is_one_json_line_per_request_when_set(
         await server.call("GET", "/api/v1/devices", expect=200)
     assert not access_lines(capsys.readouterr().err)  # off by default
 
-    async with running(tmp_path, access_log=True) as server:
+    secret = "s3cret-segment-42"
+    async with running(tmp_path, access_log=True, controlid={"path_secret": secret}) as server:
+        async with server.session.get(server.url + f"/d/{secret}/push?deviceId=7") as r:
+            assert r.status == 200
         await server.device("lamp-1")
         async with server.session.get(
             server.url + "/api/v1/devices/lamp-1?token=secret",
@@ -123,6 +126,9 @@ async def test_access_log_is_one_json_line_per_request_when_set(
     assert line["route"] == "/api/v1/devices/{device_id}"
     assert (line["status"], line["device_id"], line["method"]) == (200, "lamp-1", "GET")
     assert line["remote"] == "127.0.0.1"
+    # Control iD's path secret never reaches the log.
+    assert secret not in str(lines)
+    assert any(line["path"] == "/d/***/push" for line in lines), lines
 
 
 def access_lines(err: str) -> list[dict[str, object]]:

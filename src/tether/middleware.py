@@ -80,7 +80,8 @@ def observe_middleware(settings: Settings) -> Middleware:
 
     It runs inside :func:`log_context_middleware`, so an access line carries the request
     and device ids like any other line (and is JSON with ``log_format = json``). The line
-    names the path without its query string: some clients put a token there.
+    names the path without its query string (some clients put a token there) and with
+    Control iD's path secret masked.
     """
 
     @web.middleware
@@ -109,22 +110,31 @@ def observe_middleware(settings: Settings) -> Middleware:
             if not websocket:
                 HTTP_DURATION.labels(request.method, route).observe(took)
             if settings.access_log:
-                _log_access(request, route, status, took)
+                _log_access(request, _redact(request.path, secrets), route, status, took)
 
+    secrets = [s.get_secret_value() for s in (settings.controlid.path_secret,) if s is not None]
     return observe
 
 
-def _log_access(request: web.Request, route: str, status: int, took: float) -> None:
+def _redact(path: str, secrets: Sequence[str]) -> str:
+    """The path with any secret segment (Control iD's ``path_secret``) masked: a log is
+    read by more people than may know it."""
+    for secret in secrets:
+        path = path.replace(secret, "***")
+    return path
+
+
+def _log_access(request: web.Request, path: str, route: str, status: int, took: float) -> None:
     access_log.info(
         "%s %s %d %.1fms %s",
         request.method,
-        request.path,
+        path,
         status,
         took * 1000,
         request.remote or "-",
         extra={
             "method": request.method,
-            "path": request.path,
+            "path": path,
             "route": route,
             "status": status,
             "duration_ms": round(took * 1000, 3),
