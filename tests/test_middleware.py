@@ -57,6 +57,8 @@ async def test_metrics_count_and_time_requests_by_route_template(tmp_path: Path)
             await server.call("GET", f"/api/v1/devices/{device_id}", expect=200)
         await server.call("GET", "/api/v1/devices/nobody", expect=404)
         await server.call("GET", "/no/such/path", expect=404)
+        async with server.session.request("PROPFIND", server.url + "/dav") as r:
+            assert r.status == 404
         seen = await samples(server)
     route = "/api/v1/devices/{device_id}"
     ok = (
@@ -79,6 +81,9 @@ async def test_metrics_count_and_time_requests_by_route_template(tmp_path: Path)
     assert "/api/v1/devices/lamp-1" not in routes
     assert "/no/such/path" not in routes
     assert "unmatched" in routes
+    methods = {dict(labels).get("method") for _, labels in seen}
+    assert "PROPFIND" not in methods
+    assert "other" in methods
 
 
 async def test_connections_gauge_per_dialect(tmp_path: Path) -> None:

@@ -53,6 +53,14 @@ CONNECTIONS = Gauge(
 UNMATCHED = "unmatched"
 
 
+#: Methods counted under their own name; any other (clients may send any token) is "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_of(request: web.Request) -> str:
+    return request.method if request.method in KNOWN_METHODS else "other"
+
+
 def route_of(request: web.Request) -> str:
     """The route's path template (``/api/v1/devices/{device_id}``), never the raw path, so
     the number of label values is bounded by the routes, not by what clients send."""
@@ -87,6 +95,7 @@ def observe_middleware(settings: Settings) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = route_of(request)
+        method = method_of(request)
         open_requests = CONNECTIONS.labels(dialect_of(request))
         began = time.perf_counter()
         status = 500
@@ -106,9 +115,9 @@ def observe_middleware(settings: Settings) -> Middleware:
         finally:
             open_requests.dec()
             took = time.perf_counter() - began
-            HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
             if not websocket:
-                HTTP_DURATION.labels(request.method, route).observe(took)
+                HTTP_DURATION.labels(method, route).observe(took)
             if settings.access_log:
                 _log_access(request, _redact(request.path, secrets), route, status, took)
 
