@@ -107,10 +107,13 @@ async def test_a_request_logs_with_its_request_and_device_id(
 
 
 def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path) -> None:
-    """``tether serve --log-format json``: every line it writes is one JSON object."""
+    """``tether serve --log-format json``: every line it writes is one JSON object, the
+    access log's (``access_log = true``) included."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    env.update(TETHER_ADMIN_PASSWORD="json-admin-1", TETHER_LOG_FORMAT="json")
+    env.update(
+        TETHER_ADMIN_PASSWORD="json-admin-1", TETHER_LOG_FORMAT="json", TETHER_ACCESS_LOG="true"
+    )
     log = tmp_path / "serve.log"
     with log.open("w") as sink:
         server = subprocess.Popen(
@@ -139,5 +142,12 @@ def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path) -> None:
     messages = [str(line["message"]) for line in lines]
     assert any(message.startswith("Tether ") and "listening on" in message for message in messages)
     assert any(message.startswith("ready as node") for message in messages)
-    assert "shutting down" in messages
+    assert any(message.startswith("stopped in") for message in messages)
     assert all({"level", "logger", "message", "time"} <= set(line) for line in lines)
+    access = [line for line in lines if line["logger"] == logs.ACCESS_LOGGER]
+    ready = [line for line in access if line["status"] == 200 and line["route"] == "/readyz"]
+    assert ready, access
+    assert ready[0]["method"] == "GET"
+    assert ready[0]["path"] == "/readyz"
+    assert len(str(ready[0]["request_id"])) == 32
+    assert float(str(ready[0]["duration_ms"])) >= 0

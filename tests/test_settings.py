@@ -19,7 +19,16 @@ def test_defaults_run_embedded() -> None:
     assert settings.host == "127.0.0.1"
     assert settings.port == 8080
     assert settings.bus == "memory"
-    assert settings.resolved_database_url == "sqlite+aiosqlite:///tether-data/tether.db"
+    # Relative to where the server starts, but always said (and used) absolute.
+    expected = Path.cwd() / "tether-data" / "tether.db"
+    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{expected}"
+
+
+def test_cors_origins_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TETHER_CORS_ORIGINS", "https://a.example, https://b.example:8443")
+    assert Settings().cors_origins == ["https://a.example", "https://b.example:8443"]
+    monkeypatch.setenv("TETHER_CORS_ORIGINS", '["*"]')
+    assert Settings().cors_origins == ["*"]
 
 
 def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

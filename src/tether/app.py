@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from tether.core.clock import Clock
 from tether.core.errors import Conflict, Unavailable
 from tether.dialects import controlid, devicehive, ewelink, infiniteclouds, opengate
 from tether.hub.service import Hub
+from tether.middleware import cors_middleware, observe_middleware
+from tether.outbox import OPEN_SOCKETS, close_all
 from tether.settings import Settings
 from tether.store import Store
 from tether.store.files import (
@@ -34,7 +37,13 @@ from tether.store.files import (
     secret_files,
     write_private,
 )
-from tether.web import LISTENERS, MALFORMED_REQUESTS, STARTUP, Startup, log_context_middleware
+from tether.web import (
+    LISTENERS,
+    MALFORMED_REQUESTS,
+    STARTUP,
+    Startup,
+    log_context_middleware,
+)
 from tether.workers import worker_index
 
 log = logging.getLogger("tether")
@@ -70,7 +79,13 @@ async def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The aiohttp application; the hub starts and stops with it."""
     app = web.Application(
-        middlewares=[log_context_middleware, node_middleware, error_middleware],
+        middlewares=[
+            *([cors_middleware(settings.cors_origins)] if settings.cors_origins else []),
+            log_context_middleware,
+            observe_middleware(settings),
+            node_middleware,
+            error_middleware,
+        ],
         client_max_size=settings.max_message_bytes,
     )
     logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)
@@ -95,12 +110,31 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     # Registered before the dialects, so it is torn down after them: a dialect's
     # background work stops while the hub it uses is still running.
     app.cleanup_ctx.append(lifecycle)
+    app[OPEN_SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(_let_connections_go)
     app[LISTENERS] = []
     if settings.metrics_listen is not None:
         serve_metrics_apart(app, settings.metrics_listen, reuse_port=worker_index() is not None)
     mount_dialects(app, settings)
     console.mount(app)
     return app
+
+
+async def _let_connections_go(app: web.Application) -> None:
+    """The first step of a stop, once the listeners no longer accept: end every long-lived
+    request so the process can exit within ``shutdown_timeout``.
+
+    Every WebSocket (native, DeviceHive, eWeLink) is closed with 1001 "going away" after
+    what is queued for it, and every parked long poll (native, DeviceHive) answers now
+    with its empty answer, so a command is never claimed for a poll about to be cut.
+    aiohttp then waits for the handlers, up to ``shutdown_timeout``
+    (:func:`make_runner`), before the hub flushes its buffered writes and stops.
+    """
+    hub = app[STARTUP].hub
+    if hub is not None:
+        hub.drain()
+    sockets = close_all(app)
+    log.info("stopping: closed %d WebSockets with 1001 and answered the parked polls", sockets)
 
 
 def make_runner(app: web.Application, settings: Settings, **options: Any) -> web.AppRunner:
@@ -113,6 +147,9 @@ def make_runner(app: web.Application, settings: Settings, **options: Any) -> web
       complete request header has arrived, so ``http_idle_timeout`` is both the header
       read deadline (a half-sent or trickled header is cut) and the idle limit between
       requests. It never cuts a request being handled (a long poll, a WebSocket).
+    * On a stop, the handlers still running get ``shutdown_timeout`` seconds to finish
+      (WebSockets are closed and polls answered first: :func:`_let_connections_go`);
+      the connections of any still running then are dropped.
 
     Tests serve the application through this too, so they see what ``tether serve`` does.
     """
@@ -121,6 +158,7 @@ def make_runner(app: web.Application, settings: Settings, **options: Any) -> web
         access_log=None,
         handler_cancellation=False,
         keepalive_timeout=settings.http_idle_timeout,
+        shutdown_timeout=settings.shutdown_timeout,
         **options,
     )
 

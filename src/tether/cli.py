@@ -267,7 +267,7 @@ async def _serve(settings: Any) -> None:
     say(
         settings,
         f"[bold green]Tether {__version__}[/bold green] listening on "
-        f"{scheme}://{bound[0]}:{bound[1]}  (data: {settings.resolved_database_url}, "
+        f"{scheme}://{bound[0]}:{bound[1]}  (data: {_where_data_lives(settings)}, "
         f"bus: {settings.bus})",
     )
     for name, url in extra.items():
@@ -283,8 +283,22 @@ async def _serve(settings: Any) -> None:
     announcing = asyncio.create_task(announce())
     await stop.wait()
     announcing.cancel()
-    say(settings, "shutting down")
+    say(settings, f"stopping (up to {settings.shutdown_timeout:g} s for open connections)")
+    began = loop.time()
     await runner.cleanup()
+    say(settings, f"stopped in {loop.time() - began:.2f} s")
+
+
+def _where_data_lives(settings: Any) -> str:
+    """The absolute place of the data (a relative data dir is the start directory's),
+    without a database password."""
+    where = str(settings.data_dir.resolve())
+    if settings.database_url is None:
+        return where
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    return f"{where}, database: {database}"
 
 
 @db_app.command("upgrade")

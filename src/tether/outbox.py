@@ -13,7 +13,8 @@ aborted, which frees the socket and its kernel buffers at once.
 
 Every socket that has not authenticated is also given a deadline to do so
 (:meth:`Outbox.require_auth`). The native API, DeviceHive and eWeLink WebSockets all send
-through this.
+through this, so this is also where a stopping server finds every WebSocket it must close
+with 1001 "going away" (:data:`OPEN_SOCKETS`, :func:`close_all`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -32,6 +34,7 @@ log = logging.getLogger("tether.outbox")
 CLOSE_SLOW_CONSUMER = WSCloseCode.POLICY_VIOLATION
 #: A peer that has not authenticated in time (the native API's code for a refused login).
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_GOING_AWAY = WSCloseCode.GOING_AWAY
 _CLOSE = object()
 
 
@@ -50,6 +53,11 @@ class Outbox:
         self._close: tuple[int, str] | None = None
         self._auth_deadline: asyncio.TimerHandle | None = None
         self._writer = asyncio.create_task(self._write(), name="tether-ws-writer")
+        # Weak: a handler that dies without finish() must not keep its socket listed.
+        app = request.config_dict if isinstance(request, web.Request) else {}
+        self._registry: weakref.WeakSet[Outbox] | None = app.get(OPEN_SOCKETS)
+        if self._registry is not None:
+            self._registry.add(self)
 
     def require_auth(
         self, authenticated: Callable[[], bool], within: float, code: int = CLOSE_UNAUTHENTICATED
@@ -143,6 +151,8 @@ class Outbox:
         stays armed: the transport may still hold what a non-reading peer never took."""
         if self._close is None:
             self._close = (WSCloseCode.OK, "")
+        if self._registry is not None:
+            self._registry.discard(self)
         if self._auth_deadline is not None:
             self._auth_deadline.cancel()
         if not self._writer.done():
@@ -150,3 +160,20 @@ class Outbox:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._writer
         self._drop_queued()
+
+
+#: Every open server WebSocket of an application (see :func:`close_all`).
+OPEN_SOCKETS: web.AppKey[weakref.WeakSet[Outbox]] = web.AppKey(
+    "open_sockets", weakref.WeakSet[Outbox]
+)
+
+
+def close_all(app: web.Application, reason: str = "server shutting down") -> int:
+    """Close every open WebSocket of ``app`` with 1001 "going away", after the frames
+    already queued for it; returns how many. Each peer gets its close frame (and, if it
+    does not take it within ``ws_close_timeout``, an abort); the handlers then end as
+    their peers answer."""
+    sockets = list(app.get(OPEN_SOCKETS, ()))
+    for outbox in sockets:
+        outbox.close(CLOSE_GOING_AWAY, reason)
+    return len(sockets)

@@ -109,6 +109,9 @@ def hub_now(app: web.Application) -> Hub:
     raise Unavailable(f"starting: {startup.error or 'connecting'}")
 
 
+#: Each mounted API's state for ``/readyz``: "starting", "ok", or why its start failed.
+ATTACHED: web.AppKey[dict[str, str]] = web.AppKey("attached", dict[str, str])
+
 #: Work a mounted API starts once the hub is up; what it returns runs at shutdown.
 Attach = Callable[["Hub"], Awaitable[Callable[[], Awaitable[None]] | None]]
 
@@ -119,6 +122,9 @@ def when_hub_ready(app: web.Application, name: str, attach: Attach) -> None:
     Routes can be added at mount time, but background work (dispatchers, sweepers,
     command shapers) needs the hub, which may come up long after the listener does.
     """
+
+    states = app.setdefault(ATTACHED, {})
+    states[name] = "starting"
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         detach: list[Callable[[], Awaitable[None]]] = []
@@ -131,14 +137,16 @@ def when_hub_ready(app: web.Application, name: str, attach: Attach) -> None:
             while True:
                 try:
                     closer = await attach(startup.hub)
-                except Exception:
+                except Exception as error:
                     # Never a silent dead task: say what failed, and try again.
                     delay = backoff.next()
+                    states[name] = f"failed to start: {type(error).__name__}: {error}"
                     log.exception("%s failed to start (retrying in %.1f s)", name, delay)
                     await asyncio.sleep(delay)
                     continue
                 if closer is not None:
                     detach.append(closer)
+                states[name] = "ok"
                 return
 
         task = asyncio.create_task(start(), name=f"{name}-attach")

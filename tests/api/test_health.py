@@ -18,7 +18,10 @@ async def test_healthz(api: Api) -> None:
 
 
 async def test_readyz(api: Api) -> None:
-    assert await api.call("GET", "/readyz", anonymous=True) == {"status": "ready"}
+    assert await api.call("GET", "/readyz", anonymous=True) == {
+        "status": "ready",
+        "components": {"store": "ok", "bus": "ok"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -33,7 +36,10 @@ async def test_readyz_is_503_when_a_backend_fails(
     monkeypatch.setattr(api.hub.bus, "ping", broken)
     body = await api.call("GET", "/readyz", anonymous=True, expect=503)
     assert body["error"]["code"] == "unavailable"
-    assert body["error"]["message"]
+    # The failing component is named, and the others still say they are fine.
+    assert body["error"]["message"].startswith("not ready: bus: ")
+    assert body["components"]["store"] == "ok"
+    assert body["components"]["bus"] != "ok"
     # Liveness is unaffected.
     assert await api.call("GET", "/healthz", anonymous=True) == {"status": "ok"}
 

@@ -1,8 +1,9 @@
 """Liveness, readiness and Prometheus metrics.
 
 ``/healthz`` answers while the process runs (it touches nothing); ``/readyz`` answers 200
-only when the hub is started and its store and bus respond, else 503 with the error body,
-so a load balancer stops sending traffic to a node that cannot serve it; ``/metrics`` is
+only when the hub is started, its store and bus respond and every dialect has started,
+else 503, naming each component's state either way, so a load balancer stops sending
+traffic to a node that cannot serve it and an operator sees which part is down; ``/metrics`` is
 the Prometheus text exposition of this process, closed to anyone but an admin or a
 scraper holding ``metrics_token`` unless the ``metrics`` setting opens it (or turns it
 off), and optionally served alone on a listener of its own (``metrics_listen``).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -23,9 +24,10 @@ from pydantic import SecretStr
 from tether.api.auth import bearer, principal_of
 from tether.api.http import hub_of, json
 from tether.api.spec import endpoint
-from tether.api.views import Wire
+from tether.api.views import ErrorBody, Wire
 from tether.core.errors import Forbidden, NotFound, TetherError, Unauthorized, Unavailable
 from tether.settings import split_address
+from tether.web import ATTACHED
 
 log = logging.getLogger("tether.api")
 
@@ -55,29 +57,57 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=_OK, content_type="application/json")
 
 
+class ReadyView(Wire, kw_only=True, omit_defaults=True):
+    status: str
+    #: Each component ("store", "bus", then each dialect): "ok", or what is wrong with it.
+    components: dict[str, str]
+    error: ErrorBody | None = None
+
+
 @endpoint(
     routes,
     "GET",
     "/readyz",
-    summary="Readiness: 200 when the store and the bus answer, else 503.",
+    summary="Readiness: 200 when the store, the bus and every dialect are up, else 503; "
+    "the body names each component's state.",
     tag=TAG,
-    response=HealthView,
+    response=ReadyView,
     auth="none",
-    extra_statuses={503: "Not ready."},
+    extra_statuses={503: "Not ready; `components` and `error` name what is not."},
 )
 async def readyz(request: web.Request) -> web.Response:
-    hub = hub_of(request)
-    if not hub.started:
-        raise Unavailable("the hub is not started")
     try:
-        await asyncio.wait_for(hub.ready(), READY_TIMEOUT)
-    except Unavailable:
-        raise
+        hub = hub_of(request)
+    except Unavailable as error:  # still starting: the store or the bus is not there yet
+        components = {"store": error.message, "bus": error.message}
+    else:
+        if hub.started:
+            store, bus = await asyncio.gather(_probe(hub.store.ping), _probe(hub.bus.ping))
+        else:
+            store = bus = "the hub is not started"
+        components = {"store": store, "bus": bus}
+    attached = request.app.get(ATTACHED)
+    if attached:
+        components.update(attached)
+    failing = [f"{name}: {state}" for name, state in components.items() if state != "ok"]
+    if not failing:
+        return json(ReadyView(status="ready", components=components))
+    message = "not ready: " + "; ".join(failing)
+    problem = ErrorBody(code="unavailable", message=message)
+    return json(ReadyView(status="not ready", components=components, error=problem), status=503)
+
+
+async def _probe(ping: Callable[[], Awaitable[None]]) -> str:
+    """ "ok", or why ``ping`` failed or did not answer within READY_TIMEOUT."""
+    try:
+        await asyncio.wait_for(ping(), READY_TIMEOUT)
     except TetherError as error:
-        raise Unavailable(f"not ready: {error.message}", cause=error.code) from error
+        return error.message
+    except TimeoutError:
+        return f"no answer within {READY_TIMEOUT:g} s"
     except Exception as error:
-        raise Unavailable(f"not ready: {type(error).__name__}: {error}") from error
-    return json(HealthView(status="ready"))
+        return f"{type(error).__name__}: {error}"
+    return "ok"
 
 
 @endpoint(

@@ -51,6 +51,8 @@ class Delivery:
         self._again: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set when the server stops: polls answer with what they have and never park.
+        self.draining = False
 
     # --- live sessions ------------------------------------------------------------------
 
@@ -173,7 +175,7 @@ class Delivery:
                 await self._hub.commands.hand_back(device_id, commands)
                 return []
             remaining = deadline - loop.time()
-            if commands or remaining <= 0:
+            if commands or remaining <= 0 or self.draining:
                 return commands
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(device_id, []).append(waiter)
@@ -204,6 +206,16 @@ class Delivery:
         if capacity <= 0:
             return []
         return await hub.commands.hand_over(device_id, ids[:capacity], CommandState.DELIVERED)
+
+    def drain(self) -> None:
+        """The server is stopping: every parked poll answers now with its empty answer
+        (nothing was claimed for it), and no poll parks any more, so the HTTP handlers
+        end within the stop budget and nothing is handed to a poll about to be cut."""
+        self.draining = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def parked_devices(self) -> list[str]:
         return list(self._waiters)

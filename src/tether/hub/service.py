@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from tether.bus import Bus
 from tether.core import limits
@@ -61,6 +61,8 @@ from tether.settings import Settings
 from tether.store import Store
 
 log = logging.getLogger("tether.hub")
+T = TypeVar("T")
+FIRST = asyncio.FIRST_COMPLETED
 
 _TOPIC_ACTION = {
     Topic.NOTIFICATION: Action.GET_DEVICE_NOTIFICATION,
@@ -100,6 +102,8 @@ class Hub:
         self._background_tasks: set[asyncio.Task[None]] = set()
         self._interest = ChannelInterest(bus, self._on_bus)
         self.started = False
+        #: Set when the server starts to stop (:meth:`drain`); long waits end on it.
+        self.draining = asyncio.Event()
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -125,6 +129,25 @@ class Hub:
             asyncio.create_task(self._every(600.0, self._prune), name="tether-retention"),
         ]
         self.started = True
+
+    def drain(self) -> None:
+        """The server is stopping: answer every parked poll now (native ones through
+        :meth:`Delivery.drain`, dialects' through :meth:`park`), so that no handler holds
+        the stop up; the store and bus keep working until :meth:`stop`."""
+        self.draining.set()
+        self.delivery.drain()
+
+    async def park(self, future: asyncio.Future[T], timeout: float) -> T | None:
+        """Wait up to ``timeout`` seconds for ``future``: its result, or None when the time
+        is up or the server starts to stop first (a long poll's empty answer)."""
+        if future.done() or self.draining.is_set():
+            return future.result() if future.done() else None
+        stopping = asyncio.ensure_future(self.draining.wait())
+        try:
+            await asyncio.wait((future, stopping), timeout=timeout, return_when=FIRST)
+        finally:
+            stopping.cancel()
+        return future.result() if future.done() else None
 
     async def stop(self) -> None:
         self.started = False

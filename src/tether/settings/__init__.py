@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from tether.core import jsonc
 from tether.core.limits import DURATION_MAX
 from tether.settings.controlid import ControlIdSettings
 from tether.settings.devicehive import DeviceHiveSettings
@@ -156,6 +158,14 @@ class Settings(BaseSettings):
     presence_timeout: float = Field(
         90.0, gt=0, description="Seconds of silence after which a polling device is offline."
     )
+    shutdown_timeout: float = Field(
+        3.0,
+        gt=0,
+        le=600,
+        description="Seconds a stop (SIGTERM, SIGINT) gives open connections to close: "
+        "WebSockets are closed with 1001, parked polls answered at once; what is still open "
+        "then is dropped, and the buffered writes are flushed before the process exits.",
+    )
     write_behind_interval: float = Field(
         2.0, gt=0, description="How often last_seen is written behind, seconds."
     )
@@ -179,6 +189,18 @@ class Settings(BaseSettings):
         "device ids where known).",
     )
 
+    access_log: bool = Field(
+        False,
+        description="One log line per HTTP request (logger tether.access, at INFO): method, "
+        "route, status, duration, peer, request and device ids. Off by default: every "
+        "device poll and keepalive is a request, so at fleet scale it dominates the log.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins (https://dash.example.com, or * for any) allowed to "
+        "call the API from another origin (CORS); empty = none.",
+    )
+
     # --- metrics (see docs/security.md) -------------------------------------------------------
     metrics: Literal["token", "public", "off"] = Field(
         "token",
@@ -193,6 +215,17 @@ class Settings(BaseSettings):
         description="HOST:PORT of a separate listener serving only /metrics, without "
         "credentials; bind it to a private address.",
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        """``TETHER_CORS_ORIGINS`` may be comma-separated or a JSON list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return jsonc.decode(text)
+            return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("metrics_listen")
     @classmethod
@@ -241,7 +274,9 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'tether.db'}"
+        # Absolute: a relative data_dir is resolved once, against the directory the
+        # server starts in, and every message names the real place.
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tether.db'}"
 
     @classmethod
     def settings_customise_sources(

@@ -209,11 +209,9 @@ class MessageOps(CommandOps):
             try:
                 found = await self.replay(principal, sel, after, limit)
                 if not found:
-                    try:
-                        async with asyncio.timeout(wait):
-                            found = [await waiter.future]
-                    except TimeoutError:
-                        found = []
+                    # Answered empty at the timeout, or at once when the server stops.
+                    item = await self.hub.park(waiter.future, wait)
+                    found = [] if item is None else [item]
             finally:
                 await self.hub.unsubscribe(sub.id)
         if not present():
@@ -246,11 +244,10 @@ class MessageOps(CommandOps):
             if not codec.is_updated(command):
                 if wait <= 0:
                     return None
-                try:
-                    async with asyncio.timeout(wait):
-                        command = await waiter.future
-                except TimeoutError:
-                    return None
+                updated = await self.hub.park(waiter.future, wait)
+                if updated is None:
+                    return None  # the timeout's 204, also when the server stops
+                command = updated
         finally:
             await self.hub.unsubscribe(sub.id)
         return await self.render(command)
