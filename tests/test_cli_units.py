@@ -282,7 +282,14 @@ def test_serve_help_shows_its_defaults(runner: CliRunner) -> None:
 
     result = runner.invoke(root, ["serve", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    lines = {line.split()[1]: line for line in result.output.splitlines() if "│ --" in line}
+    # An option's help may run over several lines: gather each option's block of lines.
+    lines: dict[str, str] = {}
+    option = ""
+    for line in result.output.splitlines():
+        if "│ --" in line:
+            option = line.split()[1]
+        if option:
+            lines[option] = lines.get(option, "") + line
     assert "127.0.0.1" in lines["--host"]
     assert "8080" in lines["--port"]
     assert "./tether-data" in lines["--data-dir"]

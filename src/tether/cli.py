@@ -53,7 +53,7 @@ app = typer.Typer(
     "Start with 'tether serve'. Every setting is also a TETHER_* environment variable "
     "(TETHER_PORT=9000) or a key in the TOML file named by --config / TETHER_CONFIG.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
