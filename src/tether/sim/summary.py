@@ -1,0 +1,129 @@
+"""The end of a run: one typed :class:`Summary`, built from every shard's result.
+
+It is what ``tether sim --json`` prints and what :func:`tether.sim.run` returns to the
+bench. Rates are per second of the whole run (the ramp included); latencies are
+percentiles in milliseconds; ``errors`` counts failures by kind; ``simulator`` is each
+simulator process's own CPU, memory and descriptors, with ``warnings`` saying when the
+simulator, not the server, was the limit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from tether.sim.plan import Plan
+from tether.sim.resources import Resources
+from tether.sim.stats import Latency, Tally
+
+
+class DialectFleet(msgspec.Struct, kw_only=True):
+    devices: int
+    connected_at_end: int
+
+
+class Telemetry(msgspec.Struct, kw_only=True):
+    sent: int
+    per_second: float
+    #: From sending a message to the server's answer (eWeLink: its reply to the update;
+    #: InfiniteClouds statistics ride on keepalives and are counted, not timed).
+    round_trip: Latency
+
+
+class Commands(msgspec.Struct, kw_only=True):
+    sent: int
+    succeeded: int
+    #: Due while ``max_in_flight`` commands were out: the simulator's own limit.
+    skipped: int
+    per_second: float
+    #: From the native API request to its answer with the final result (``?wait=``).
+    round_trip: Latency
+
+
+class Connections(msgspec.Struct, kw_only=True):
+    #: Sessions that came up, first connects and reconnects.
+    connects: int
+    connected_at_end: int
+    #: Sessions that ended without the simulator asking.
+    drops: int
+    churned: int
+    #: From starting a device to its session being up (protocol handshake included).
+    connect_time: Latency
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    plan: Plan
+    started_at: datetime
+    wall_seconds: float
+    provisioning_seconds: float
+    devices: int
+    dialects: dict[str, DialectFleet]
+    connections: Connections
+    telemetry: Telemetry
+    commands: Commands
+    errors: dict[str, int]
+    error_count: int
+    #: One entry per simulator process.
+    simulator: list[Resources]
+    warnings: list[str]
+
+
+def summarize(
+    plan: Plan,
+    started_at: datetime,
+    wall: float,
+    provisioning: float,
+    tally: Tally,
+    connected_by_dialect: dict[str, int],
+    resources: list[Resources],
+    warnings: list[str],
+) -> Summary:
+    seconds = plan.duration  # the load phase; wall also counts the drain and the stop
+    notes = list(warnings)
+    busy = [r for r in resources if r.saturated]
+    if busy:
+        notes.append(
+            f"{len(busy)} of {len(resources)} simulator processes used over 85% of a core: "
+            "the simulator may have been the limit, not the server; try --processes "
+            f"{min(len(resources) * 2, 64)}"
+        )
+    if tally.commands_skipped:
+        notes.append(
+            f"{tally.commands_skipped} commands were skipped: --max-in-flight "
+            f"({plan.max_in_flight}) commands were already waiting"
+        )
+    return Summary(
+        plan=plan,
+        started_at=started_at,
+        wall_seconds=round(wall, 3),
+        provisioning_seconds=round(provisioning, 3),
+        devices=plan.devices,
+        dialects={
+            name: DialectFleet(devices=count, connected_at_end=connected_by_dialect.get(name, 0))
+            for name, count in plan.mix.items()
+        },
+        connections=Connections(
+            connects=tally.connects,
+            connected_at_end=sum(connected_by_dialect.values()),
+            drops=tally.drops,
+            churned=tally.churned,
+            connect_time=tally.connect_time.describe(),
+        ),
+        telemetry=Telemetry(
+            sent=tally.telemetry_sent,
+            per_second=round(tally.telemetry_sent / seconds, 1),
+            round_trip=tally.telemetry_round_trip.describe(),
+        ),
+        commands=Commands(
+            sent=tally.commands_sent,
+            succeeded=tally.commands_succeeded,
+            skipped=tally.commands_skipped,
+            per_second=round(tally.commands_succeeded / seconds, 1),
+            round_trip=tally.command_round_trip.describe(),
+        ),
+        errors=dict(sorted(tally.errors.items())),
+        error_count=tally.error_count,
+        simulator=resources,
+        warnings=notes,
+    )
