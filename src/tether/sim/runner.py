@@ -148,6 +148,9 @@ async def run(
         results = [await Shard(jobs[0], on_progress).run()]
     else:
         results = await _run_workers(jobs, on_progress)
+    processes = [r.resources for r in results]
+    if len(results) > 1:  # the coordinating process too, when it is not the one shard
+        processes.append(meter.read(time.monotonic()))
     tally = Tally()
     by_dialect: dict[str, int] = {}
     warnings: list[str] = []
