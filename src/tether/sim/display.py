@@ -82,11 +82,23 @@ def render(summary: Summary) -> RenderableType:
         (f"(provisioned in {s.provisioning_seconds:.1f}s)", "dim"),
     )
     fleet = Table(title="Fleet", title_justify="left", show_edge=False, header_style="bold")
-    for column in ("dialect", "devices", "connected at end"):
+    columns = ("dialect", "devices", "connected", "commands", "p50 ms", "p99 ms")
+    for column in (*columns, "telemetry", "p50 ms ", "p99 ms "):
         fleet.add_column(column, justify="left" if column == "dialect" else "right")
     for name, entry in s.dialects.items():
         style = "" if entry.connected_at_end == entry.devices else "yellow"
-        fleet.add_row(name, f"{entry.devices:,}", Text(f"{entry.connected_at_end:,}", style=style))
+        cmd, tel = entry.command_round_trip, entry.telemetry_round_trip
+        fleet.add_row(
+            name,
+            f"{entry.devices:,}",
+            Text(f"{entry.connected_at_end:,}", style=style),
+            f"{entry.commands_succeeded:,}",
+            _ms(cmd.p50_ms),
+            _ms(cmd.p99_ms),
+            f"{entry.telemetry_sent:,}",
+            _ms(tel.p50_ms),
+            _ms(tel.p99_ms),
+        )
     latency = Table(
         title="Latency (ms)", title_justify="left", show_edge=False, header_style="bold"
     )

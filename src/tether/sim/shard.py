@@ -109,7 +109,7 @@ class Shard:
         self._commands_in_flight = 0
         self._seq = 0
         #: Telemetry the self-reporting agents sent: of stopped drivers, and in total.
-        self._reported_done = 0
+        self._reported_done: dict[str, int] = {}
         self._reported = 0
 
     def _spawn(self, coro: Coroutine[Any, Any, None], *, load: bool = False) -> None:
@@ -160,9 +160,8 @@ class Shard:
             connected = {d.spec.id: d.dialect for d in self.drivers.values() if d.connected}
             self._stopping = True
             await asyncio.gather(*(d.stop() for d in self.drivers.values()))
-            self.tally.telemetry_sent += self._reported_done + sum(
-                d.reported() for d in self.drivers.values()
-            )
+            for dialect, count in self._self_reported().items():
+                self.tally.telemetry_done(dialect, None, count)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -275,22 +274,30 @@ class Shard:
             if not self._stopping:
                 self.tally.error(error_kind(f"{driver.dialect}_telemetry", error))
         else:
-            self.tally.telemetry_sent += 1
-            self.tally.telemetry_round_trip.record(time.monotonic() - began)
+            self.tally.telemetry_done(driver.dialect, time.monotonic() - began)
         finally:
             self._telemetry_busy[key] -= 1
 
     async def _command_loop(self, started: float) -> None:
         limit = max(1, int(self.plan.max_in_flight * self.job.share))
+        turn = 0
 
         def fire() -> None:
-            candidates = self._connected()
-            if not candidates:
+            nonlocal turn
+            by_dialect: dict[str, list[Driver]] = {}
+            for driver in self._connected():
+                by_dialect.setdefault(driver.dialect, []).append(driver)
+            if not by_dialect:
                 return
             if self._commands_in_flight >= limit:
                 self.tally.commands_skipped += 1
                 return
-            self._spawn(self._command(random.choice(candidates)), load=True)
+            # Each dialect in turn, a random device of it: every dialect gets its share
+            # of the load however few devices it has.
+            names = sorted(by_dialect)
+            turn += 1
+            target = random.choice(by_dialect[names[turn % len(names)]])
+            self._spawn(self._command(target), load=True)
 
         await self._paced(started, self.plan.command_rate * self.job.share, fire)
 
@@ -317,8 +324,7 @@ class Shard:
         else:
             state = command.get("state") if isinstance(command, dict) else None
             if state == "succeeded":
-                self.tally.commands_succeeded += 1
-                self.tally.command_round_trip.record(time.monotonic() - began)
+                self.tally.command_done(driver.dialect, time.monotonic() - began)
             elif status == 202 or state not in TERMINAL_STATES:
                 self.tally.error(f"{driver.dialect}_command_timeout")
             else:
@@ -342,7 +348,10 @@ class Shard:
         try:
             self.tally.churned += 1
             await driver.stop()
-            self._reported_done += driver.reported()
+            if driver.reported():
+                self._reported_done[driver.dialect] = (
+                    self._reported_done.get(driver.dialect, 0) + driver.reported()
+                )
             self._was_up.discard(key)
             await asyncio.sleep(self.plan.churn_downtime)
             if not self._stopping:
@@ -359,17 +368,20 @@ class Shard:
 
     def _count(self) -> None:
         """Count connected devices; a device that was up and is not (churn aside) dropped."""
-        up: set[str] = set()
-        reported = self._reported_done
-        for key, driver in self.drivers.items():
-            reported += driver.reported()
-            if driver.connected:
-                up.add(key)
+        up = {key for key, driver in self.drivers.items() if driver.connected}
         for key in self._was_up - up - self._churning:
             self.tally.drops += 1
             self.tally.error(f"{self.drivers[key].dialect}_disconnected")
         self._was_up = up
-        self._reported = reported
+        self._reported = sum(self._self_reported().values())
+
+    def _self_reported(self) -> dict[str, int]:
+        """Telemetry sent by the self-reporting agents, by dialect, churned ones included."""
+        counts = dict(self._reported_done)
+        for driver in self.drivers.values():
+            if driver.self_reporting:
+                counts[driver.dialect] = counts.get(driver.dialect, 0) + driver.reported()
+        return counts
 
     def progress(self, elapsed: float) -> Progress:
         t = self.tally

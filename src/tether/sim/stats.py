@@ -94,6 +94,21 @@ class Latency(msgspec.Struct, kw_only=True):
     max_ms: float | None
 
 
+class DialectTally(msgspec.Struct, kw_only=True):
+    """What one dialect's devices did (polling dialects answer slower by design)."""
+
+    commands_succeeded: int = 0
+    telemetry_sent: int = 0
+    command_round_trip: Histogram = msgspec.field(default_factory=Histogram)
+    telemetry_round_trip: Histogram = msgspec.field(default_factory=Histogram)
+
+    def merge(self, other: DialectTally) -> None:
+        self.commands_succeeded += other.commands_succeeded
+        self.telemetry_sent += other.telemetry_sent
+        self.command_round_trip.merge(other.command_round_trip)
+        self.telemetry_round_trip.merge(other.telemetry_round_trip)
+
+
 class Tally(msgspec.Struct, kw_only=True):
     """Everything one shard of the fleet counted; shards merge by :meth:`merge`."""
 
@@ -113,6 +128,29 @@ class Tally(msgspec.Struct, kw_only=True):
     connect_time: Histogram = msgspec.field(default_factory=Histogram)
     command_round_trip: Histogram = msgspec.field(default_factory=Histogram)
     telemetry_round_trip: Histogram = msgspec.field(default_factory=Histogram)
+    dialects: dict[str, DialectTally] = msgspec.field(default_factory=dict)
+
+    def dialect(self, name: str) -> DialectTally:
+        found = self.dialects.get(name)
+        if found is None:
+            found = self.dialects[name] = DialectTally()
+        return found
+
+    def command_done(self, dialect: str, seconds: float) -> None:
+        self.commands_succeeded += 1
+        self.command_round_trip.record(seconds)
+        mine = self.dialect(dialect)
+        mine.commands_succeeded += 1
+        mine.command_round_trip.record(seconds)
+
+    def telemetry_done(self, dialect: str, seconds: float | None, count: int = 1) -> None:
+        """``count`` messages sent; ``seconds`` their round trip, when it was timed."""
+        self.telemetry_sent += count
+        mine = self.dialect(dialect)
+        mine.telemetry_sent += count
+        if seconds is not None:
+            self.telemetry_round_trip.record(seconds)
+            mine.telemetry_round_trip.record(seconds)
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -131,6 +169,8 @@ class Tally(msgspec.Struct, kw_only=True):
         self.connect_time.merge(other.connect_time)
         self.command_round_trip.merge(other.command_round_trip)
         self.telemetry_round_trip.merge(other.telemetry_round_trip)
+        for name, theirs in other.dialects.items():
+            self.dialect(name).merge(theirs)
 
 
 def error_kind(prefix: str, error: BaseException) -> str:

@@ -15,12 +15,16 @@ import msgspec
 
 from tether.sim.plan import Plan
 from tether.sim.resources import Resources
-from tether.sim.stats import Latency, Tally
+from tether.sim.stats import DialectTally, Latency, Tally
 
 
 class DialectFleet(msgspec.Struct, kw_only=True):
     devices: int
     connected_at_end: int
+    commands_succeeded: int
+    telemetry_sent: int
+    command_round_trip: Latency
+    telemetry_round_trip: Latency
 
 
 class Telemetry(msgspec.Struct, kw_only=True):
@@ -100,7 +104,7 @@ def summarize(
         provisioning_seconds=round(provisioning, 3),
         devices=plan.devices,
         dialects={
-            name: DialectFleet(devices=count, connected_at_end=connected_by_dialect.get(name, 0))
+            name: _dialect(name, count, tally, connected_by_dialect)
             for name, count in plan.mix.items()
         },
         connections=Connections(
@@ -126,4 +130,16 @@ def summarize(
         error_count=tally.error_count,
         simulator=resources,
         warnings=notes,
+    )
+
+
+def _dialect(name: str, devices: int, tally: Tally, connected: dict[str, int]) -> DialectFleet:
+    mine = tally.dialects.get(name) or DialectTally()
+    return DialectFleet(
+        devices=devices,
+        connected_at_end=connected.get(name, 0),
+        commands_succeeded=mine.commands_succeeded,
+        telemetry_sent=mine.telemetry_sent,
+        command_round_trip=mine.command_round_trip.describe(),
+        telemetry_round_trip=mine.telemetry_round_trip.describe(),
     )
