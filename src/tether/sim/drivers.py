@@ -77,6 +77,9 @@ class Driver:
     dialect: ClassVar[str]
     #: True when the agent sends its telemetry by itself (InfiniteClouds statistics).
     self_reporting: ClassVar[bool] = False
+    #: True when a stopping agent may sit in a held long poll: cancel it at once rather
+    #: than wait for the server's answer.
+    cancel_on_stop: ClassVar[bool] = False
 
     def __init__(self, spec: DeviceSpec, ctx: Context) -> None:
         self.spec = spec
@@ -111,6 +114,8 @@ class Driver:
         if self._task is None:
             return
         try:
+            if self.cancel_on_stop:
+                raise TimeoutError
             await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE)
         except (TimeoutError, asyncio.CancelledError):
             self._task.cancel()
@@ -173,6 +178,7 @@ class NativeDriver(Driver):
 class NativeHttpDriver(NativeDriver):
     dialect = "native-http"
     transport = "http"
+    cancel_on_stop = True
 
 
 class DeviceHiveDriver(Driver):
@@ -253,6 +259,7 @@ class EWeLinkDriver(Driver):
 
 class ControlIdDriver(Driver):
     dialect = "controlid"
+    cancel_on_stop = True
 
     def __init__(self, spec: DeviceSpec, ctx: Context) -> None:
         super().__init__(spec, ctx)

@@ -105,16 +105,16 @@ class Plan(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def default_mix(devices: int) -> dict[str, int]:
-    """``devices`` split by :data:`DEFAULT_SHARES`: every dialect gets at least one when
-    there are enough devices, and the shares add up exactly."""
+    """``devices`` split by :data:`DEFAULT_SHARES`: one of each dialect first when there
+    are enough devices, the rest by share, and the counts add up exactly."""
     if devices < 0:
         raise PlanError("--devices", "must be 0 or more")
+    base = 1 if devices >= len(DEFAULT_SHARES) else 0
+    rest = devices - base * len(DEFAULT_SHARES)
     total = sum(DEFAULT_SHARES.values())
-    mix = {name: devices * share // total for name, share in DEFAULT_SHARES.items()}
+    mix = {name: base + rest * share // total for name, share in DEFAULT_SHARES.items()}
     left = devices - sum(mix.values())
-    # Hand out the remainder to the dialects with none yet, then by share.
-    order = sorted(DEFAULT_SHARES, key=lambda n: (mix[n] > 0, -DEFAULT_SHARES[n]))
-    for name in order[:left]:
+    for name in sorted(DEFAULT_SHARES, key=lambda n: -DEFAULT_SHARES[n])[:left]:
         mix[name] += 1
     return {name: count for name, count in mix.items() if count}
 

@@ -271,7 +271,8 @@ class Shard:
         try:
             await driver.telemetry(self._seq)
         except Exception as error:
-            if not self._stopping:
+            # A device stopped on purpose (churn, the end) loses what it was sending.
+            if not (self._stopping or key in self._churning or self.drivers[key] is not driver):
                 self.tally.error(error_kind(f"{driver.dialect}_telemetry", error))
         else:
             self.tally.telemetry_done(driver.dialect, time.monotonic() - began)

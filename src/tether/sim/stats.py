@@ -56,6 +56,8 @@ class Histogram(msgspec.Struct, kw_only=True):
         if not self.count:
             return None
         rank = max(1, math.ceil(q * self.count))
+        if rank >= self.count:
+            return self.high
         seen = 0
         for index in sorted(self.counts):
             seen += self.counts[index]
