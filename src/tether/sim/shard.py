@@ -230,16 +230,17 @@ class Shard:
 
     # --- paced loops ------------------------------------------------------------------------
 
-    async def _paced(self, started: float, rate: float, fire: Callable[[], None]) -> None:
-        """Call ``fire`` ``rate`` times a second from ``started`` on, catching up on lag."""
+    async def _paced(self, started: float, rate: float, fire: Callable[[int], None]) -> None:
+        """``rate`` events a second from ``started`` on: each tick, ``fire(n)`` with the
+        ``n`` now due (a late tick catches up)."""
         if rate <= 0:
             return
         done = 0
         while True:
             due = int((time.monotonic() - started) * rate)
-            for _ in range(due - done):
-                fire()
-            done = max(done, due)
+            if due > done:
+                fire(due - done)
+                done = due
             await asyncio.sleep(TICK)
 
     async def _telemetry_loop(self, started: float) -> None:
@@ -249,17 +250,18 @@ class Shard:
             return
         cursor = 0
 
-        def fire() -> None:
+        def fire(count: int) -> None:
             nonlocal cursor
-            spec = senders[cursor % len(senders)]
-            cursor += 1
-            driver = self.drivers.get(spec.id)
-            if driver is None or not driver.connected or spec.id in self._churning:
-                return
-            if self._telemetry_busy.get(spec.id, 0) >= TELEMETRY_IN_FLIGHT:
-                self.tally.error("telemetry_behind")
-                return
-            self._spawn(self._send_telemetry(driver), load=True)
+            for _ in range(count):
+                spec = senders[cursor % len(senders)]
+                cursor += 1
+                driver = self.drivers.get(spec.id)
+                if driver is None or not driver.connected or spec.id in self._churning:
+                    continue
+                if self._telemetry_busy.get(spec.id, 0) >= TELEMETRY_IN_FLIGHT:
+                    self.tally.error("telemetry_behind")
+                    continue
+                self._spawn(self._send_telemetry(driver), load=True)
 
         await self._paced(started, len(senders) / interval, fire)
 
@@ -283,27 +285,29 @@ class Shard:
         limit = max(1, int(self.plan.max_in_flight * self.job.share))
         turn = 0
 
-        def fire() -> None:
+        def fire(count: int) -> None:
             nonlocal turn
             by_dialect: dict[str, list[Driver]] = {}
             for driver in self._connected():
                 by_dialect.setdefault(driver.dialect, []).append(driver)
             if not by_dialect:
                 return
-            if self._commands_in_flight >= limit:
-                self.tally.commands_skipped += 1
-                return
-            # Each dialect in turn, a random device of it: every dialect gets its share
-            # of the load however few devices it has.
             names = sorted(by_dialect)
-            turn += 1
-            target = random.choice(by_dialect[names[turn % len(names)]])
-            self._spawn(self._command(target), load=True)
+            for _ in range(count):
+                if self._commands_in_flight >= limit:
+                    self.tally.commands_skipped += 1
+                    continue
+                # Each dialect in turn, a random device of it: every dialect gets its
+                # share of the load however few devices it has.
+                turn += 1
+                target = random.choice(by_dialect[names[turn % len(names)]])
+                self._commands_in_flight += 1  # counted now: the bound holds within a tick
+                self._spawn(self._command(target), load=True)
 
         await self._paced(started, self.plan.command_rate * self.job.share, fire)
 
     async def _command(self, driver: Driver) -> None:
-        self._commands_in_flight += 1
+        """One command, already counted in flight by the caller."""
         self._seq += 1
         name, parameters = driver.command(self._seq)
         timeout = self.plan.command_timeout
@@ -334,10 +338,9 @@ class Shard:
             self._commands_in_flight -= 1
 
     async def _churn_loop(self, started: float) -> None:
-        def fire() -> None:
+        def fire(count: int) -> None:
             candidates = self._connected()
-            if candidates:
-                driver = random.choice(candidates)
+            for driver in random.sample(candidates, min(count, len(candidates))):
                 self._churning.add(driver.spec.id)
                 self._spawn(self._churn(driver))
 
