@@ -120,7 +120,8 @@ def render(summary: Summary) -> RenderableType:
     counts = Text(
         f"connects {c.connects:,}  drops {c.drops:,}  churned {c.churned:,}  "
         f"commands sent {s.commands.sent:,} (succeeded {s.commands.succeeded:,}, skipped "
-        f"{s.commands.skipped:,})  telemetry sent {s.telemetry.sent:,}"
+        f"{s.commands.skipped:,})  telemetry sent {s.telemetry.sent:,} (skipped "
+        f"{s.telemetry.skipped:,})"
     )
     parts: list[RenderableType] = [head, fleet, latency, counts]
     if s.errors:

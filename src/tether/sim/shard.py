@@ -259,7 +259,7 @@ class Shard:
                 if driver is None or not driver.connected or spec.id in self._churning:
                     continue
                 if self._telemetry_busy.get(spec.id, 0) >= TELEMETRY_IN_FLIGHT:
-                    self.tally.error("telemetry_behind")
+                    self.tally.telemetry_skipped += 1
                     continue
                 self._spawn(self._send_telemetry(driver), load=True)
 

@@ -121,6 +121,8 @@ class Tally(msgspec.Struct, kw_only=True):
     #: Sessions ended on purpose by churn.
     churned: int = 0
     telemetry_sent: int = 0
+    #: Telemetry due while the device's last messages were still unanswered.
+    telemetry_skipped: int = 0
     commands_sent: int = 0
     commands_succeeded: int = 0
     #: Commands due while ``max_in_flight`` were already out: the generator's limit.
@@ -166,6 +168,7 @@ class Tally(msgspec.Struct, kw_only=True):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.commands_succeeded += other.commands_succeeded
         self.commands_skipped += other.commands_skipped
+        self.telemetry_skipped += other.telemetry_skipped
         for kind, n in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + n
         self.connect_time.merge(other.connect_time)

@@ -29,6 +29,9 @@ class DialectFleet(msgspec.Struct, kw_only=True):
 
 class Telemetry(msgspec.Struct, kw_only=True):
     sent: int
+    #: Due while the device's last two messages were unanswered: not sent, so a slow
+    #: server is not buried under a growing backlog.
+    skipped: int
     per_second: float
     #: From sending a message to the server's answer (eWeLink: its reply to the update;
     #: InfiniteClouds statistics ride on keepalives and are counted, not timed).
@@ -97,6 +100,11 @@ def summarize(
             f"{tally.commands_skipped} commands were skipped: --max-in-flight "
             f"({plan.max_in_flight}) commands were already waiting"
         )
+    if tally.telemetry_skipped:
+        notes.append(
+            f"{tally.telemetry_skipped} telemetry messages were skipped: their device's last "
+            "two were still unanswered"
+        )
     return Summary(
         plan=plan,
         started_at=started_at,
@@ -116,6 +124,7 @@ def summarize(
         ),
         telemetry=Telemetry(
             sent=tally.telemetry_sent,
+            skipped=tally.telemetry_skipped,
             per_second=round(tally.telemetry_sent / seconds, 1),
             round_trip=tally.telemetry_round_trip.describe(),
         ),
