@@ -71,6 +71,12 @@ class Context:
         return f"{seq:08d}{'x' * (size - 8)}" if size > 8 else f"{seq:08d}"[-size:] if size else ""
 
 
+class NotTaken(Exception):
+    """A message the server answered with an error, or not within the agent's limit."""
+
+    kind = "not_taken"
+
+
 class Driver:
     """Base of the per-dialect drivers; see the module docstring."""
 
@@ -293,7 +299,7 @@ class ControlIdDriver(Driver):
         }
         self.terminal.api.events.append(("door", event))
         if await self.terminal.flush_events(self.session):
-            raise ConnectionError("the Monitor event was not taken")
+            raise NotTaken("the server did not take the Monitor event in time")
 
     def command(self, seq: int) -> tuple[str, Any]:
         return "message_to_screen", {"message": f"sim {seq}", "timeout": 1000}

@@ -181,6 +181,9 @@ class Tally(msgspec.Struct, kw_only=True):
 def error_kind(prefix: str, error: BaseException) -> str:
     """A short, stable name for a failure: ``<prefix>_timeout``, ``<prefix>_http_503``,
     ``<prefix>_refused``, ... (never the message: kinds must group, not multiply)."""
+    kind = getattr(error, "kind", None)
+    if isinstance(kind, str):
+        return f"{prefix}_{kind}"
     status = getattr(error, "http_status", None) or getattr(error, "status", None)
     if isinstance(status, int) and status >= 400:
         return f"{prefix}_http_{status}"
