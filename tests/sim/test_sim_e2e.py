@@ -80,6 +80,9 @@ async def test_a_fleet_of_every_dialect_connects_reports_and_runs_commands(
         duration=4.0,
         telemetry_interval=0.5,
         command_rate=14.0,
+        # Generous: a shared CI machine can stall the server for seconds; a late command
+        # would count as an error and this test is about correctness, not latency.
+        command_timeout=30.0,
         poll_interval=0.5,
     )
     seen: list[Any] = []
@@ -132,6 +135,7 @@ async def test_cli_json_summary_with_workers_then_cleanup(
         server.cli,
         "sim", "--mix", ",".join(f"{n}=1" for n in DIALECTS), "--name", "cli",
         "--duration", "3", "--telemetry-interval", "500ms", "--command-rate", "7",
+        "--command-timeout", "30s",
         "--poll-interval", "500ms", "--processes", "2", "--json", timeout=90,
     )  # fmt: skip
     assert result.returncode == 0, explain(result)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -148,7 +148,43 @@ class Driver:
         return 0
 
 
-class NativeDriver(Driver):
+class ReportingAgent(Protocol):
+    """What the native and DeviceHive agents share: a run loop that reconnects by
+    itself, a stop, a connected event and ``notify``."""
+
+    connected: asyncio.Event
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def notify(self, name: str, parameters: Any = None) -> Any: ...
+
+
+class ReportingDriver(Driver):
+    """A device whose agent reconnects by itself and reports with ``notify``; it answers
+    ``echo`` commands."""
+
+    agent: ReportingAgent
+
+    async def run(self) -> None:
+        await self.agent.run()
+
+    async def halt(self) -> None:
+        await self.agent.stop()
+
+    @property
+    def event(self) -> asyncio.Event:
+        return self.agent.connected
+
+    async def telemetry(self, seq: int) -> None:
+        await self.agent.notify("telemetry", {"seq": seq, "data": self.ctx.filler(seq)})
+
+    def command(self, seq: int) -> tuple[str, Any]:
+        return "echo", {"seq": seq}
+
+
+class NativeDriver(ReportingDriver):
     dialect = "native-ws"
     transport: ClassVar[str] = "ws"
 
@@ -164,22 +200,6 @@ class NativeDriver(Driver):
             poll_wait=POLL_WAIT,
         )
 
-    async def run(self) -> None:
-        await self.agent.run()
-
-    async def halt(self) -> None:
-        await self.agent.stop()
-
-    @property
-    def event(self) -> asyncio.Event:
-        return self.agent.connected
-
-    async def telemetry(self, seq: int) -> None:
-        await self.agent.notify("telemetry", {"seq": seq, "data": self.ctx.filler(seq)})
-
-    def command(self, seq: int) -> tuple[str, Any]:
-        return "echo", {"seq": seq}
-
 
 class NativeHttpDriver(NativeDriver):
     dialect = "native-http"
@@ -187,7 +207,7 @@ class NativeHttpDriver(NativeDriver):
     cancel_on_stop = True
 
 
-class DeviceHiveDriver(Driver):
+class DeviceHiveDriver(ReportingDriver):
     dialect = "devicehive"
 
     def __init__(self, spec: DeviceSpec, ctx: Context) -> None:
@@ -200,22 +220,6 @@ class DeviceHiveDriver(Driver):
             poll_wait=POLL_WAIT,
             session=self.session,
         )
-
-    async def run(self) -> None:
-        await self.agent.run()
-
-    async def halt(self) -> None:
-        await self.agent.stop()
-
-    @property
-    def event(self) -> asyncio.Event:
-        return self.agent.connected
-
-    async def telemetry(self, seq: int) -> None:
-        await self.agent.notify("telemetry", {"seq": seq, "data": self.ctx.filler(seq)})
-
-    def command(self, seq: int) -> tuple[str, Any]:
-        return "echo", {"seq": seq}
 
 
 class EWeLinkDriver(Driver):

@@ -191,9 +191,12 @@ class Shard:
         return aiohttp.ClientSession(connector=connector, timeout=timeout)
 
     async def _drain(self) -> None:
-        """Let the commands and telemetry in flight finish (bounded by the command timeout)."""
+        """Let the commands and telemetry in flight finish, each within its own request
+        timeout; one still out after that is counted, never silently dropped."""
         if self._load:
-            await asyncio.wait(set(self._load), timeout=self.plan.command_timeout + 2)
+            await asyncio.wait(set(self._load), timeout=self.plan.command_timeout + 11)
+        if self._commands_in_flight:
+            self.tally.errors["command_unfinished"] = self._commands_in_flight
 
     # --- devices ----------------------------------------------------------------------------
 
