@@ -99,6 +99,8 @@ async def test_a_fleet_of_every_dialect_connects_reports_and_runs_commands(
     assert summary.connections.drops == 0
     assert seen
     assert seen[-1].connected == 14
+    # The live view also shows what the server sees: every device of this run online.
+    assert any(p.online is not None and p.online >= 14 for p in seen), seen[-3:]
     assert summary.simulator[0].cpu_seconds > 0
     assert summary.simulator[0].rss_bytes > 0
     # The server stored each dialect's telemetry under the device that sent it.

@@ -62,6 +62,8 @@ class LiveProgress:
         text.append(f"{p.elapsed:5.1f}s/{self.plan.duration:g}s  ", style="dim")
         text.append(f"started {p.started:,}/{p.devices:,}  ")
         text.append(f"connected {p.connected:,}  ", style="green")
+        online = "?" if p.online is None else f"{p.online:,}"
+        text.append(f"online {online} (server)  ")
         text.append(f"commands {commands:,.0f}/s  ")
         text.append(f"notifications {notifications:,.0f}/s  ")
         text.append(f"drops {p.drops:,}  ", style="yellow" if p.drops else "")

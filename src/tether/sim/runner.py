@@ -22,7 +22,7 @@ import aiohttp
 import msgspec
 
 from tether.core.errors import TetherError
-from tether.sim.client import ApiClient, Credentials
+from tether.sim.client import ApiClient, ApiError, Credentials
 from tether.sim.plan import DIALECTS, Plan, check
 from tether.sim.provision import Cleaned, DeviceSpec, Fleet, cleanup, opengate_endpoint, provision
 from tether.sim.resources import Meter
@@ -31,6 +31,8 @@ from tether.sim.stats import Tally
 from tether.sim.summary import Summary, summarize
 
 ProgressCallback = Callable[[Progress], None]
+#: Seconds between two questions to the server about who is online (live display only).
+ONLINE_EVERY = 2.0
 #: Lines of a worker's stderr kept to explain its failure.
 STDERR_KEPT = 20
 #: Seconds a worker may take past the run's duration (start-up, drain, stop) before it is
@@ -130,24 +132,19 @@ async def run(
         api = ApiClient(plan.url, credentials, session)
         endpoints = [opengate_endpoint(callback_host, p) for p in ports if p]
         fleet = await provision(plan, api, endpoints, time.monotonic)
-    jobs = [
-        Job(
-            plan=plan,
-            credentials=credentials,
-            devices=devices,
-            share=1 / plan.processes,
-            index=index,
-            refresh_token=fleet.refresh_token,
-            opengate_host=callback_host,
-            opengate_port=ports[index],
-            duration=plan.duration,
-        )
-        for index, devices in enumerate(shards(plan, fleet))
-    ]
-    if plan.processes == 1:
-        results = [await Shard(jobs[0], on_progress).run()]
-    else:
-        results = await _run_workers(jobs, on_progress)
+        if on_progress is None:
+            results = await _run_shards(plan, credentials, fleet, ports, callback_host, None)
+        else:
+            online = ServerView(api)
+            watching = asyncio.create_task(online.watch())
+            try:
+                results = await _run_shards(
+                    plan, credentials, fleet, ports, callback_host, online.adding(on_progress)
+                )
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
     processes = [r.resources for r in results]
     if len(results) > 1:  # the coordinating process too, when it is not the one shard
         processes.append(meter.read(time.monotonic()))
@@ -166,11 +163,60 @@ async def run(
         fleet.seconds,
         tally,
         by_dialect,
-        # The coordinating process too, when it is not itself the one shard.
-        [r.resources for r in results]
-        + ([meter.read(time.monotonic())] if len(results) > 1 else []),
+        processes,
         warnings,
     )
+
+
+class ServerView:
+    """How many devices the server reports online, asked every :data:`ONLINE_EVERY` s
+    (``GET /api/v1/fleet``) while a live display wants it."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+        self.online: int | None = None
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                fleet = await self.api.call("GET", "/api/v1/fleet", params={"minutes": "1"})
+                self.online = sum(int(row["online"]) for row in fleet["devices"])
+            except (ApiError, aiohttp.ClientError, OSError, TimeoutError, KeyError, TypeError):
+                self.online = None  # unknown now; the display says so
+            await asyncio.sleep(ONLINE_EVERY)
+
+    def adding(self, on_progress: ProgressCallback) -> ProgressCallback:
+        def report(progress: Progress) -> None:
+            on_progress(msgspec.structs.replace(progress, online=self.online))
+
+        return report
+
+
+async def _run_shards(
+    plan: Plan,
+    credentials: Credentials,
+    fleet: Fleet,
+    ports: list[int],
+    callback_host: str,
+    on_progress: ProgressCallback | None,
+) -> list[Result]:
+    jobs = [
+        Job(
+            plan=plan,
+            credentials=credentials,
+            devices=devices,
+            share=1 / plan.processes,
+            index=index,
+            refresh_token=fleet.refresh_token,
+            opengate_host=callback_host,
+            opengate_port=ports[index],
+            duration=plan.duration,
+        )
+        for index, devices in enumerate(shards(plan, fleet))
+    ]
+    if plan.processes == 1:
+        return [await Shard(jobs[0], on_progress).run()]
+    return await _run_workers(jobs, on_progress)
 
 
 async def remove(url: str, name: str, credentials: Credentials) -> Cleaned:

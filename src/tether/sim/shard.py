@@ -78,6 +78,8 @@ class Progress(msgspec.Struct, kw_only=True, tag="progress"):
     commands_sent: int
     commands_succeeded: int
     errors: int
+    #: Devices the server reports online (all it shows this login), when asked.
+    online: int | None = None
 
 
 class Result(msgspec.Struct, kw_only=True, tag="result"):
