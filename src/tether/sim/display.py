@@ -136,13 +136,15 @@ def render(summary: Summary) -> RenderableType:
     else:
         parts.append(Text("errors: none", style="green"))
     sim = Table(title="Simulator", title_justify="left", show_edge=False, header_style="bold")
-    for column in ("pid", "CPU s", "core share", "RSS MiB", "peak MiB", "fds", "fd limit"):
+    heads = ("pid", "CPU s", "core share", "loop lag p99 ms", "RSS MiB", "peak MiB", "fds")
+    for column in (*heads, "fd limit"):
         sim.add_column(column, justify="right")
     for r in s.simulator:
         sim.add_row(
             str(r.pid),
             f"{r.cpu_seconds:.1f}",
             Text(f"{r.core_share:.0%}", style="red" if r.saturated else ""),
+            Text(_ms(r.loop_lag_p99_ms), style="red" if r.lagging else ""),
             f"{r.rss_bytes / 2**20:,.0f}",
             f"{r.peak_rss_bytes / 2**20:,.0f}",
             f"{r.open_fds:,}",

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import msgspec
 
+from tether.sim.stats import Histogram
+
 #: Share of one core above which a simulator process is called saturated.
 SATURATED = 0.85
+#: Event-loop lag (p99, ms) above which a simulator process is called lagging.
+LAGGING_MS = 100.0
 #: Descriptors a process needs besides its devices' connections (sessions, pipes, logs).
 FD_MARGIN = 256
 
@@ -32,10 +36,19 @@ class Resources(msgspec.Struct, kw_only=True):
     peak_rss_bytes: int
     open_fds: int
     fd_limit: int
+    #: How late the process's event loop ran a timer (a 50 ms tick), p50/p99/max in ms:
+    #: the delay the simulator itself added to everything it timed. None: not measured.
+    loop_lag_p50_ms: float | None = None
+    loop_lag_p99_ms: float | None = None
+    loop_lag_max_ms: float | None = None
 
     @property
     def saturated(self) -> bool:
         return self.core_share >= SATURATED
+
+    @property
+    def lagging(self) -> bool:
+        return (self.loop_lag_p99_ms or 0.0) >= LAGGING_MS
 
 
 def cpu_seconds() -> float:
@@ -94,10 +107,14 @@ class Meter:
         self.clock_start = clock_start
         self.cpu_start = cpu_seconds() if cpu_start is None else cpu_start
 
-    def read(self, now: float) -> Resources:
+    def read(self, now: float, lag: Histogram | None = None) -> Resources:
         wall = max(now - self.clock_start, 1e-9)
         cpu = cpu_seconds() - self.cpu_start
+        late = lag.describe() if lag is not None else None
         return Resources(
+            loop_lag_p50_ms=late.p50_ms if late else None,
+            loop_lag_p99_ms=late.p99_ms if late else None,
+            loop_lag_max_ms=late.max_ms if late else None,
             pid=os.getpid(),
             cpu_seconds=round(cpu, 3),
             wall_seconds=round(wall, 3),

@@ -26,11 +26,13 @@ from tether.sim.drivers import DRIVERS, Context, Driver, OpenGateService
 from tether.sim.plan import Plan
 from tether.sim.provision import DeviceSpec
 from tether.sim.resources import Meter, Resources, raise_fd_limit
-from tether.sim.stats import Tally, error_kind
+from tether.sim.stats import Histogram, Tally, error_kind
 
 #: Pacing tick of the load loops, seconds.
 TICK = 0.01
 PROGRESS_INTERVAL = 0.5
+#: The event-loop lag probe's period, seconds.
+LAG_TICK = 0.05
 #: Seconds a device gets to come up before its connect counts as timed out.
 CONNECT_TIMEOUT = 30.0
 #: Telemetry messages in flight per device at most (a slower server gets fewer).
@@ -110,6 +112,8 @@ class Shard:
         self._telemetry_busy: dict[str, int] = {}
         self._commands_in_flight = 0
         self._seq = 0
+        #: How late the loop woke the lag probe, seconds.
+        self.lag = Histogram()
         #: Telemetry the self-reporting agents sent: of stopped drivers, and in total.
         self._reported_done: dict[str, int] = {}
         self._reported = 0
@@ -151,6 +155,7 @@ class Shard:
             asyncio.create_task(self._command_loop(started)),
             asyncio.create_task(self._churn_loop(started)),
             asyncio.create_task(self._progress_loop(started)),
+            asyncio.create_task(self._lag_probe()),
         ]
         try:
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
@@ -178,7 +183,7 @@ class Shard:
         return Result(
             index=self.job.index,
             tally=self.tally,
-            resources=meter.read(time.monotonic()),
+            resources=meter.read(time.monotonic(), self.lag),
             connected_at_end=len(connected),
             connected_by_dialect=by_dialect,
             warnings=warnings,
@@ -367,6 +372,13 @@ class Shard:
                 self._start(self.specs[key])
         finally:
             self._churning.discard(key)
+
+    async def _lag_probe(self) -> None:
+        """Time how late a 50 ms sleep wakes: a busy simulator shows here first."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_TICK)
+            self.lag.record(time.monotonic() - before - LAG_TICK)
 
     async def _progress_loop(self, started: float) -> None:
         while True:

@@ -95,6 +95,13 @@ def summarize(
             "the simulator may have been the limit, not the server; try --processes "
             f"{min(len(resources) * 2, 64)}"
         )
+    late = [r for r in resources if r.lagging]
+    if late:
+        worst = max(r.loop_lag_p99_ms or 0.0 for r in late)
+        notes.append(
+            f"{len(late)} simulator processes ran timers late (event-loop lag p99 up to "
+            f"{worst:,.0f} ms): the latencies include that much of the simulator's own delay"
+        )
     if tally.commands_skipped:
         notes.append(
             f"{tally.commands_skipped} commands were skipped: --max-in-flight "
