@@ -129,6 +129,18 @@ async def test_churn_reconnects_devices_without_errors(server: Server) -> None:
     assert summary.connections.drops == 0
 
 
+async def test_a_stop_ends_the_load_early_and_still_summarizes(server: Server) -> None:
+    plan = Plan(url=server.url, name="early", mix={"native-ws": 2, "ewelink": 1}, duration=60)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(2.5, stop.set)
+    summary = await run(plan, ADMIN, stop=stop)
+    assert summary.stopped_early
+    assert summary.load_seconds < 30
+    assert summary.errors == {}
+    assert summary.connections.connected_at_end == 3
+    assert any("stopped early" in w for w in summary.warnings)
+
+
 async def test_cli_json_summary_with_workers_then_cleanup(
     server: Server,
     api: ApiClient,

@@ -6,6 +6,9 @@ not when the command line is built, so ``tether --help`` stays instant.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +24,7 @@ from tether.cli_commands.common import (
     out,
     parse_duration,
     print_json,
+    stop_on_signals,
     warn,
     with_client,
 )
@@ -277,13 +281,29 @@ def sim(
 async def _run_with_progress(
     plan: Plan, credentials: Credentials, callback_host: str, *, live: bool
 ) -> Summary:
-    """The run, with the live progress line on stderr when that is a terminal."""
+    """The run, with the live progress line on stderr when that is a terminal.
+
+    The first Ctrl-C (or SIGTERM) ends the load early and still prints the summary of
+    what ran; a second one interrupts at once.
+    """
     from tether.sim import run
     from tether.sim.display import LiveProgress
 
+    loop = asyncio.get_running_loop()
+
+    def second_interrupts() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    stop = stop_on_signals(second_interrupts)
     if not (live and sys.stderr.isatty()):
-        return await run(plan, credentials, callback_host=callback_host)
+        return await run(plan, credentials, callback_host=callback_host, stop=stop)
     with LiveProgress(err, plan) as progress:
         return await run(
-            plan, credentials, on_progress=progress.update, callback_host=callback_host
+            plan,
+            credentials,
+            on_progress=progress.update,
+            callback_host=callback_host,
+            stop=stop,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import signal
 import socket
 import sys
 import time
@@ -113,12 +114,15 @@ async def run(
     *,
     on_progress: ProgressCallback | None = None,
     callback_host: str = "127.0.0.1",
+    stop: asyncio.Event | None = None,
 ) -> Summary:
     """Run ``plan`` against its server and return the summary.
 
     ``callback_host`` is the address the server reaches this machine at: OpenGate
-    devices serve the platform's operation requests there.
+    devices serve the platform's operation requests there. Setting ``stop`` ends the load
+    early; the summary then covers what ran.
     """
+    stop = stop or asyncio.Event()
     check(plan)
     started_at = datetime.now(UTC)
     began = time.monotonic()
@@ -133,13 +137,19 @@ async def run(
         endpoints = [opengate_endpoint(callback_host, p) for p in ports if p]
         fleet = await provision(plan, api, endpoints, time.monotonic)
         if on_progress is None:
-            results = await _run_shards(plan, credentials, fleet, ports, callback_host, None)
+            results = await _run_shards(plan, credentials, fleet, ports, callback_host, None, stop)
         else:
             online = ServerView(api)
             watching = asyncio.create_task(online.watch())
             try:
                 results = await _run_shards(
-                    plan, credentials, fleet, ports, callback_host, online.adding(on_progress)
+                    plan,
+                    credentials,
+                    fleet,
+                    ports,
+                    callback_host,
+                    online.adding(on_progress),
+                    stop,
                 )
             finally:
                 watching.cancel()
@@ -160,6 +170,7 @@ async def run(
         plan,
         started_at,
         time.monotonic() - began - fleet.seconds,
+        max(r.load_seconds for r in results),
         fleet.seconds,
         tally,
         by_dialect,
@@ -199,6 +210,7 @@ async def _run_shards(
     ports: list[int],
     callback_host: str,
     on_progress: ProgressCallback | None,
+    stop: asyncio.Event,
 ) -> list[Result]:
     jobs = [
         Job(
@@ -215,8 +227,8 @@ async def _run_shards(
         for index, devices in enumerate(shards(plan, fleet))
     ]
     if plan.processes == 1:
-        return [await Shard(jobs[0], on_progress).run()]
-    return await _run_workers(jobs, on_progress)
+        return [await Shard(jobs[0], on_progress, stop).run()]
+    return await _run_workers(jobs, on_progress, stop)
 
 
 async def remove(url: str, name: str, credentials: Credentials) -> Cleaned:
@@ -225,7 +237,9 @@ async def remove(url: str, name: str, credentials: Credentials) -> Cleaned:
         return await cleanup(ApiClient(url, credentials, session), name)
 
 
-async def _run_workers(jobs: list[Job], on_progress: ProgressCallback | None) -> list[Result]:
+async def _run_workers(
+    jobs: list[Job], on_progress: ProgressCallback | None, stop: asyncio.Event
+) -> list[Result]:
     latest: dict[int, Progress] = {}
 
     def heard(progress: Progress) -> None:
@@ -233,7 +247,7 @@ async def _run_workers(jobs: list[Job], on_progress: ProgressCallback | None) ->
         if on_progress is not None:
             on_progress(combine(list(latest.values())))
 
-    workers = [asyncio.create_task(_worker(job, heard)) for job in jobs]
+    workers = [asyncio.create_task(_worker(job, heard, stop)) for job in jobs]
     try:
         return list(await asyncio.gather(*workers))
     finally:
@@ -242,7 +256,7 @@ async def _run_workers(jobs: list[Job], on_progress: ProgressCallback | None) ->
         await asyncio.gather(*workers, return_exceptions=True)
 
 
-async def _worker(job: Job, heard: ProgressCallback) -> Result:
+async def _worker(job: Job, heard: ProgressCallback, stop: asyncio.Event) -> Result:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -261,7 +275,18 @@ async def _worker(job: Job, heard: ProgressCallback) -> Result:
         async for raw in process.stderr:
             stderr.append(raw.decode(errors="replace").rstrip())
 
+    running = asyncio.Event()
+
+    async def pass_stop() -> None:
+        await stop.wait()
+        # Only once it runs its shard (its first progress line): before, it is still
+        # importing and has no handler yet, and SIGTERM would kill it without a result.
+        await running.wait()
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)  # the worker ends its load early
+
     keeper = asyncio.create_task(keep_stderr())
+    stopper = asyncio.create_task(pass_stop())
     result: Result | None = None
     try:
         process.stdin.write(msgspec.json.encode(job))
@@ -271,6 +296,7 @@ async def _worker(job: Job, heard: ProgressCallback) -> Result:
             async for raw in process.stdout:
                 message = _line.decode(raw)
                 if isinstance(message, Progress):
+                    running.set()
                     heard(message)
                 else:
                     result = message
@@ -282,6 +308,7 @@ async def _worker(job: Job, heard: ProgressCallback) -> Result:
                 process.kill()
             await process.wait()
         keeper.cancel()
+        stopper.cancel()
     if result is None:
         tail = "\n".join(stderr) or "(nothing on stderr)"
         raise SimError(f"worker {job.index} exited {process.returncode} without a result:\n{tail}")

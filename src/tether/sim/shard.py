@@ -12,6 +12,7 @@ connected devices and the sessions dropped since the last tick.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -62,7 +63,7 @@ class Job(msgspec.Struct, kw_only=True):
     #: Where this shard serves its OpenGate devices' operation requests.
     opengate_host: str = "127.0.0.1"
     opengate_port: int = 0
-    #: Monotonic-clock-free deadline: seconds from the shard's start.
+    #: How long the load runs, seconds from the shard's start.
     duration: float = 0.0
 
 
@@ -92,12 +93,21 @@ class Result(msgspec.Struct, kw_only=True, tag="result"):
     resources: Resources
     connected_at_end: int
     connected_by_dialect: dict[str, int]
+    #: How long the load actually ran (shorter than planned when stopped early).
+    load_seconds: float = 0.0
     warnings: list[str] = []
 
 
 class Shard:
-    def __init__(self, job: Job, on_progress: Callable[[Progress], None] | None = None):
+    def __init__(
+        self,
+        job: Job,
+        on_progress: Callable[[Progress], None] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
         self.job = job
+        #: Set to end the load early (Ctrl-C); the result still counts what ran.
+        self.stop = stop or asyncio.Event()
         self.plan = job.plan
         self.tally = Tally()
         self.on_progress = on_progress
@@ -157,9 +167,12 @@ class Shard:
             asyncio.create_task(self._progress_loop(started)),
             asyncio.create_task(self._lag_probe()),
         ]
+        load_seconds = 0.0
         try:
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), max(0.0, deadline - time.monotonic()))
         finally:
+            load_seconds = time.monotonic() - started
             for loop in loops:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
@@ -186,6 +199,7 @@ class Shard:
             resources=meter.read(time.monotonic(), self.lag),
             connected_at_end=len(connected),
             connected_by_dialect=by_dialect,
+            load_seconds=round(load_seconds, 3),
             warnings=warnings,
         )
 

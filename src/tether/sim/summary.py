@@ -62,6 +62,10 @@ class Connections(msgspec.Struct, kw_only=True):
 class Summary(msgspec.Struct, kw_only=True):
     plan: Plan
     started_at: datetime
+    #: How long the load ran (``plan.duration`` unless stopped early); rates are over it.
+    load_seconds: float
+    stopped_early: bool
+    #: From the first device started to the last one stopped (drain and stop included).
     wall_seconds: float
     provisioning_seconds: float
     devices: int
@@ -80,14 +84,18 @@ def summarize(
     plan: Plan,
     started_at: datetime,
     wall: float,
+    load: float,
     provisioning: float,
     tally: Tally,
     connected_by_dialect: dict[str, int],
     resources: list[Resources],
     warnings: list[str],
 ) -> Summary:
-    seconds = plan.duration  # the load phase; wall also counts the drain and the stop
+    seconds = max(load, 1e-9)  # the load phase; wall also counts the drain and the stop
+    early = load < plan.duration - 0.5
     notes = list(warnings)
+    if load < plan.duration - 0.5:
+        notes.append(f"stopped early: the load ran {load:.1f}s of {plan.duration:g}s")
     busy = [r for r in resources if r.saturated]
     if busy:
         notes.append(
@@ -115,6 +123,8 @@ def summarize(
     return Summary(
         plan=plan,
         started_at=started_at,
+        load_seconds=round(load, 3),
+        stopped_early=early,
         wall_seconds=round(wall, 3),
         provisioning_seconds=round(provisioning, 3),
         devices=plan.devices,

@@ -28,10 +28,12 @@ def main() -> None:
         emit(progress)
 
     async def work() -> None:
-        # The parent's Ctrl-C reaches the whole process group: stop as the parent does,
-        # at its own pace, rather than dying mid-run without a result.
+        # The parent's Ctrl-C reaches the whole process group: ignore it and stop when
+        # the parent says so (SIGTERM), ending the load early but still reporting.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        emit(await Shard(job, on_progress).run())
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        emit(await Shard(job, on_progress, stop).run())
 
     try:
         import uvloop
