@@ -120,6 +120,8 @@ class Shard:
         self._load: set[asyncio.Task[Any]] = set()
         self._was_up: set[str] = set()
         self._telemetry_busy: dict[str, int] = {}
+        #: Telemetry in flight by device, cancelled when churn takes the device away.
+        self._sending: dict[str, set[asyncio.Task[None]]] = {}
         self._commands_in_flight = 0
         self._seq = 0
         #: How late the loop woke the lag probe, seconds.
@@ -128,11 +130,12 @@ class Shard:
         self._reported_done: dict[str, int] = {}
         self._reported = 0
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, load: bool = False) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, load: bool = False) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         for bag in (self._tasks, self._load) if load else (self._tasks,):
             bag.add(task)
             task.add_done_callback(bag.discard)
+        return task
 
     async def run(self) -> Result:
         for name in AGENT_LOGGERS:
@@ -218,6 +221,9 @@ class Shard:
             await asyncio.wait(set(self._load), timeout=self.plan.command_timeout + 11)
         if self._commands_in_flight:
             self.tally.errors["command_unfinished"] = self._commands_in_flight
+        unanswered = sum(self._telemetry_busy.values())
+        if unanswered:
+            self.tally.errors["telemetry_unfinished"] = unanswered
 
     # --- devices ----------------------------------------------------------------------------
 
@@ -285,7 +291,10 @@ class Shard:
                 if self._telemetry_busy.get(spec.id, 0) >= TELEMETRY_IN_FLIGHT:
                     self.tally.telemetry_skipped += 1
                     continue
-                self._spawn(self._send_telemetry(driver), load=True)
+                task = self._spawn(self._send_telemetry(driver), load=True)
+                sending = self._sending.setdefault(spec.id, set())
+                sending.add(task)
+                task.add_done_callback(sending.discard)
 
         await self._paced(started, len(senders) / interval, fire)
 
@@ -376,6 +385,8 @@ class Shard:
         try:
             self.tally.churned += 1
             await driver.stop()
+            for task in list(self._sending.get(key, ())):
+                task.cancel()  # its session is gone; an agent may wait long for a reply
             if driver.reported():
                 self._reported_done[driver.dialect] = (
                     self._reported_done.get(driver.dialect, 0) + driver.reported()
