@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.test_cli import ADMIN_PASSWORD, TETHER, Server, clean_env, explain
@@ -27,6 +28,7 @@ from tests.test_cli import server as started_server  # noqa: F401 (a fixture)
 from tether.cli_client import ClientGroup
 from tether.sim import DIALECTS, Credentials, Plan, Progress, run
 from tether.sim.client import ApiClient, ApiError
+from tether.sim.display import LiveProgress, render
 from tether.sim.provision import device_id
 
 pytestmark = pytest.mark.slow
@@ -103,6 +105,15 @@ async def test_a_fleet_of_every_dialect_connects_reports_and_runs_commands(
     assert any(p.online is not None and p.online >= 14 for p in seen), seen[-3:]
     assert summary.simulator[0].cpu_seconds > 0
     assert summary.simulator[0].rss_bytes > 0
+    # The tables (what a person reads) and the live line show the same run.
+    console = Console(record=True, width=160)
+    console.print(render(summary))
+    text = console.export_text()
+    for words in ("infiniteclouds", "command round trip", "errors: none", "core share"):
+        assert words in text, text
+    live = LiveProgress(console, plan)
+    live.update(seen[0])
+    assert "connected" in live.line(seen[-1]).plain
     # The server stored each dialect's telemetry under the device that sent it.
     for name in DIALECTS:
         the_id = device_id("every", name, 0)
