@@ -16,6 +16,7 @@ cluster::
     tether notifications ...  stored and live notifications, or send one as a device
     tether presence ...       which devices are online, live
     tether agent ...          run a device agent in the foreground
+    tether sim                simulate a fleet of devices against a server
     tether controlid ...      Control iD local-API commands
 """
 
@@ -42,6 +43,9 @@ GROUPS: dict[str, Lazy] = {
     "firmware": Lazy(_PACKAGE + "twins", "firmware_app", "Set firmware targets."),
     "presence": Lazy(_PACKAGE + "presence", "presence_app", "Watch devices come and go."),
     "agent": Lazy("tether.cli_client", "agent_app", "Run a device agent in the foreground."),
+    "sim": Lazy(
+        _PACKAGE + "sim", "sim_app", "Simulate a fleet of devices against a server.", single=True
+    ),
     "controlid": Lazy(
         _PACKAGE + "agent_controlid", "controlid_app", "Queue Control iD local-API commands."
     ),

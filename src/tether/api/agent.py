@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,8 @@ RECONNECT_FIRST, RECONNECT_MAX = 0.2, 10.0
 #: Command ids remembered (with their outcome) to answer a re-sent command without
 #: running it twice; the oldest are forgotten first.
 REMEMBERED_COMMANDS = 10_000
+#: Seconds a notification sent over the WebSocket waits for the server's response.
+NOTIFY_TIMEOUT = 30.0
 
 Report = Callable[[str, Any], Awaitable[None]]
 
@@ -96,8 +99,12 @@ class NativeAgent:
         self.connected = asyncio.Event()
         #: Ids already executed (bounded), so a re-sent command is not run twice.
         self._done: FIFOCache[int, Outcome] = FIFOCache(maxsize=REMEMBERED_COMMANDS)
+        #: Ids executed, oldest first (the newest REMEMBERED_COMMANDS of them).
         self.executed: list[int] = []
         self._running: set[int] = set()
+        #: Notifications sent over the WebSocket, waiting for their response, by requestId.
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._request_ids = itertools.count(1)
         #: Results not yet confirmed by the server, by command id.
         self._outbox: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -163,22 +170,35 @@ class NativeAgent:
         ) as ws:
             self._ws = ws
             self.connected.set()
-            for frame in list(self._outbox.values()):
-                await ws.send_str(msgspec.json.encode(frame).decode())
-            async for message in ws:
-                if message.type is not aiohttp.WSMsgType.TEXT:
-                    break
-                if '"type":"command"' not in message.data[:40]:
-                    self._confirm(message.data)
-                    continue
-                command = _push.decode(message.data).command
-                if command.id in self._running:
-                    continue  # re-sent while still executing here
-                self._running.add(command.id)
-                task = asyncio.create_task(self._execute_ws(ws, command))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            self._ws = None
+            try:
+                await self._serve_ws(ws)
+            finally:
+                self._ws = None
+                self._fail_replies()
+
+    async def _serve_ws(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        for frame in list(self._outbox.values()):
+            await ws.send_str(msgspec.json.encode(frame).decode())
+        async for message in ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            if '"type":"command"' not in message.data[:40]:
+                self._confirm(message.data)
+                continue
+            command = _push.decode(message.data).command
+            if command.id in self._running:
+                continue  # re-sent while still executing here
+            self._running.add(command.id)
+            task = asyncio.create_task(self._execute_ws(ws, command))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _fail_replies(self) -> None:
+        """The socket is gone: notifications still waiting for a response never get one."""
+        for waiter in self._replies.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("the device WebSocket closed"))
+        self._replies.clear()
 
     def _confirm(self, data: str) -> None:
         """A response to one of our result frames: the server has stored it."""
@@ -186,6 +206,11 @@ class NativeAgent:
         if not isinstance(reply, dict):
             return
         request_id = reply.get("requestId")
+        if isinstance(request_id, str) and request_id in self._replies:
+            waiter = self._replies.pop(request_id)
+            if not waiter.done():
+                waiter.set_result(reply)
+            return
         if not (isinstance(request_id, str) and request_id.startswith("result-")):
             return
         # Stored, or refused for good (the command is gone): either way, stop resending.
@@ -298,10 +323,19 @@ class NativeAgent:
             self._running.discard(command.id)
         self._done[command.id] = outcome
         self.executed.append(command.id)
+        if len(self.executed) > REMEMBERED_COMMANDS:
+            del self.executed[0]
         return outcome
 
     async def notify(self, name: str, parameters: Any = None) -> dict[str, Any]:
-        """Post a notification over HTTP (works with either transport)."""
+        """Send a notification; returns the stored notification as the server shows it.
+
+        Over the WebSocket while one is open (a frame on the connection the device
+        already holds, as a device streaming telemetry would), otherwise over HTTP.
+        """
+        ws = self._ws
+        if self.transport == "ws" and ws is not None and not ws.closed:
+            return await self._notify_ws(ws, name, parameters)
         if self._session is None:
             self._session = aiohttp.ClientSession()
         async with self._session.post(
@@ -312,3 +346,26 @@ class NativeAgent:
             response.raise_for_status()
             body: dict[str, Any] = await response.json()
             return body
+
+    async def _notify_ws(
+        self, ws: aiohttp.ClientWebSocketResponse, name: str, parameters: Any
+    ) -> dict[str, Any]:
+        request_id = f"notify-{next(self._request_ids)}"
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = waiter
+        frame = {"type": "notification", "requestId": request_id, "name": name}
+        if parameters is not None:
+            frame["parameters"] = parameters
+        try:
+            await ws.send_str(msgspec.json.encode(frame).decode())
+            async with asyncio.timeout(NOTIFY_TIMEOUT):
+                reply = await waiter
+        finally:
+            self._replies.pop(request_id, None)
+        if reply.get("type") != "response":
+            error = reply.get("error") or {}
+            raise aiohttp.ClientError(
+                f"notification refused: {error.get('code')}: {error.get('message')}"
+            )
+        data: dict[str, Any] = reply.get("data") or {}
+        return data

@@ -28,6 +28,8 @@ import aiohttp
 
 log = logging.getLogger("tether.controlid.agent")
 
+#: Endpoint names remembered in ``LocalApi.executed`` (the newest ones).
+EXECUTED_KEPT = 1_000
 TABLES = ("users", "cards", "groups", "user_groups", "access_rules", "templates", "qrcodes")
 
 
@@ -64,6 +66,8 @@ class LocalApi:
 
     def call(self, endpoint: str, body: Any, content_type: str, query: str) -> Any:
         self.executed.append(endpoint)
+        if len(self.executed) > EXECUTED_KEPT:
+            del self.executed[0]
         handler = getattr(self, "_" + endpoint, None)
         if handler is None or endpoint.startswith("_"):
             raise LocalApiError(f"Invalid endpoint: {endpoint}")
@@ -275,6 +279,8 @@ class Terminal:
         self.polls = 0
         self.commands = 0
         self.errors = 0
+        #: Set while the server answers its polls; cleared when one fails.
+        self.connected = asyncio.Event()
 
     def _query(self, uuid: str | None) -> dict[str, str]:
         query = {"deviceId": str(self.device_id)}
@@ -293,6 +299,7 @@ class Terminal:
                     worked = await self.poll_once(session)
                 except (aiohttp.ClientError, TimeoutError) as error:
                     self.errors += 1
+                    self.connected.clear()
                     log.warning("terminal %s: push failed: %s", self.device_id, error)
                     worked = False
                 if not worked:
@@ -300,6 +307,7 @@ class Terminal:
                         async with asyncio.timeout(self.period):
                             await stop.wait()
         finally:
+            self.connected.clear()
             if owns:
                 await session.close()
 
@@ -312,6 +320,8 @@ class Terminal:
             self.base_url + "/push", params=self._query(uuid), timeout=timeout
         ) as response:
             body = await response.read()
+        if response.status == 200:
+            self.connected.set()
         if response.status != 200 or not body.strip():
             return False
         try:
@@ -360,11 +370,13 @@ class Terminal:
         log.info("terminal %s: %s -> ok", self.device_id, envelope["endpoint"])
         return {"response": response}
 
-    async def flush_events(self, session: aiohttp.ClientSession) -> None:
-        """Send queued Monitor events (dropped if no Monitor URL is configured)."""
+    async def flush_events(self, session: aiohttp.ClientSession) -> int:
+        """Send queued Monitor events (dropped if no Monitor URL is configured); returns
+        how many the server did not take (an error status or no answer)."""
         events, self.api.events = self.api.events, []
         if self.monitor_url is None:
-            return
+            return 0
+        failed = 0
         for topic, body in events:
             try:
                 async with session.post(
@@ -373,8 +385,18 @@ class Terminal:
                     timeout=aiohttp.ClientTimeout(total=5),
                 ) as response:
                     await response.read()
+                    if response.status >= 400:
+                        failed += 1
+                        log.warning(
+                            "terminal %s: monitor %s answered %s",
+                            self.device_id,
+                            topic,
+                            response.status,
+                        )
             except (aiohttp.ClientError, TimeoutError) as error:
+                failed += 1
                 log.warning("terminal %s: monitor %s failed: %s", self.device_id, topic, error)
+        return failed
 
     async def alive(self, session: aiohttp.ClientSession) -> None:
         """A Monitor ``device_is_alive`` keep-alive."""

@@ -321,6 +321,8 @@ class DeviceHiveAgent:
             json.dumps(result, separators=(",", ":")),
         )
         self.executed.append(command_id)
+        if len(self.executed) > REMEMBERED_COMMANDS:
+            del self.executed[0]
         return status, result
 
     async def notify(self, name: str, parameters: Any = None) -> int:

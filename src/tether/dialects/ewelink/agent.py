@@ -57,6 +57,8 @@ class EmulatedSonoff:
         ssl_context: ssl.SSLContext | bool | None = None,
         ack: bool = True,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        record: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.device_id = device_id
@@ -70,8 +72,12 @@ class EmulatedSonoff:
         self.on_change = on_change
         self.apikey: str | None = None
         self.hb_interval = 145
-        #: Every text frame, in order: ("D>S" | "S>D", text).
+        #: Every text frame, in order: ("D>S" | "S>D", text); kept only with ``record``
+        #: (a long-running device, such as one of a simulated fleet, keeps none).
         self.transcript: list[tuple[str, str]] = []
+        self.record = record
+        #: A session shared with other devices (a fleet); None: one of its own per run.
+        self.session = session
         self.upgrades: list[dict[str, Any]] = []
         self.registered = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -105,30 +111,36 @@ class EmulatedSonoff:
 
     async def run(self, *, dispatch: bool = True) -> None:
         """Connect, run the start-up sequence, and serve until the connection ends."""
+        if self.session is not None:
+            await self._run(self.session, dispatch)
+            return
         async with aiohttp.ClientSession() as session:
-            scheme = "wss" if self.url.startswith("https") else "ws"
-            if dispatch:
-                ip, port = await self.dispatch(session)
-                ws_url = f"{scheme}://{ip}:{port}/api/ws"
-            else:
-                ws_url = scheme + self.url[self.url.index(":") :] + "/api/ws"
-            async with session.ws_connect(
-                ws_url, ssl=self._ssl(), autoping=False, heartbeat=None
-            ) as ws:
-                self._ws = ws
-                reader = asyncio.create_task(self._read(ws))
-                pinger: asyncio.Task[None] | None = None
-                try:
-                    await self._start_up()
-                    pinger = asyncio.create_task(self._ping(ws))
-                    await reader
-                finally:
-                    for task in (reader, pinger):
-                        if task is not None:
-                            task.cancel()
-                            with contextlib.suppress(asyncio.CancelledError, Exception):
-                                await task
-                    self._ws = None
+            await self._run(session, dispatch)
+
+    async def _run(self, session: aiohttp.ClientSession, dispatch: bool) -> None:
+        scheme = "wss" if self.url.startswith("https") else "ws"
+        if dispatch:
+            ip, port = await self.dispatch(session)
+            ws_url = f"{scheme}://{ip}:{port}/api/ws"
+        else:
+            ws_url = scheme + self.url[self.url.index(":") :] + "/api/ws"
+        async with session.ws_connect(
+            ws_url, ssl=self._ssl(), autoping=False, heartbeat=None
+        ) as ws:
+            self._ws = ws
+            reader = asyncio.create_task(self._read(ws))
+            pinger: asyncio.Task[None] | None = None
+            try:
+                await self._start_up()
+                pinger = asyncio.create_task(self._ping(ws))
+                await reader
+            finally:
+                for task in (reader, pinger):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
+                self._ws = None
 
     async def _start_up(self) -> None:
         register = await self.request(
@@ -174,7 +186,8 @@ class EmulatedSonoff:
         if self._ws is None:
             raise RuntimeError("not connected")
         text = codec.encode(message)
-        self.transcript.append(("D>S", text))
+        if self.record:
+            self.transcript.append(("D>S", text))
         await self._ws.send_str(text)
 
     async def _ping(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -187,7 +200,8 @@ class EmulatedSonoff:
         if self._ws is None:
             raise RuntimeError("not connected")
         self._pong.clear()
-        self.transcript.append(("D>S", "<ping>"))
+        if self.record:
+            self.transcript.append(("D>S", "<ping>"))
         await self._ws.ping()
         await asyncio.wait_for(self._pong.wait(), timeout)
 
@@ -197,12 +211,14 @@ class EmulatedSonoff:
                 await ws.pong(message.data)
                 continue
             if message.type is aiohttp.WSMsgType.PONG:
-                self.transcript.append(("S>D", "<pong>"))
+                if self.record:
+                    self.transcript.append(("S>D", "<pong>"))
                 self._pong.set()
                 continue
             if message.type is not aiohttp.WSMsgType.TEXT:
                 continue
-            self.transcript.append(("S>D", message.data))
+            if self.record:
+                self.transcript.append(("S>D", message.data))
             try:
                 parsed = codec.decode(message.data)
             except Exception:

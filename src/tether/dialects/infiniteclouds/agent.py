@@ -16,7 +16,8 @@ as the seed's device does. It acts on the reply's ``triggerEvent``:
 A 401 makes it register again for a fresh token. What it has applied (revision,
 firmware version, finished commands and unsent results) lives in
 ``keepalive_state.json``, written atomically, so a restart neither repeats a command nor
-loses a result.
+loses a result. With no state directory (``state_dir=None``: a simulated device of
+``tether sim``) it keeps all of that in memory and writes no file.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import json
 import logging
 import os
 import shlex
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +62,8 @@ OUTPUT_LIMIT = 16_384
 @dataclass
 class AgentConfig:
     url: str
-    state_dir: Path = Path("/tmp")
+    #: Where the last messages and the agent's state are kept; None: in memory only.
+    state_dir: Path | None = Path("/tmp")
     interval: float = 60.0
     register_interval: float = 30.0
     device_type: str = "CE"
@@ -122,11 +126,14 @@ def read_json(path: Path) -> Any:
 
 
 class KeepaliveAgent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
         self.base = config.url.rstrip("/")
         self.dir = config.state_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        #: Where hooks get their files and a firmware image is downloaded.
+        self.work_dir = self.dir if self.dir is not None else Path(tempfile.gettempdir())
         mac = config.mac or host.primary_mac(config.interface)
         if mac is None:
             raise ValueError("no MAC address found on this host; give --mac")
@@ -136,14 +143,27 @@ class KeepaliveAgent:
         self.token: str | None = None
         self.state = self._load_state()
         self._stop = asyncio.Event()
+        #: A session shared with other devices (a fleet); None: one of its own per run.
+        self._shared = session
         self._session: aiohttp.ClientSession | None = None
         self._next_statistics = 0.0
+        #: Set while keepalives are answered; cleared when one fails.
+        self.connected = asyncio.Event()
+        #: Messages the cloud accepted, by ``statusType``.
+        self.sent: Counter[str] = Counter()
 
     # --- persistent state ------------------------------------------------------------------
 
+    def _write(self, name: str, body: Any) -> None:
+        """Keep ``body`` as the file ``name`` in the state directory (if there is one)."""
+        if self.dir is not None:
+            write_json(self.dir / name, body)
+
     def _load_state(self) -> State:
-        raw = read_json(self.dir / STATE)
         state = State(firmware_version=self.config.firmware_version)
+        if self.dir is None:
+            return state
+        raw = read_json(self.dir / STATE)
         if isinstance(raw, dict) and raw.get("macAddress") == self.mac:
             state.config_revision = raw.get("configRevision")
             state.firmware_version = raw.get("firmwareVersion") or state.firmware_version
@@ -159,8 +179,9 @@ class KeepaliveAgent:
 
     def _save_state(self) -> None:
         s = self.state
-        write_json(
-            self.dir / STATE,
+        del s.done[:-DONE_KEPT]
+        self._write(
+            STATE,
             {
                 "macAddress": self.mac,
                 "configRevision": s.config_revision,
@@ -181,35 +202,48 @@ class KeepaliveAgent:
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
-        connector = aiohttp.TCPConnector(ssl=not self.config.insecure)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            self._session = session
-            log.info(
-                "keepalive agent for %s (machine id %s) -> %s", self.mac, self.machine_id, self.base
-            )
-            while not self._stop.is_set():
-                try:
-                    if self.token is None:
-                        if not await self.register():
-                            await self._sleep(self.config.register_interval)
-                        continue
-                    busy = await self.keepalive()
-                    if not busy:
-                        await self._sleep(self.config.interval)
-                except Unauthorized as error:
-                    log.info("token refused (%s): registering again", error)
-                    self.token = None
-                except Refused as error:
-                    log.warning("cloud refused the request: %s", error)
+        try:
+            if self._shared is not None:
+                self._session = self._shared
+                await self._loop()
+                return
+            timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+            connector = aiohttp.TCPConnector(ssl=not self.config.insecure)
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+                self._session = session
+                await self._loop()
+        finally:
+            self.connected.clear()
+            self._session = None
+
+    async def _loop(self) -> None:
+        log.info(
+            "keepalive agent for %s (machine id %s) -> %s", self.mac, self.machine_id, self.base
+        )
+        while not self._stop.is_set():
+            try:
+                if self.token is None:
+                    if not await self.register():
+                        await self._sleep(self.config.register_interval)
+                    continue
+                busy = await self.keepalive()
+                self.connected.set()
+                if not busy:
                     await self._sleep(self.config.interval)
-                except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
-                    log.warning("cannot reach the cloud: %s", error)
-                    await self._sleep(min(self.config.interval, self.config.register_interval))
-                except Exception:  # a service keeps running; say what went wrong
-                    log.exception("unexpected error; retrying after the interval")
-                    await self._sleep(self.config.interval)
-        self._session = None
+            except Unauthorized as error:
+                log.info("token refused (%s): registering again", error)
+                self.connected.clear()
+                self.token = None
+            except Refused as error:
+                log.warning("cloud refused the request: %s", error)
+                await self._sleep(self.config.interval)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+                log.warning("cannot reach the cloud: %s", error)
+                self.connected.clear()
+                await self._sleep(min(self.config.interval, self.config.register_interval))
+            except Exception:  # a service keeps running; say what went wrong
+                log.exception("unexpected error; retrying after the interval")
+                await self._sleep(self.config.interval)
 
     async def _call(
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
@@ -277,7 +311,7 @@ class KeepaliveAgent:
         finally:
             self.token = None
         # The MAC is kept alongside so a different --mac never reuses this token.
-        write_json(self.dir / REGISTER_RESPONSE, {**answer, "mac": self.mac})
+        self._write(REGISTER_RESPONSE, {**answer, "mac": self.mac})
         data = answer.get("data") or {}
         if data.get("assigned") and data.get("authToken") and data.get("deviceId"):
             self.device_id = str(data["deviceId"])
@@ -309,9 +343,10 @@ class KeepaliveAgent:
                 interfaces=interfaces,
             )
             files = (STATISTICS_REQUEST, STATISTICS_RESPONSE)
-        write_json(self.dir / files[0], body)
+        self._write(files[0], body)
         answer = await self._call("POST", "/v1/device/registration", body)
-        write_json(self.dir / files[1], answer)
+        self._write(files[1], answer)
+        self.sent[body["statusType"]] += 1
         if body["statusType"] == "statistics":
             self._next_statistics = time.monotonic() + every
         if results:
@@ -349,9 +384,9 @@ class KeepaliveAgent:
 
     async def update_config(self) -> bool:
         params = {"deviceType": self.config.device_type, "revisionID": "0"}
-        write_json(self.dir / CONFIG_REQUEST, {"deviceId": self.device_id, **params})
+        self._write(CONFIG_REQUEST, {"deviceId": self.device_id, **params})
         answer = await self._call("GET", "/v1/device/config", params=params)
-        write_json(self.dir / CONFIG_RESPONSE, answer)
+        self._write(CONFIG_RESPONSE, answer)
         data = answer.get("data")
         if not isinstance(data, dict) or not data.get("revisionId"):
             log.warning("config answer without a revisionId")
@@ -360,7 +395,7 @@ class KeepaliveAgent:
         if revision == self.state.config_revision:
             return False
         if self.config.config_hook:
-            path = self.dir / "config.json"
+            path = self.work_dir / "config.json"
             write_json(path, data)
             code, output = await self._hook(
                 self.config.config_hook, [str(path)], {"IC_REVISION_ID": revision}
@@ -385,7 +420,7 @@ class KeepaliveAgent:
                 "currentVersion": self.state.firmware_version or "",
             },
         )
-        write_json(self.dir / FIRMWARE_RESPONSE, answer)
+        self._write(FIRMWARE_RESPONSE, answer)
         data = answer.get("data")
         if not isinstance(data, dict) or not data.get("version") or not data.get("url"):
             log.warning("firmware answer without a version and url")
@@ -424,7 +459,7 @@ class KeepaliveAgent:
     async def _download(self, target: dict[str, Any]) -> Path:
         """Fetch the image, checking its size and sha256 as it streams in."""
         assert self._session is not None
-        path = self.dir / "firmware.bin"
+        path = self.work_dir / "firmware.bin"
         digest = hashlib.sha256()
         size = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self.config.request_timeout)
@@ -471,9 +506,10 @@ class KeepaliveAgent:
             "config": {"revisionId": self.state.config_revision or ""},
             "interfaces": host.interfaces(),
         }
-        write_json(self.dir / STATUS_REQUEST, body)
+        self._write(STATUS_REQUEST, body)
         answer = await self._call("POST", "/v1/device/registration", body)
-        write_json(self.dir / STATUS_RESPONSE, answer)
+        self._write(STATUS_RESPONSE, answer)
+        self.sent["status"] += 1
         return False
 
     async def run_commands(self, commands: list[Any]) -> bool:

@@ -36,6 +36,9 @@ from tether.dialects.opengate import codec
 
 log = logging.getLogger("tether.agent.opengate")
 
+#: Operation names remembered in ``OpenGateAgent.handled`` (the newest ones).
+HANDLED_KEPT = 1_000
+
 Mode = Literal["sync", "async"]
 #: A step as the device reports it: ``(name, result, description, response)``.
 StepTuple = tuple[str, str, str, Any]
@@ -152,6 +155,8 @@ class OpenGateAgent:
         gather them into the final response (sync mode). Returns the final response."""
         name, params = request.name, request.parameters
         self.handled.append(name)
+        if len(self.handled) > HANDLED_KEPT:
+            del self.handled[0]
         log.info("operation %s %s %s", request.id, name, params)
         if name == "REBOOT_EQUIPMENT":
             kind = params.get("type", "HARDWARE")
