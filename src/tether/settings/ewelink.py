@@ -30,6 +30,12 @@ class EWeLinkSettings(BaseModel):
     ack_timeout: float = Field(
         4.0, gt=0, le=60, description="Seconds to wait for a device's ack before error 504."
     )
+    firmware_cache_ttl: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a device's firmware target is cached, so a report carrying "
+        "``fwVersion`` runs no SQL (0: read it on every such report; connects always read).",
+    )
     domain: str | None = Field(
         None,
         description="Host name apps are told to dial in ``/dispatch/app`` (default: the "

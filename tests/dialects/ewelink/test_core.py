@@ -205,3 +205,35 @@ async def test_devicehive_client_commands_an_ewelink_device(tmp_path: Path) -> N
             await _until(lambda: device.params.get("switch") == "on", "the switch to turn on")
             done = await w.r.call("GET", f"/api/v1/commands/{command_id}?wait=10", expect=200)
             assert done["state"] == "succeeded"
+
+
+async def test_reports_compare_firmware_through_a_cache(tmp_path: Path) -> None:
+    """Design 6: a report carrying ``fwVersion`` reads no firmware target from the store
+    within the cache's TTL, and a target set meanwhile is still offered after it."""
+    async with world(tmp_path, firmware_cache_ttl=0.5) as w:
+        await w.add_device()
+        store = w.hub.store.firmware
+        reads = 0
+        read = store.current
+
+        async def counted(**keys: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await read(**keys)
+
+        store.current = counted  # type: ignore[method-assign]
+        async with device_running(w) as device:
+            connect_reads = reads  # a connect always reads
+            for version in ("1.5.5", "1.5.4") * 10:
+                await device.request(
+                    {**device._message("update"), "params": {"fwVersion": version}}
+                )
+            assert reads - connect_reads <= 1
+            admin = await w.hub.auth.principal(w.r.token)
+            await w.hub.twins.set_firmware(
+                admin, version="1.6.0", url="http://127.0.0.1:9/ota/user1.bin", device_id=DEVICE
+            )
+            await asyncio.sleep(0.6)  # the TTL, not a sync
+            await device.request({**device._message("update"), "params": {"fwVersion": "1.5.5"}})
+            await _until(lambda: bool(device.upgrades), "the upgrade")
+            assert device.upgrades[0]["params"]["version"] == "1.6.0"

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from tether.core.access import can_see_device
 from tether.core.errors import BadRequest, TetherError
 from tether.core.lifecycle import TERMINAL, CommandState
-from tether.core.model import Device
+from tether.core.model import Device, FirmwareTarget
 from tether.dialects.ewelink import codec
 from tether.dialects.ewelink.accounts import Accounts, Session
 from tether.dialects.ewelink.fanout import AppFanout
 from tether.dialects.ewelink.links import AppSession, DeviceLink
 from tether.hub.commands import Shaped
+from tether.hub.revisions import Loader
 from tether.settings.ewelink import EWeLinkSettings
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ class Cloud:
         #: Command id -> the app request waiting for its ack on this node (the device's
         #: link is here); commands acked elsewhere are awaited through the core instead.
         self.waiting: dict[int, tuple[asyncio.Future[int], _Answer]] = {}
+        #: Reports carry ``fwVersion`` often; the target they are compared with is cached.
+        self._firmware: Loader[FirmwareTarget | None] = Loader(
+            hub.twins.current_firmware, settings.firmware_cache_ttl
+        )
 
     @property
     def apps(self) -> dict[int, set[AppSession]]:
@@ -288,9 +293,12 @@ class Cloud:
         # Stored and published; the fan-out (see start) pushes it to the owner's apps.
         await self.hub.notifications.post_as_device(device, "update", params)
 
-    async def offer_upgrade(self, link: DeviceLink, running: Any) -> None:
-        """Send ``upgrade`` when the core's firmware target differs from what runs."""
-        target = await self.hub.twins.current_firmware(link.device)
+    async def offer_upgrade(self, link: DeviceLink, running: Any, *, fresh: bool = False) -> None:
+        """Send ``upgrade`` when the core's firmware target differs from what runs.
+
+        ``fresh`` reads the store (a device connecting); a report uses the cached target.
+        """
+        target = await self._firmware.get(link.device, fresh=fresh)
         if target is None or not isinstance(running, str) or target.version == running:
             return
         if link.upgrade_offered == target.version:

@@ -238,7 +238,8 @@ class _Conn:
             old.close(4001, "replaced by a newer connection of the same device")
         hub.delivery.attach(link)  # presence online -> sysmsg to the owner's apps
         link.shadow = params = await cloud.params_of(device)
-        await cloud.offer_upgrade(link, params.get("fwVersion", message.get("romVersion")))
+        running = params.get("fwVersion", message.get("romVersion"))
+        await cloud.offer_upgrade(link, running, fresh=True)
 
     # --- requests ------------------------------------------------------------------------------
 

@@ -14,10 +14,8 @@ firmware target are cached for ``revision_cache_ttl`` seconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from async_lru import alru_cache
 from cachetools import LRUCache
 
 from tether.core.access import ALL_ACTIONS, Principal, PrincipalKind
@@ -33,6 +31,7 @@ from tether.core.model import ConfigRevision, Device, FirmwareTarget, Role
 from tether.dialects.infiniteclouds import codec
 from tether.dialects.infiniteclouds.registration import Registrar
 from tether.hub.commands import Shaped, validate_name
+from tether.hub.revisions import Loader
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -49,10 +48,6 @@ SERVICE = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMI
 Data = dict[str, Any] | None
 #: Most verified device tokens remembered (about one per live device).
 VERIFIED_CACHE = 200_000
-#: Most devices whose config revision and firmware target are cached.
-REVISION_CACHE = 100_000
-
-T = TypeVar("T")
 
 
 def shape(name: str, parameters: Any) -> Shaped:
@@ -63,30 +58,6 @@ def shape(name: str, parameters: Any) -> Shaped:
     return Shaped(parameters=parameters if parameters is not None else {})
 
 
-def _device_key(device: Device) -> tuple[str, int | None]:
-    return device.id, device.type_id
-
-
-class Loader(Generic[T]):
-    """``load(device)`` through a TTL cache of REVISION_CACHE devices (none when ttl <= 0)."""
-
-    def __init__(self, load: Callable[[Device], Coroutine[Any, Any, T]], ttl: float) -> None:
-        self._load = load
-        self._cached = (
-            alru_cache(maxsize=REVISION_CACHE, ttl=ttl, key=_device_key)(load) if ttl > 0 else None
-        )
-
-    async def get(self, device: Device, *, fresh: bool = False) -> T:
-        """The value, from the cache unless ``fresh`` (which then refreshes the cache)."""
-        if self._cached is None:
-            return await self._load(device)
-        if fresh:
-            # Drops only the cache entry: a load already in flight still answers its
-            # waiters, and the fresh one replaces it for later readers.
-            self._cached.cache_invalidate(device)
-        return await self._cached(device)
-
-
 class Cloud:
     def __init__(self, hub: Hub, settings: InfiniteCloudsSettings) -> None:
         self.hub = hub
@@ -95,9 +66,7 @@ class Cloud:
         #: The principal this dialect acts as on its own devices.
         self.service = SERVICE
         self._verified: LRUCache[str, codec.DeviceToken] = LRUCache(maxsize=VERIFIED_CACHE)
-        # What a device gets depends only on its id and type. Concurrent misses for one
-        # device share a single query (alru_cache shares the task), so a cache expiry
-        # under load costs one statement, not one per request in flight.
+        # What a device gets depends only on its id and type (see hub.revisions).
         ttl = settings.revision_cache_ttl
         self._configs: Loader[ConfigRevision | None] = Loader(hub.twins.current_config, ttl)
         self._firmware: Loader[FirmwareTarget | None] = Loader(hub.twins.current_firmware, ttl)
