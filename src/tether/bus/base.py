@@ -131,9 +131,14 @@ class Bus(ABC):
         """Record this node as alive for ``ttl`` seconds; return the cluster's epoch.
 
         The epoch moves when a member stopped beating for ``ttl`` (it died, or lost the
-        backend), when a node id reappears as a new process, when a node leaves, and
-        when a caller passes ``gap=True`` (some of its publishes were lost).
+        backend), when a node joins, when a node id reappears as a new process, when a
+        node leaves, and when a caller passes ``gap=True`` (some of its publishes were
+        lost).
         """
+
+    @abstractmethod
+    async def members(self) -> set[str]:
+        """The node ids of the cluster's members, as of the last beat of any of them."""
 
     @abstractmethod
     async def leave(self) -> None:
@@ -156,3 +161,28 @@ class Bus(ABC):
     @abstractmethod
     async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
         """For each device held by any node, the ids of the nodes holding it."""
+
+    # --- directed routing -----------------------------------------------------------------
+    # Beside its holders, a device has *listeners*: nodes with subscribers for its command
+    # events, or callers waiting for one of its results. A routed publish reaches exactly
+    # the holders and listeners (and whatever channels the caller adds), so a node that
+    # has nothing to do with a device never reads its events.
+
+    @abstractmethod
+    async def listen(self, device_ids: Collection[str], ttl: float) -> None:
+        """Record that this node listens for these devices' events, for ``ttl`` seconds."""
+
+    @abstractmethod
+    async def unlisten(self, device_ids: Collection[str]) -> None:
+        """This node no longer listens for these devices."""
+
+    @abstractmethod
+    def route_nowait(self, device_id: str, payload: bytes, also: Collection[str] = ()) -> None:
+        """Publish ``payload`` on ``node.<id>`` of every *other* node that holds or listens
+        for ``device_id``, and on each channel of ``also``; no channel twice.
+
+        Holders and listeners are read where the message is sent (one Redis script), so
+        a node that recorded its hold before this call is among the recipients. Like
+        :meth:`publish_nowait`: in order with the other publishes, failures reported to
+        :meth:`on_publish_lost`.
+        """

@@ -202,9 +202,12 @@ class Commands:
         command = await store.commands.get(command_id)
         if command is None or command.state in TERMINAL or timeout <= 0:
             return command
+        device_id = command.device_id
         waiter: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(command_id, []).append(waiter)
         try:
+            # Heard here from now on, wherever the device is (hub.routing).
+            await self._hub.routing.listen([device_id])
             # Re-read once registered: the result may have landed in between.
             command = await store.commands.get(command_id)
             if command is None or command.state in TERMINAL:
@@ -214,6 +217,7 @@ class Commands:
                     return await waiter
             return await store.commands.get(command_id)
         finally:
+            self._hub.routing.forget_soon([device_id])
             waiters = self._waiters.get(command_id)
             if waiters is not None:
                 with contextlib.suppress(ValueError):

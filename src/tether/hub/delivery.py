@@ -165,6 +165,8 @@ class Delivery:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        if self._hub.routing.unloaded(device_id):
+            await self._hub.routing.hold(device_id)  # its first poll here: read its queue
         while True:
             if not present():
                 return []

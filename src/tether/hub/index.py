@@ -37,7 +37,10 @@ PAYLOAD_CAP = 100_000
 
 
 class CommandIndex:
-    def __init__(self) -> None:
+    def __init__(self, loading: set[str] | None = None) -> None:
+        #: Devices whose commands are still being read from the store (hub.routing): they
+        #: count as having something deliverable, so a poll goes on to wait for the read.
+        self._loading: set[str] = loading if loading is not None else set()
         self._by_id: dict[int, Tracked] = {}
         # Per device, deliverable ids kept sorted, so the oldest are always at the front and
         # a hand-over looks at a bounded slice however long the queue behind it is.
@@ -82,6 +85,12 @@ class CommandIndex:
         if entry is not None:
             self._unlink(entry)
 
+    def forget_device(self, device_id: str) -> None:
+        """Drop every command of the device (this process stopped tracking it)."""
+        ids = {*self._deliverable.get(device_id, ()), *self._in_flight.get(device_id, ())}
+        for command_id in ids:
+            self.forget(command_id)
+
     def _unlink(self, entry: Tracked) -> None:
         self._payloads.pop(entry.id, None)
         queue = self._deliverable.get(entry.device_id)
@@ -102,7 +111,7 @@ class CommandIndex:
         return self._payloads.get(command_id)
 
     def has_deliverable(self, device_id: str) -> bool:
-        return device_id in self._deliverable
+        return device_id in self._deliverable or device_id in self._loading
 
     def deliverable(self, device_id: str, now: datetime, limit: int) -> list[int]:
         """Up to ``limit`` ids to hand over, oldest first, skipping expired ones.

@@ -1,0 +1,272 @@
+"""Directed routing of command events: each process hears only the commands it needs.
+
+A command event of device D is routed (one Redis script call, ``Bus.route_nowait``) to:
+
+* the **holders** of D, the processes with its live session or its recent polls, which
+  deliver it;
+* the **listeners** of D, processes with subscribers naming D (client WebSockets,
+  DeviceHive subscriptions) or with callers waiting for a result of D (``wait=``, an
+  eWeLink app awaiting the device's ack);
+* D's **deadline owner**, the one process that arms and fires D's deadlines, chosen by
+  rendezvous hashing of D over the cluster's members;
+* two topic channels, ``commands`` and ``commands.dialect.<dialect>``, heard only by
+  processes with subscribers that name no device (all devices, or a dialect's own watcher
+  such as OpenGate's dispatcher).
+
+A process's pending index therefore holds only the devices it holds or owns
+(:meth:`Routing.tracks`). Starting to hold a device records the hold in Redis *first*
+and then reads the device's active commands from the store: a command committed before
+that read is in it, and one committed after it is published after the hold was recorded,
+so the script sends it here. Events of the device that arrive during the read are applied
+as they come, and the read does not overwrite them.
+
+Membership changes (a join, a leave, a death) move the cluster's epoch; every process then
+re-reads the active commands and keeps those it now holds or owns (hub.cluster), so the
+deadlines of a dead process's devices get a new owner within a few beats.
+
+On the in-process bus (one process) none of this runs: every device is tracked and every
+deadline is owned here, with no extra work on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from tether.core.filters import EventFilter
+from tether.core.model import Command
+from tether.hub import events
+
+if TYPE_CHECKING:
+    from tether.hub.interest import ChannelInterest
+    from tether.hub.service import Hub
+
+log = logging.getLogger("tether.routing")
+
+#: Devices whose deadline owner is remembered (cleared whenever membership changes).
+OWNER_CACHE = 100_000
+
+
+def command_channels(filter: EventFilter) -> list[str]:
+    """The topic channels a command subscription with ``filter`` must hear.
+
+    One naming devices hears none: it is reached through its devices' listeners.
+    """
+    if filter.device_ids is not None:
+        return []
+    if filter.dialects is not None:
+        return [events.dialect_commands(dialect) for dialect in sorted(filter.dialects)]
+    return [events.COMMANDS]
+
+
+class Routing:
+    def __init__(self, hub: Hub, interest: ChannelInterest) -> None:
+        self._hub = hub
+        self._interest = interest
+        self.active = hub.bus.shared
+        self._me = hub.node_id
+        self._node_channel = events.node_channel(hub.node_id)
+        self._members: tuple[str, ...] = (hub.node_id,)
+        self._owners: dict[str, str] = {}
+        #: Devices held here whose commands the index tracks.
+        self._held: set[str] = set()
+        #: Devices whose commands are being read from the store; the index reports them
+        #: as having something deliverable, so a poll waits for the read.
+        self.loading: set[str] = set()
+        self._loads: dict[str, asyncio.Task[None]] = {}
+        self._seen_while_loading: dict[str, set[int]] = {}
+        self._drop_after_load: set[str] = set()
+        # Listeners: how many local subscribers or waiters want each device, and which
+        # devices Redis has recorded; changes are sent one at a time, so the record always
+        # ends up matching the counts however calls interleave.
+        self._listening: Counter[str] = Counter()
+        self._registered: set[str] = set()
+        self._listen_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- who owns and who tracks what -------------------------------------------------
+
+    def set_members(self, members: Collection[str]) -> bool:
+        """Adopt the cluster's member list; True if it changed (ownership may move)."""
+        view = tuple(sorted({*members, self._me}))
+        if view == self._members:
+            return False
+        self._members = view
+        self._owners.clear()
+        return True
+
+    def owner(self, device_id: str) -> str:
+        """The member that arms and fires the device's deadlines."""
+        owner = self._owners.get(device_id)
+        if owner is None:
+            owner = max(self._members, key=lambda node: _weight(node, device_id))
+            if len(self._owners) >= OWNER_CACHE:
+                self._owners.clear()
+            self._owners[device_id] = owner
+        return owner
+
+    def owns(self, device_id: str) -> bool:
+        return not self.active or self.owner(device_id) == self._me
+
+    def tracks(self, device_id: str) -> bool:
+        """Whether the index keeps this device's commands here."""
+        return not self.active or device_id in self._held or self.owner(device_id) == self._me
+
+    # --- publishing and receiving -----------------------------------------------------
+
+    def publish(self, device_id: str, dialect: str, payload: bytes) -> None:
+        """Send a command event to the processes that need it (never back to this one)."""
+        owner = self.owner(device_id)
+        also = [events.COMMANDS, events.dialect_commands(dialect)]
+        if owner != self._me:
+            also.insert(0, events.node_channel(owner))
+        self._hub.bus.route_nowait(device_id, payload, also)
+
+    def takes(self, channel: str, dialect: str) -> bool:
+        """Whether a command event heard on ``channel`` is the copy to apply.
+
+        A process may hear one event on its node channel and on a topic channel: it
+        applies the copy of the widest channel it listens on, which carries every event
+        the narrower ones do. Around the moment a topic channel is turned on or off both
+        copies may be applied (harmless for the index; subscribers deduplicate by id),
+        never neither.
+        """
+        interest = self._interest
+        if interest.hears(events.COMMANDS):
+            return channel == events.COMMANDS
+        by_dialect = events.dialect_commands(dialect)
+        if interest.hears(by_dialect):
+            return channel == by_dialect
+        return channel == self._node_channel
+
+    # --- holding devices --------------------------------------------------------------
+
+    def unloaded(self, device_id: str) -> bool:
+        """True if this process must start holding the device before it can serve it."""
+        return self.active and (device_id not in self._held or device_id in self.loading)
+
+    async def hold(self, device_id: str) -> None:
+        """Hold the device here and load its active commands; returns once loaded."""
+        if not self.active:
+            return
+        load = self._loads.get(device_id)
+        self._drop_after_load.discard(device_id)  # back before its load finished
+        if load is None:
+            if device_id in self._held:
+                return
+            load = asyncio.get_running_loop().create_task(self._load(device_id))
+            self._loads[device_id] = load
+            self.loading.add(device_id)
+        await asyncio.shield(load)
+
+    async def _load(self, device_id: str) -> None:
+        hub = self._hub
+        seen: set[int] = set()
+        try:
+            await hub.bus.hold([device_id], hub.hold_ttl)
+            # Tracked from here on: what arrives during the read is applied as it comes.
+            self._held.add(device_id)
+            self._seen_while_loading[device_id] = seen
+            stored = await hub.store.commands.active(device_id)
+            if device_id not in self._held:
+                return  # released while reading
+            for command in stored:
+                if command.id not in seen:
+                    hub.track(command)
+        finally:
+            self._seen_while_loading.pop(device_id, None)
+            self._loads.pop(device_id, None)
+            self.loading.discard(device_id)
+            if device_id in self._drop_after_load:  # it went away while loading
+                self._drop_after_load.discard(device_id)
+                self.drop(device_id)
+        hub.delivery.notify(device_id)
+
+    def noted(self, command: Command) -> None:
+        """A command change was applied to the index (a load in progress keeps it)."""
+        seen = self._seen_while_loading.get(command.device_id)
+        if seen is not None:
+            seen.add(command.id)
+
+    def drop(self, device_id: str) -> None:
+        """The device is no longer held here: forget its commands unless owned here."""
+        if not self.active:
+            return
+        if device_id in self._loads:
+            self._drop_after_load.add(device_id)
+        if device_id not in self._held:
+            return
+        self._held.discard(device_id)
+        if self.owner(device_id) != self._me:
+            self._hub.index.forget_device(device_id)
+
+    def held(self) -> set[str]:
+        return set(self._held)
+
+    # --- listening for devices --------------------------------------------------------
+
+    async def listen(self, device_ids: Iterable[str]) -> None:
+        """Hear these devices' command events; returns once the cluster knows."""
+        ids = list(device_ids)
+        self._listening.update(ids)
+        if self.active and ids:
+            await self._sync_listeners()
+
+    async def unlisten(self, device_ids: Iterable[str]) -> None:
+        if self._uncount(device_ids):
+            await self._sync_listeners()
+
+    def forget_soon(self, device_ids: Iterable[str]) -> None:
+        """:meth:`unlisten` without waiting for Redis (a caller about to be answered)."""
+        if self._uncount(device_ids):
+            task = asyncio.get_running_loop().create_task(self._sync_quietly())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _uncount(self, device_ids: Iterable[str]) -> bool:
+        ids = list(device_ids)
+        self._listening.subtract(ids)
+        for device_id in ids:
+            if self._listening[device_id] <= 0:
+                del self._listening[device_id]
+        return self.active and bool(ids)
+
+    async def _sync_quietly(self) -> None:
+        try:
+            await self._sync_listeners()
+        except Exception as error:  # expires by itself; the next change retries
+            log.warning("could not withdraw listeners: %s", error)
+
+    @asynccontextmanager
+    async def listening(self, device_ids: Collection[str]) -> AsyncIterator[None]:
+        await self.listen(device_ids)
+        try:
+            yield
+        finally:
+            await self.unlisten(device_ids)
+
+    async def _sync_listeners(self) -> None:
+        async with self._listen_lock:
+            wanted = set(self._listening)
+            added, removed = wanted - self._registered, self._registered - wanted
+            if added:
+                await self._hub.bus.listen(added, self._hub.hold_ttl)
+                self._registered |= added
+            if removed:
+                self._registered -= removed
+                await self._hub.bus.unlisten(removed)
+
+    async def refresh(self) -> None:
+        """Re-record this process's listeners before they expire (holds: see the hub)."""
+        if self.active and self._registered:
+            await self._hub.bus.listen(set(self._registered), self._hub.hold_ttl)
+
+
+def _weight(node: str, device_id: str) -> bytes:
+    """Rendezvous hashing: each member's weight for a device; the highest owns it."""
+    return hashlib.blake2b(f"{node}\0{device_id}".encode(), digest_size=8).digest()
