@@ -107,3 +107,26 @@ async def test_a_routed_event_reaches_exactly_the_holders_and_listeners(
 async def test_members_lists_the_nodes_that_beat(bus: Bus) -> None:
     await bus.beat(30)
     assert bus.node_id in await bus.members()
+
+
+async def test_the_unheld_channel_hears_only_while_nobody_holds_the_device(
+    backend: Backend,
+) -> None:
+    if backend.kind == "memory":
+        pytest.skip("an in-process bus has a single node by definition")
+    sender, owner, holder = (backend.new() for _ in range(3))
+    got: list[bytes] = []
+    for bus in (sender, owner, holder):
+        await bus.start()
+    await owner.subscribe(f"node.{owner.node_id}", lambda c, p: got.append(p))
+    d = device()
+    unheld = f"node.{owner.node_id}"
+    sender.route_nowait(d, b"nobody holds it", unheld=unheld)
+    await holder.hold([d], ttl=30)
+    sender.route_nowait(d, b"held elsewhere", unheld=unheld)
+    await holder.release([d])
+    await sender.hold([d], ttl=30)
+    sender.route_nowait(d, b"held by the sender", unheld=unheld)
+    await sender.ping()
+    await asyncio.sleep(0.2)
+    assert got == [b"nobody holds it"]

@@ -82,7 +82,8 @@ async def test_a_command_reaches_its_holder_and_subscriber_and_no_bystander(
         postgres_url, redis_url, tmp_path, "creator", "holder", "watcher", "bystander"
     ) as hubs:
         creator, holder, watcher, bystander = hubs
-        device_id = device_owned_by(hubs, holder, "routed")
+        # Even as the device's owner, the bystander hears nothing while a process holds it.
+        device_id = device_owned_by(hubs, bystander, "routed")
         device = await make_device(creator, device_id)
         admin = await admin_of(creator)
         session = Session(device_id)
@@ -104,15 +105,16 @@ async def test_a_command_reaches_its_holder_and_subscriber_and_no_bystander(
         states = []
         while CommandState.SUCCEEDED not in states:
             item = await asyncio.wait_for(updates.items.get(), 5)
-            assert isinstance(item, Command) and item.id == made.id
+            assert isinstance(item, Command)
+            assert item.id == made.id
             states.append(item.state)
 
         await asyncio.sleep(0.3)
-        # The bystander neither holds the device, nor owns it, nor has a subscriber: it
-        # did not even receive the events, on any channel it listens on.
+        # The bystander neither holds the device nor has a subscriber for it: it did not
+        # even receive the events, on any channel it listens on.
         assert heard.commands == []
         assert bystander.index.get(made.id) is None
-        assert not bystander.sweeper  # and it armed no deadline
+        assert not bystander.sweeper  # the holder kept the deadlines, not the owner
         assert events.COMMANDS not in bystander.bus.channels  # type: ignore[attr-defined]
         # The watcher delivers nothing, so it keeps nothing in its index either.
         assert watcher.index.get(made.id) is None
@@ -195,7 +197,8 @@ async def test_deadlines_fire_once_on_the_owner_and_move_when_it_leaves(
         admin = await admin_of(stays)
         made = await stays.commands.create(admin, device_id, "x", lifetime=1.5)
         await asyncio.sleep(0.2)
-        assert len(goes.sweeper) == 1 and len(stays.sweeper) == 0
+        assert len(goes.sweeper) == 1
+        assert len(stays.sweeper) == 0
         # It stops firing deadlines and leaves: its devices' deadlines move to `stays`.
         await goes.sweeper.stop()
         await goes.reconciler.leave()

@@ -34,15 +34,18 @@ return 0
 """
 
 #: Publish one command event to the nodes that need it, in one round trip: every node
-#: holding or listening for the device (unexpired, this node excluded), then each extra
-#: channel (the deadline owner's, the topic channels); no channel twice.
-#: ARGV: now (ms), the node channel prefix, this node's id, the payload, extra channels.
+#: holding or listening for the device (unexpired, this node excluded), the ``unheld``
+#: channel if no node (this one included) holds the device, then each extra channel; no
+#: channel twice. ARGV: now (ms), the node channel prefix, this node's id, the payload, the
+#: unheld channel ('' for none), extra channels.
 ROUTE = """
 local key, now, node_prefix, payload = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[4]
 local done = {[node_prefix .. ARGV[3]] = true}
+local held = false
 local fields = redis.call('HGETALL', key)
 for i = 1, #fields, 2 do
   if tonumber(fields[i + 1]) > now then
+    if string.sub(fields[i], 1, 2) == 'h:' then held = true end
     local channel = node_prefix .. string.sub(fields[i], 3)
     if not done[channel] then
       done[channel] = true
@@ -50,7 +53,11 @@ for i = 1, #fields, 2 do
     end
   end
 end
-for i = 5, #ARGV do
+if not held and ARGV[5] ~= '' and not done[ARGV[5]] then
+  done[ARGV[5]] = true
+  redis.call('PUBLISH', ARGV[5], payload)
+end
+for i = 6, #ARGV do
   if not done[ARGV[i]] then
     done[ARGV[i]] = true
     redis.call('PUBLISH', ARGV[i], payload)
@@ -103,7 +110,9 @@ class DeviceKeys:
                 found[device_id] = live
         return found
 
-    def route(self, device_id: str, payload: bytes, also: list[str]) -> asyncio.Future[Any]:
+    def route(
+        self, device_id: str, payload: bytes, unheld: str, also: list[str]
+    ) -> asyncio.Future[Any]:
         now = int(time.time() * 1000)
         return self._pipe.submit(
             "EVAL",
@@ -114,6 +123,7 @@ class DeviceKeys:
             self._node_channels,
             self._node_id,
             payload,
+            unheld,
             *also,
         )
 

@@ -177,9 +177,16 @@ class Bus(ABC):
         """This node no longer listens for these devices."""
 
     @abstractmethod
-    def route_nowait(self, device_id: str, payload: bytes, also: Collection[str] = ()) -> None:
+    def route_nowait(
+        self,
+        device_id: str,
+        payload: bytes,
+        also: Collection[str] = (),
+        unheld: str | None = None,
+    ) -> None:
         """Publish ``payload`` on ``node.<id>`` of every *other* node that holds or listens
-        for ``device_id``, and on each channel of ``also``; no channel twice.
+        for ``device_id``, on ``unheld`` if no node at all (this one included) holds it,
+        and on each channel of ``also``; no channel twice.
 
         Holders and listeners are read where the message is sent (one Redis script), so
         a node that recorded its hold before this call is among the recipients. Like

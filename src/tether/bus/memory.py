@@ -112,10 +112,18 @@ class MemoryBus(Bus):
     async def unlisten(self, device_ids: Collection[str]) -> None:
         self._unmark("listen", device_ids)
 
-    def route_nowait(self, device_id: str, payload: bytes, also: Collection[str] = ()) -> None:
-        nodes = self._live("hold", device_id) | self._live("listen", device_id)
+    def route_nowait(
+        self,
+        device_id: str,
+        payload: bytes,
+        also: Collection[str] = (),
+        unheld: str | None = None,
+    ) -> None:
+        holders = self._live("hold", device_id)
+        nodes = holders | self._live("listen", device_id)
         sent = {f"node.{self.node_id}"}
-        for channel in [*(f"node.{node}" for node in sorted(nodes)), *also]:
+        fallback = [unheld] if unheld is not None and not holders else []
+        for channel in [*(f"node.{node}" for node in sorted(nodes)), *fallback, *also]:
             if channel not in sent:
                 sent.add(channel)
                 self.publish_nowait(channel, payload)

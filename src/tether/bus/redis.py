@@ -377,10 +377,18 @@ class RedisBus(Bus):
         self._check_open()
         await self._devices.unmark(LISTEN, device_ids)
 
-    def route_nowait(self, device_id: str, payload: bytes, also: Collection[str] = ()) -> None:
+    def route_nowait(
+        self,
+        device_id: str,
+        payload: bytes,
+        also: Collection[str] = (),
+        unheld: str | None = None,
+    ) -> None:
         self._check_open()
         channels = [self._prefix + channel for channel in also]
-        self._devices.route(device_id, payload, channels).add_done_callback(self._publish_done)
+        fallback = "" if unheld is None else self._prefix + unheld
+        done = self._devices.route(device_id, payload, fallback, channels)
+        done.add_done_callback(self._publish_done)
 
 
 def _text(value: Any) -> str:

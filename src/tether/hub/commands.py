@@ -389,13 +389,13 @@ class Commands:
             await hub.command_changed(command, device)
         return command
 
-    async def fire_deadline(self, command_id: int, expired: bool) -> None:
-        """Called by the sweeper when a delivery or execution deadline passes."""
+    async def fire_deadline(self, command_id: int, expired: bool) -> Command | None:
+        """Called by the sweeper when a delivery or execution deadline passes; the command
+        as moved, or None if it had already moved on."""
         if expired:
-            await self._transition(
+            return await self._transition(
                 command_id, CommandState.EXPIRED, error="not delivered before it expired"
             )
-        else:
-            await self._transition(
-                command_id, CommandState.TIMED_OUT, error="no result within the timeout"
-            )
+        return await self._transition(
+            command_id, CommandState.TIMED_OUT, error="no result within the timeout"
+        )

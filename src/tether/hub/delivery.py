@@ -207,6 +207,10 @@ class Delivery:
             return []
         return await hub.commands.hand_over(device_id, ids[:capacity], CommandState.DELIVERED)
 
+    def serves(self, device_id: str) -> bool:
+        """Whether the device has a live session or a parked poll here."""
+        return device_id in self.sessions or device_id in self._waiters
+
     def parked_devices(self) -> list[str]:
         return list(self._waiters)
 

@@ -7,18 +7,28 @@ A command event of device D is routed (one Redis script call, ``Bus.route_nowait
 * the **listeners** of D, processes with subscribers naming D (client WebSockets,
   DeviceHive subscriptions) or with callers waiting for a result of D (``wait=``, an
   eWeLink app awaiting the device's ack);
-* D's **deadline owner**, the one process that arms and fires D's deadlines, chosen by
-  rendezvous hashing of D over the cluster's members;
+* D's **owner**, chosen by rendezvous hashing of D over the cluster's members, but only
+  while no process holds D: the owner keeps the deadlines of devices nobody holds, and a
+  holder those of the devices it holds (it hears all their events anyway), so a command
+  to a connected device costs no third process anything;
 * two topic channels, ``commands`` and ``commands.dialect.<dialect>``, heard only by
   processes with subscribers that name no device (all devices, or a dialect's own watcher
   such as OpenGate's dispatcher).
 
 A process's pending index therefore holds only the devices it holds or owns
-(:meth:`Routing.tracks`). Starting to hold a device records the hold in Redis *first*
-and then reads the device's active commands from the store: a command committed before
-that read is in it, and one committed after it is published after the hold was recorded,
-so the script sends it here. Events of the device that arrive during the read are applied
-as they come, and the read does not overwrite them.
+(:meth:`Routing.tracks`), and it arms the deadlines of exactly those. Starting to hold a
+device records the hold in Redis *first* and then reads the device's active commands from
+the store: a command committed before that read is in it, and one committed after it is
+published after the hold was recorded, so the script sends it here. Events of the device
+that arrive during the read are applied as they come, and the read does not overwrite them.
+
+An owner's picture of a device that became held elsewhere goes stale (it is told nothing
+more), so a deadline it armed may find the command already moved on. Firing is a
+conditional transition, so that costs one statement that changes nothing, after which the
+owner re-reads the command and corrects itself (``Hub._deadline_due``). A deadline that
+really passes may be fired by the owner and a holder both; the store lets one win. In the
+common cases (a command to a connected device, or to one that stays away) exactly one
+process arms it.
 
 Membership changes (a join, a leave, a death) move the cluster's epoch; every process then
 re-reads the active commands and keeps those it now holds or owns (hub.cluster), so the
@@ -101,7 +111,7 @@ class Routing:
         return True
 
     def owner(self, device_id: str) -> str:
-        """The member that arms and fires the device's deadlines."""
+        """The member that keeps the device's deadlines while no process holds it."""
         owner = self._owners.get(device_id)
         if owner is None:
             owner = max(self._members, key=lambda node: _weight(node, device_id))
@@ -122,10 +132,9 @@ class Routing:
     def publish(self, device_id: str, dialect: str, payload: bytes) -> None:
         """Send a command event to the processes that need it (never back to this one)."""
         owner = self.owner(device_id)
-        also = [events.COMMANDS, events.dialect_commands(dialect)]
-        if owner != self._me:
-            also.insert(0, events.node_channel(owner))
-        self._hub.bus.route_nowait(device_id, payload, also)
+        also = (events.COMMANDS, events.dialect_commands(dialect))
+        unheld = None if owner == self._me else events.node_channel(owner)
+        self._hub.bus.route_nowait(device_id, payload, also, unheld)
 
     def takes(self, channel: str, dialect: str) -> bool:
         """Whether a command event heard on ``channel`` is the copy to apply.
@@ -160,6 +169,7 @@ class Routing:
             if device_id in self._held:
                 return
             load = asyncio.get_running_loop().create_task(self._load(device_id))
+            load.add_done_callback(_report)  # its callers may have gone: still logged
             self._loads[device_id] = load
             self.loading.add(device_id)
         await asyncio.shield(load)
@@ -169,6 +179,9 @@ class Routing:
         seen: set[int] = set()
         try:
             await hub.bus.hold([device_id], hub.hold_ttl)
+            # What this process knew of the device as its owner may be stale (events skip
+            # the owner while a holder exists): the read below replaces it.
+            hub.index.forget_device(device_id)
             # Tracked from here on: what arrives during the read is applied as it comes.
             self._held.add(device_id)
             self._seen_while_loading[device_id] = seen
@@ -194,8 +207,12 @@ class Routing:
             seen.add(command.id)
 
     def drop(self, device_id: str) -> None:
-        """The device is no longer held here: forget its commands unless owned here."""
-        if not self.active:
+        """The device is no longer held here: forget its commands unless owned here.
+
+        Not while a poll of it is parked here (or a session is open): that poll waits for
+        the device's events, and is the device's presence until it is answered.
+        """
+        if not self.active or self._hub.delivery.serves(device_id):
             return
         if device_id in self._loads:
             self._drop_after_load.add(device_id)
@@ -265,6 +282,11 @@ class Routing:
         """Re-record this process's listeners before they expire (holds: see the hub)."""
         if self.active and self._registered:
             await self._hub.bus.listen(set(self._registered), self._hub.hold_ttl)
+
+
+def _report(load: asyncio.Task[None]) -> None:
+    if not load.cancelled() and load.exception() is not None:
+        log.warning("could not start holding a device: %s", load.exception())
 
 
 def _weight(node: str, device_id: str) -> bytes:

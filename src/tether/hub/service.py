@@ -1,8 +1,9 @@
 """The hub's service facade: the one entry point for every API and dialect.
 
 :class:`Hub` owns this process's live state (pending index, deadlines, presence, device
-sessions, subscriptions) and keeps it current from bus events, so every node sees every
-command change. Work is grouped by topic behind attributes::
+sessions, subscriptions) and keeps it current from bus events. In a cluster each process
+hears the command events of the devices it holds, listens for or owns (hub.routing). Work
+is grouped by topic behind attributes::
 
     hub.auth           credentials -> principals, tokens, bootstrap admin
     hub.directory      users, networks, device types, devices, API keys
@@ -329,9 +330,20 @@ class Hub:
             return  # finished, or its device's deadlines moved to another process
         state = entry.state
         if kind is Deadline.EXPIRE and state in DELIVERABLE:
-            await self.commands.fire_deadline(command_id, expired=True)
+            moved = await self.commands.fire_deadline(command_id, expired=True)
         elif kind is Deadline.TIMEOUT and state in EXECUTING:
-            await self.commands.fire_deadline(command_id, expired=False)
+            moved = await self.commands.fire_deadline(command_id, expired=False)
+        else:
+            return
+        if moved is None:
+            # The command had moved on unheard (an owner is not told about a device's
+            # commands while another process holds it): learn where it stands, which
+            # also re-arms whatever deadline it now has.
+            current = await self.store.commands.get(command_id)
+            if current is None:
+                self.index.forget(command_id)
+            else:
+                self.track(current)
 
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
         self.presence.seen(notification.device_id)
