@@ -169,6 +169,9 @@ class Reconciler:
 
     async def _resync(self, reason: str) -> None:
         hub = self._hub
+        # Recorded again before the read (Redis may have lost them, or they lapsed while
+        # this process could not reach it): what commits after this is routed here.
+        await hub.routing.refresh(hub.presence.online_ids())
         # A user locked or a key revoked while events went missing must not live on in a
         # cache.
         hub.auth.forget_all()

@@ -278,10 +278,17 @@ class Routing:
                 self._registered -= removed
                 await self._hub.bus.unlisten(removed)
 
-    async def refresh(self) -> None:
-        """Re-record this process's listeners before they expire (holds: see the hub)."""
-        if self.active and self._registered:
-            await self._hub.bus.listen(set(self._registered), self._hub.hold_ttl)
+    async def refresh(self, online: Collection[str] = ()) -> None:
+        """Re-record this process's holds (the devices it tracks as held, and those online
+        here) and listeners before they expire, or after Redis may have lost them."""
+        if not self.active:
+            return
+        bus, ttl = self._hub.bus, self._hub.hold_ttl
+        held = self._held | set(online)
+        if held:
+            await bus.hold(held, ttl)
+        if self._registered:
+            await bus.listen(set(self._registered), ttl)
 
 
 def _report(load: asyncio.Task[None]) -> None:

@@ -438,14 +438,13 @@ class Hub:
         self.presence.sweep()
 
     async def _flush_last_seen(self) -> None:
+        # Holds first: they route this process's devices' commands here, so a database
+        # outage that fails the write below must not let them lapse.
+        await self.routing.refresh(self.presence.online_ids())
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
             self.directory.seen(dirty)
-        held = self.presence.online_ids() | self.routing.held()
-        if held and self.bus.shared:
-            await self.bus.hold(held, self.hold_ttl)
-        await self.routing.refresh()
 
     async def _prune(self) -> None:
         removed = await self.notifications.prune()
