@@ -205,3 +205,57 @@ async def test_deadlines_fire_once_on_the_owner_and_move_when_it_leaves(
         final = await stays.commands.wait(made.id, 5)
         assert final is not None
         assert final.state is CommandState.EXPIRED
+
+
+async def test_the_holder_keeps_deadlines_and_hands_them_to_the_owner_when_it_goes(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    async with cluster(postgres_url, redis_url, tmp_path, "holder", "owner", "app") as hubs:
+        holder, owner, app = hubs
+        device_id = device_owned_by(hubs, owner, "handed")
+        await make_device(app, device_id)
+        admin = await admin_of(app)
+        session = Session(device_id, max_in_flight=1)
+        holder.delivery.attach(session)
+        await asyncio.sleep(0.3)
+        first = await app.commands.create(admin, device_id, "first", lifetime=60)
+        assert (await asyncio.wait_for(session.received.get(), 5)).id == first.id
+        # Queued behind the first (in-flight limit 1); its delivery deadline is short.
+        queued = await app.commands.create(admin, device_id, "queued", lifetime=2)
+        await asyncio.sleep(0.3)
+        # The holder keeps both deadlines; the owner was told nothing, the creator let go.
+        assert len(holder.sweeper) == 2
+        assert len(owner.sweeper) == 0
+        assert owner.index.get(queued.id) is None
+        assert len(app.sweeper) == 0
+        holder.delivery.detach(session)  # the device goes away: the owner takes over
+        await asyncio.sleep(0.5)
+        assert holder.index.get(queued.id) is None
+        assert len(holder.sweeper) == 0
+        assert owner.index.get(queued.id) is not None
+        final = await app.commands.wait(queued.id, 5)
+        assert final is not None
+        assert final.state is CommandState.EXPIRED
+
+
+async def test_an_owner_that_creates_for_a_device_held_elsewhere_lets_it_go(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    async with cluster(postgres_url, redis_url, tmp_path, "holder", "creator") as hubs:
+        holder, creator = hubs
+        device_id = device_owned_by(hubs, creator, "let-go")
+        await make_device(creator, device_id)
+        admin = await admin_of(creator)
+        made = await creator.commands.create(admin, device_id, "offline")
+        assert creator.index.get(made.id) is not None  # nobody holds it: the owner keeps it
+        session = Session(device_id)
+        holder.delivery.attach(session)
+        assert (await asyncio.wait_for(session.received.get(), 5)).id == made.id
+        later = await creator.commands.create(admin, device_id, "online")
+        assert (await asyncio.wait_for(session.received.get(), 5)).id == later.id
+        await asyncio.sleep(0.2)
+        # Told by its own publish that the device is held: the holder keeps it all now.
+        assert creator.index.get(later.id) is None
+        assert creator.index.get(made.id) is None
+        assert len(creator.sweeper) == 0
+        assert len(holder.sweeper) == 2

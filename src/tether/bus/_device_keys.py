@@ -37,7 +37,7 @@ return 0
 #: holding or listening for the device (unexpired, this node excluded), the ``unheld``
 #: channel if no node (this one included) holds the device, then each extra channel; no
 #: channel twice. ARGV: now (ms), the node channel prefix, this node's id, the payload, the
-#: unheld channel ('' for none), extra channels.
+#: unheld channel ('' for none), extra channels. Returns 1 if some node holds the device.
 ROUTE = """
 local key, now, node_prefix, payload = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[4]
 local done = {[node_prefix .. ARGV[3]] = true}
@@ -63,6 +63,7 @@ for i = 6, #ARGV do
     redis.call('PUBLISH', ARGV[i], payload)
   end
 end
+if held then return 1 end
 return 0
 """
 

@@ -22,9 +22,11 @@ Contract (every backend, checked by ``tests/bus/test_contract.py``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
+from typing import Any
 
 Handler = Callable[[str, bytes], None]
 """``handler(channel, payload)``; called on the event loop, so it must not block.
@@ -183,10 +185,13 @@ class Bus(ABC):
         payload: bytes,
         also: Collection[str] = (),
         unheld: str | None = None,
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         """Publish ``payload`` on ``node.<id>`` of every *other* node that holds or listens
         for ``device_id``, on ``unheld`` if no node at all (this one included) holds it,
         and on each channel of ``also``; no channel twice.
+
+        The returned future says whether some node held the device (truthy) when the
+        message went out; it fails like a publish (and the failure is reported anyway).
 
         Holders and listeners are read where the message is sent (one Redis script), so
         a node that recorded its hold before this call is among the recipients. Like

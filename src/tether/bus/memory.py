@@ -13,7 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tether.bus._handlers import HandlerTable
 from tether.bus.base import Bus
@@ -118,7 +118,7 @@ class MemoryBus(Bus):
         payload: bytes,
         also: Collection[str] = (),
         unheld: str | None = None,
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         holders = self._live("hold", device_id)
         nodes = holders | self._live("listen", device_id)
         sent = {f"node.{self.node_id}"}
@@ -127,6 +127,9 @@ class MemoryBus(Bus):
             if channel not in sent:
                 sent.add(channel)
                 self.publish_nowait(channel, payload)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(1 if holders else 0)
+        return done
 
     def _mark(self, kind: str, device_ids: Collection[str], ttl: float) -> None:
         expires = time.monotonic() + ttl

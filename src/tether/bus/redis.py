@@ -383,12 +383,13 @@ class RedisBus(Bus):
         payload: bytes,
         also: Collection[str] = (),
         unheld: str | None = None,
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         self._check_open()
         channels = [self._prefix + channel for channel in also]
         fallback = "" if unheld is None else self._prefix + unheld
         done = self._devices.route(device_id, payload, fallback, channels)
         done.add_done_callback(self._publish_done)
+        return done
 
 
 def _text(value: Any) -> str:

@@ -75,6 +75,13 @@ class ApiKeyRevoked(msgspec.Struct, frozen=True, tag="apikey"):
     prefix: str
 
 
+class DeviceReleased(msgspec.Struct, frozen=True, tag="released"):
+    """Sent to a device's owner: the last process holding it let it go, so the owner keeps
+    its commands' deadlines from now on (hub.routing)."""
+
+    device_id: str
+
+
 class SessionTakenOver(msgspec.Struct, frozen=True, tag="takeover"):
     """Sent to one node: the device now has a newer session elsewhere; drop yours."""
 
@@ -90,6 +97,7 @@ Event = (
     | UserChanged
     | ApiKeyRevoked
     | SessionTakenOver
+    | DeviceReleased
 )
 
 

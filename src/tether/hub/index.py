@@ -85,11 +85,12 @@ class CommandIndex:
         if entry is not None:
             self._unlink(entry)
 
-    def forget_device(self, device_id: str) -> None:
-        """Drop every command of the device (this process stopped tracking it)."""
+    def forget_device(self, device_id: str) -> set[int]:
+        """Drop every command of the device (this process stopped tracking it); their ids."""
         ids = {*self._deliverable.get(device_id, ()), *self._in_flight.get(device_id, ())}
         for command_id in ids:
             self.forget(command_id)
+        return ids
 
     def _unlink(self, entry: Tracked) -> None:
         self._payloads.pop(entry.id, None)

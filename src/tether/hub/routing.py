@@ -46,7 +46,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tether.core.filters import EventFilter
 from tether.core.model import Command
@@ -91,6 +91,8 @@ class Routing:
         self._loads: dict[str, asyncio.Task[None]] = {}
         self._seen_while_loading: dict[str, set[int]] = {}
         self._drop_after_load: set[str] = set()
+        #: Counts handovers from a departing holder (see :meth:`publish`).
+        self._adoptions = 0
         # Listeners: how many local subscribers or waiters want each device, and which
         # devices Redis has recorded; changes are sent one at a time, so the record always
         # ends up matching the counts however calls interleave.
@@ -134,7 +136,22 @@ class Routing:
         owner = self.owner(device_id)
         also = (events.COMMANDS, events.dialect_commands(dialect))
         unheld = None if owner == self._me else events.node_channel(owner)
-        self._hub.bus.route_nowait(device_id, payload, also, unheld)
+        sent = self._hub.bus.route_nowait(device_id, payload, also, unheld)
+        if owner == self._me and device_id not in self._held:
+            # Tracked here only as its owner (this process created the command, say): if
+            # another process holds the device, that one keeps it, and this one lets go.
+            adoptions = self._adoptions
+            sent.add_done_callback(lambda done: self._let_go(device_id, adoptions, done))
+
+    def _let_go(self, device_id: str, adoptions: int, sent: asyncio.Future[Any]) -> None:
+        if sent.cancelled() or sent.exception() is not None or not sent.result():
+            return
+        # Not if the device was adopted back meanwhile (its holder left and handed it over).
+        if adoptions == self._adoptions and not self._serves(device_id):
+            self._hub.untrack_device(device_id)
+
+    def _serves(self, device_id: str) -> bool:
+        return device_id in self._held or device_id in self._loads
 
     def takes(self, channel: str, dialect: str) -> bool:
         """Whether a command event heard on ``channel`` is the copy to apply.
@@ -176,21 +193,11 @@ class Routing:
 
     async def _load(self, device_id: str) -> None:
         hub = self._hub
-        seen: set[int] = set()
         try:
             await hub.bus.hold([device_id], hub.hold_ttl)
-            # What this process knew of the device as its owner may be stale (events skip
-            # the owner while a holder exists): the read below replaces it.
-            hub.index.forget_device(device_id)
             # Tracked from here on: what arrives during the read is applied as it comes.
             self._held.add(device_id)
-            self._seen_while_loading[device_id] = seen
-            stored = await hub.store.commands.active(device_id)
-            if device_id not in self._held:
-                return  # released while reading
-            for command in stored:
-                if command.id not in seen:
-                    hub.track(command)
+            await self._read(device_id)
         finally:
             self._seen_while_loading.pop(device_id, None)
             self._loads.pop(device_id, None)
@@ -200,27 +207,63 @@ class Routing:
                 self.drop(device_id)
         hub.delivery.notify(device_id)
 
+    async def _read(self, device_id: str) -> None:
+        """Replace what the index knows of the device with the store's active commands.
+
+        What this process knew of it as its owner may be stale (an owner is not told
+        about a device another process holds). Events applied during the read are newer
+        than it, so the read does not overwrite them.
+        """
+        hub = self._hub
+        seen: set[int] = set()
+        hub.index.forget_device(device_id)
+        self._seen_while_loading[device_id] = seen
+        try:
+            stored = await hub.store.commands.active(device_id)
+        finally:
+            self._seen_while_loading.pop(device_id, None)
+        if self.tracks(device_id):  # not if it was released meanwhile
+            for command in stored:
+                if command.id not in seen:
+                    hub.track(command)
+
+    def adopt(self, device_id: str) -> None:
+        """The last process holding the device let it go: as its owner, keep its
+        commands' deadlines from now on (read from the store, since this process was not
+        told about the device while it was held)."""
+        if not self.active or self._serves(device_id) or self.owner(device_id) != self._me:
+            return
+        self._adoptions += 1
+        task = asyncio.get_running_loop().create_task(self._read(device_id))
+        task.add_done_callback(_report)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def noted(self, command: Command) -> None:
         """A command change was applied to the index (a load in progress keeps it)."""
         seen = self._seen_while_loading.get(command.device_id)
         if seen is not None:
             seen.add(command.id)
 
-    def drop(self, device_id: str) -> None:
-        """The device is no longer held here: forget its commands unless owned here.
+    def drop(self, device_id: str) -> bool:
+        """The device is no longer held here: forget its commands unless owned here (the
+        hub hands them to the owner when no process holds the device any more).
 
         Not while a poll of it is parked here (or a session is open): that poll waits for
-        the device's events, and is the device's presence until it is answered.
+        the device's events. Returns False then (the device stays held).
         """
-        if not self.active or self._hub.delivery.serves(device_id):
-            return
+        if not self.active:
+            return True
+        if self._hub.delivery.serves(device_id):
+            return False
         if device_id in self._loads:
             self._drop_after_load.add(device_id)
         if device_id not in self._held:
-            return
+            return True
         self._held.discard(device_id)
         if self.owner(device_id) != self._me:
-            self._hub.index.forget_device(device_id)
+            self._hub.untrack_device(device_id)
+        return True
 
     def held(self) -> set[str]:
         return set(self._held)
@@ -291,9 +334,9 @@ class Routing:
             await bus.listen(set(self._registered), ttl)
 
 
-def _report(load: asyncio.Task[None]) -> None:
-    if not load.cancelled() and load.exception() is not None:
-        log.warning("could not start holding a device: %s", load.exception())
+def _report(read: asyncio.Task[None]) -> None:
+    if not read.cancelled() and read.exception() is not None:
+        log.warning("could not read a device's commands: %s", read.exception())
 
 
 def _weight(node: str, device_id: str) -> bytes:

@@ -44,6 +44,7 @@ from tether.hub.events import (
     CommandChanged,
     DeviceChanged,
     DeviceRef,
+    DeviceReleased,
     NotificationPosted,
     PresenceChanged,
     SessionTakenOver,
@@ -239,6 +240,8 @@ class Hub:
             self.auth.forget_api_key(event.prefix)
         elif isinstance(event, SessionTakenOver):
             self.delivery.taken_over(event.device_id, event.by_node)
+        elif isinstance(event, DeviceReleased):
+            self.routing.adopt(event.device_id)
 
     async def publish_directory(self, event: DeviceChanged | UserChanged | ApiKeyRevoked) -> None:
         if isinstance(event, UserChanged):
@@ -304,10 +307,17 @@ class Hub:
         self.routing.noted(command)
         self.arm_deadlines(command)
 
+    def untrack_device(self, device_id: str) -> None:
+        """Forget the device's commands and their deadlines (another process keeps them)."""
+        for command_id in self.index.forget_device(device_id):
+            self.sweeper.disarm(command_id, Deadline.EXPIRE)
+            self.sweeper.disarm(command_id, Deadline.TIMEOUT)
+
     def arm_deadlines(self, command: Command) -> None:
         """Arm (or disarm) the command's delivery and execution deadlines; only the
-        device's deadline owner arms them (hub.routing), so each fires once."""
-        if not self.routing.owns(command.device_id):
+        processes tracking its device arm them: its holder, or its owner while nobody holds
+        it (hub.routing)."""
+        if not self.routing.tracks(command.device_id):
             self.sweeper.disarm(command.id, Deadline.EXPIRE)
             self.sweeper.disarm(command.id, Deadline.TIMEOUT)
         elif command.state in DELIVERABLE and command.expires_at is not None:
@@ -326,7 +336,7 @@ class Hub:
 
     async def _deadline_due(self, command_id: int, kind: Deadline) -> None:
         entry = self.index.get(command_id)
-        if entry is None or not self.routing.owns(entry.device_id):
+        if entry is None or not self.routing.tracks(entry.device_id):
             return  # finished, or its device's deadlines moved to another process
         state = entry.state
         if kind is Deadline.EXPIRE and state in DELIVERABLE:
@@ -375,14 +385,27 @@ class Hub:
         if self.bus.shared:
             if online:
                 await self.routing.hold(device_id)  # and read its queue (hub.routing)
-            else:
-                self.routing.drop(device_id)
-                await self.bus.release([device_id])
-                if (await self.bus.holders([device_id])).get(device_id):
-                    return  # it moved to (or is also on) another process
+            elif not await self._release(device_id):
+                return  # still here (a parked poll), or on another process too
         event = PresenceChanged(await self.device_ref(device_id), online, at)
         self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
         await self._publish(event, events.PRESENCE)
+
+    async def _release(self, device_id: str) -> bool:
+        """Stop holding the device here; True if no process holds it any more.
+
+        Not while a poll of it is parked here (the periodic refresh lets it go once it is
+        answered). When the last holder lets go, the device's owner takes its deadlines.
+        """
+        if not self.routing.drop(device_id):
+            return False
+        await self.bus.release([device_id])
+        if (await self.bus.holders([device_id])).get(device_id):
+            return False  # it moved to (or is also on) another process
+        owner = self.routing.owner(device_id)
+        if owner != self.node_id:
+            await self._publish(DeviceReleased(device_id), events.node_channel(owner))
+        return True
 
     async def take_over(self, device_id: str) -> None:
         """A device opened a session here: other nodes holding it drop their sessions."""
@@ -440,7 +463,11 @@ class Hub:
     async def _flush_last_seen(self) -> None:
         # Holds first: they route this process's devices' commands here, so a database
         # outage that fails the write below must not let them lapse.
-        await self.routing.refresh(self.presence.online_ids())
+        online = self.presence.online_ids()
+        if self.bus.shared:
+            for device_id in self.routing.held() - online:
+                await self._release(device_id)  # a poll parked past its device's presence
+        await self.routing.refresh(online)
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
