@@ -22,8 +22,10 @@ the store: a command committed before that read is in it, and one committed afte
 published after the hold was recorded, so the script sends it here. Events of the device
 that arrive during the read are applied as they come, and the read does not overwrite them.
 
-An owner's picture of a device that became held elsewhere goes stale (it is told nothing
-more), so a deadline it armed may find the command already moved on. Firing is a
+Deadlines change hands with the device: the last holder to let it go tells the owner
+(``DeviceReleased``), which reads its commands (:meth:`Routing.adopt`); an owner that
+publishes for a device held elsewhere learns so from the script's answer and lets go. Should
+an owner's picture still go stale, a deadline it armed may find the command moved on. Firing is a
 conditional transition, so that costs one statement that changes nothing, after which the
 owner re-reads the command and corrects itself (``Hub._deadline_due``). A deadline that
 really passes may be fired by the owner and a holder both; the store lets one win. In the
