@@ -46,6 +46,8 @@ class DeviceSession(Protocol):
 class Delivery:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
+        self._routing = hub.routing
+        self._routed = hub.routing.active  # in a cluster: a device is held before it is served
         self.sessions: dict[str, DeviceSession] = {}
         self._pumping: set[str] = set()
         self._again: set[str] = set()
@@ -165,8 +167,8 @@ class Delivery:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        if self._hub.routing.unloaded(device_id):
-            await self._hub.routing.hold(device_id)  # its first poll here: read its queue
+        if self._routed and self._routing.unloaded(device_id):
+            await self._routing.hold(device_id)  # its first poll here: read its queue
         while True:
             if not present():
                 return []

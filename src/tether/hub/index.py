@@ -13,6 +13,7 @@ conditional transitions have the last word.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from datetime import datetime
 
 from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState, is_expired
@@ -49,6 +50,11 @@ class CommandIndex:
         # The full command of deliverable entries, so a live session can be handed one
         # without reading it back. Capped: past it, hand-overs read from the store.
         self._payloads: dict[int, Command] = {}
+        #: ``has_deliverable(device_id)``: asked on every poll and keepalive, so without
+        #: a cluster (nothing is ever loading) it is the dict's own lookup, no Python call.
+        self.has_deliverable: Callable[[str], bool] = (
+            self._deliverable.__contains__ if loading is None else self._deliverable_or_loading
+        )
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -111,7 +117,7 @@ class CommandIndex:
         """The full command, if it is deliverable and kept in memory."""
         return self._payloads.get(command_id)
 
-    def has_deliverable(self, device_id: str) -> bool:
+    def _deliverable_or_loading(self, device_id: str) -> bool:
         return device_id in self._deliverable or device_id in self._loading
 
     def deliverable(self, device_id: str, now: datetime, limit: int) -> list[int]:

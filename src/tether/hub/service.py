@@ -156,7 +156,7 @@ class Hub:
         log.info("re-armed %d active commands", len(self.index))
 
     def new_index(self) -> CommandIndex:
-        return CommandIndex(loading=self.routing.loading)
+        return CommandIndex(loading=self.routing.loading if self.routing.active else None)
 
     def _rearm(self, command: Command) -> None:
         """Track a stored command; one bad row is reported, never fatal to start-up."""
