@@ -95,6 +95,9 @@ class Routing:
         self._drop_after_load: set[str] = set()
         #: Counts handovers from a departing holder (see :meth:`publish`).
         self._adoptions = 0
+        #: Devices owned here that a publish found held by another process, which keeps
+        #: them until it hands them back (or dies, which changes the membership).
+        self._held_elsewhere: set[str] = set()
         # Listeners: how many local subscribers or waiters want each device, and which
         # devices Redis has recorded; changes are sent one at a time, so the record always
         # ends up matching the counts however calls interleave.
@@ -112,6 +115,7 @@ class Routing:
             return False
         self._members = view
         self._owners.clear()
+        self._held_elsewhere.clear()  # the resync that follows re-reads them all
         return True
 
     def owner(self, device_id: str) -> str:
@@ -128,8 +132,12 @@ class Routing:
         return not self.active or self.owner(device_id) == self._me
 
     def tracks(self, device_id: str) -> bool:
-        """Whether the index keeps this device's commands here."""
-        return not self.active or device_id in self._held or self.owner(device_id) == self._me
+        """Whether the index keeps this device's commands (and their deadlines) here."""
+        return (
+            not self.active
+            or device_id in self._held
+            or (self.owner(device_id) == self._me and device_id not in self._held_elsewhere)
+        )
 
     # --- publishing and receiving -----------------------------------------------------
 
@@ -139,7 +147,7 @@ class Routing:
         also = (events.COMMANDS, events.dialect_commands(dialect))
         unheld = None if owner == self._me else events.node_channel(owner)
         sent = self._hub.bus.route_nowait(device_id, payload, also, unheld)
-        if owner == self._me and device_id not in self._held:
+        if owner == self._me and self.tracks(device_id) and device_id not in self._held:
             # Tracked here only as its owner (this process created the command, say): if
             # another process holds the device, that one keeps it, and this one lets go.
             adoptions = self._adoptions
@@ -150,6 +158,9 @@ class Routing:
             return
         # Not if the device was adopted back meanwhile (its holder left and handed it over).
         if adoptions == self._adoptions and not self._serves(device_id):
+            if len(self._held_elsewhere) >= OWNER_CACHE:
+                self._held_elsewhere.clear()
+            self._held_elsewhere.add(device_id)
             self._hub.untrack_device(device_id)
 
     def _serves(self, device_id: str) -> bool:
@@ -236,6 +247,7 @@ class Routing:
         if not self.active or self._serves(device_id) or self.owner(device_id) != self._me:
             return
         self._adoptions += 1
+        self._held_elsewhere.discard(device_id)
         task = asyncio.get_running_loop().create_task(self._read(device_id))
         task.add_done_callback(_report)
         self._tasks.add(task)
