@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import math
 import secrets
+import time
 from dataclasses import dataclass
 
 from bench import cluster, redis_hops, roundtrip
@@ -28,6 +29,11 @@ from bench.roundtrip import Load, Outcome, postgres_schema, print_outcome
 
 PROCESS_COUNTS = (1, 2, 4)
 RATES = (200.0, 1000.0)
+#: Rounds of the 1, 2 and 4 process runs, interleaved; each count's median round is shown
+#: (the machine is shared: one round alone says more about the neighbours than Tether).
+SCALE_ROUNDS = 3
+#: Seconds each setup sits idle, connected, before its run: its timers' own CPU.
+IDLE = 3.0
 #: Goals of issue 14.
 GOAL_CPU_GROWTH, GOAL_CROSSING = 1.15, 0.0005
 
@@ -40,10 +46,18 @@ class Scale:
     created: float
     cpu: list[float]  # CPU seconds per process over the run
     outcomes: list[Outcome]
+    #: CPU seconds the processes used, all together, while idle for as long as the run:
+    #: what they cost anyway (beats, timers), whatever the commands.
+    idle: float = 0.0
 
     @property
     def cpu_per_command(self) -> float:
         return sum(self.cpu) / self.created if self.created else math.nan
+
+    @property
+    def busy_per_command(self) -> float:
+        """CPU per command less the idle processes' own CPU over the same time."""
+        return max(0.0, sum(self.cpu) - self.idle) / self.created if self.created else math.nan
 
     @property
     def unfinished(self) -> int:
@@ -79,8 +93,12 @@ async def _scale(count: int, load: Load) -> Scale:
             for node in nodes:  # the first migrates and creates the admin
                 await node.start()
             devices = [await nodes[0].device(f"scale-{i}") for i in range(count)]
+            quiet = [node.cpu_seconds() for node in nodes]
+            await asyncio.sleep(IDLE)
+            idle_rate = sum(n.cpu_seconds() - c for n, c in zip(nodes, quiet, strict=True)) / IDLE
             created = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
             cpu = [node.cpu_seconds() for node in nodes]
+            started = time.monotonic()
             share = dataclasses.replace(load, rate=load.rate / count)
             outcomes = await asyncio.gather(
                 *(
@@ -98,9 +116,10 @@ async def _scale(count: int, load: Load) -> Scale:
                 )
             )
             used = [node.cpu_seconds() - before for node, before in zip(nodes, cpu, strict=True)]
+            idle = idle_rate * (time.monotonic() - started)
             after = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
             made = sum(after) - sum(created)
-            return Scale(count, made, used, list(outcomes))
+            return Scale(count, made, used, list(outcomes), idle)
         finally:
             for node in reversed(nodes):
                 node.stop()
@@ -120,15 +139,18 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
         f"({load.rate:,.0f} commands/s in all), then round trips at "
         f"{', '.join(f'{rate:,.0f}/s' for rate in RATES)} beside the Redis floor"
     )
-    scales = []
-    for count in PROCESS_COUNTS:
-        scale = await _scale(count, load)
-        print(
-            f"  {count} process(es): {scale.created:,.0f} commands, "
-            f"{scale.cpu_per_command * 1e6:,.0f} us CPU per command (all processes), "
-            f"{scale.errors} errors, {scale.unfinished} unfinished"
-        )
-        scales.append(scale)
+    rounds: dict[int, list[Scale]] = {count: [] for count in PROCESS_COUNTS}
+    for round_ in range(SCALE_ROUNDS):
+        for count in PROCESS_COUNTS:
+            scale = await _scale(count, load)
+            print(
+                f"  round {round_ + 1}, {count} process(es): {scale.created:,.0f} commands, "
+                f"{scale.cpu_per_command * 1e6:,.0f} us CPU per command (all processes), "
+                f"{scale.busy_per_command * 1e6:,.0f} us beyond idle, "
+                f"{scale.errors} errors, {scale.unfinished} unfinished"
+            )
+            rounds[count].append(scale)
+    scales = [_median(rounds[count]) for count in PROCESS_COUNTS]
     crossings = []
     for rate in RATES:
         at = dataclasses.replace(load, rate=rate)
@@ -144,7 +166,12 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
             f"p99 {_signed(crossing.beyond_floor(99))} ms"
         )
         crossings.append(crossing)
-    return render(load, machine, command, scales, crossings)
+    return render(load, machine, command, scales, crossings, rounds)
+
+
+def _median(runs: list[Scale]) -> Scale:
+    ordered = sorted(runs, key=lambda s: s.cpu_per_command)
+    return ordered[len(ordered) // 2]
 
 
 # --- the report ------------------------------------------------------------------------
@@ -154,6 +181,23 @@ def _signed(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "n/a"
     return ("+" if seconds >= 0 else "-") + ms(abs(seconds))
+
+
+def _render_rounds(rounds: dict[int, list[Scale]] | None) -> str:
+    if not rounds or len(next(iter(rounds.values()))) < 2:
+        return ""
+    lines = [
+        f"- {count} process(es): "
+        + ", ".join(f"{s.cpu_per_command * 1e6:,.0f} ({s.errors} / {s.unfinished})" for s in runs)
+        for count, runs in rounds.items()
+    ]
+    return (
+        f"Every round (us of CPU per command, errors / unfinished; the table shows each "
+        f"count's median round; rounds ran 1, 2, 4, 1, 2, 4, ... on a machine shared with "
+        f"other work, and *beyond the idle processes' own CPU* subtracts what the same "
+        f"processes used while idle for {IDLE:g} s before the run, scaled to its length):"
+        f"\n\n" + "\n".join(lines) + "\n\n"
+    )
 
 
 def _scale_goal(load: Load, scales: list[Scale]) -> str:
@@ -176,12 +220,17 @@ def _scale_goal(load: Load, scales: list[Scale]) -> str:
         if pair is not None and beyond
         else ""
     )
+    busy = scales[0].busy_per_command
+    beyond_idle = "; beyond the idle processes' own CPU: " + ", ".join(
+        f"{s.processes} processes {s.busy_per_command / busy:.2f}x one" for s in scales[1:]
+    )
     return (
         verdict
         + ": CPU per command "
         + ", ".join(f"{n} processes {g:.2f}x one" for n, g in growth.items())
         + f" (goal <= {GOAL_CPU_GROWTH:.2f}x)"
         + after_two
+        + beyond_idle
     )
 
 
@@ -195,9 +244,15 @@ def _crossing_goal(load: Load, crossing: Crossing) -> str:
 
 
 def render(
-    load: Load, machine: Machine, command: str, scales: list[Scale], crossings: list[Crossing]
+    load: Load,
+    machine: Machine,
+    command: str,
+    scales: list[Scale],
+    crossings: list[Crossing],
+    rounds: dict[int, list[Scale]] | None = None,
 ) -> str:
     base = scales[0].cpu_per_command
+    busy = scales[0].busy_per_command
     two = next((s.cpu_per_command for s in scales if s.processes == 2), math.nan)
     scale_rows = [
         [
@@ -206,6 +261,7 @@ def render(
             f"{s.cpu_per_command * 1e6:,.0f}",
             f"{s.cpu_per_command / base:.2f}x",
             f"{s.cpu_per_command / two:.2f}x" if s.processes >= 2 else "",
+            f"{s.busy_per_command * 1e6:,.0f} ({s.busy_per_command / busy:.2f}x)",
             " + ".join(f"{c:.2f}" for c in s.cpu),
             f"{s.errors} / {s.unfinished}",
         ]
@@ -248,13 +304,15 @@ def render(
                 "CPU per command, all processes (us)",
                 "against one process",
                 "against two processes",
+                "beyond the idle processes' own CPU (us; against one)",
                 "CPU seconds of each process",
                 "errors / unfinished",
             ],
             scale_rows,
         )
         + f"\nGoal: {_scale_goal(load, scales)}.\n\n"
-        "### Round trip across two processes, beside the two-hop Redis floor\n\n"
+        + _render_rounds(rounds)
+        + "### Round trip across two processes, beside the two-hop Redis floor\n\n"
         "Latency in ms, p50 / p99: one process holding both sockets, two processes (device "
         "on A, app on B), the floor (two bare redis-py processes ping-ponging a command-"
         "sized message at the same rate, `bench/redis_hops.py`), and what crossing adds "
