@@ -34,6 +34,8 @@ RATES = (200.0, 1000.0)
 SCALE_ROUNDS = 3
 #: Seconds each setup sits idle, connected, before its run: its timers' own CPU.
 IDLE = 3.0
+#: Command events a process received from the others and decoded (``/metrics``).
+_HEARD = "tether_command_events_heard_total"
 #: Goals of issue 14.
 GOAL_CPU_GROWTH, GOAL_CROSSING = 1.15, 0.0005
 
@@ -49,6 +51,14 @@ class Scale:
     #: CPU seconds the processes used, all together, while idle for as long as the run:
     #: what they cost anyway (beats, timers), whatever the commands.
     idle: float = 0.0
+    #: Command events each process received from the others and decoded, over the run.
+    heard: list[float] | None = None
+
+    @property
+    def heard_per_command(self) -> float:
+        if self.heard is None or not self.created:
+            return math.nan
+        return sum(self.heard) / self.created
 
     @property
     def cpu_per_command(self) -> float:
@@ -97,6 +107,7 @@ async def _scale(count: int, load: Load) -> Scale:
             await asyncio.sleep(IDLE)
             idle_rate = sum(n.cpu_seconds() - c for n, c in zip(nodes, quiet, strict=True)) / IDLE
             created = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
+            heard = [await metric_total(node, _HEARD) for node in nodes]
             cpu = [node.cpu_seconds() for node in nodes]
             started = time.monotonic()
             share = dataclasses.replace(load, rate=load.rate / count)
@@ -119,7 +130,13 @@ async def _scale(count: int, load: Load) -> Scale:
             idle = idle_rate * (time.monotonic() - started)
             after = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
             made = sum(after) - sum(created)
-            return Scale(count, made, used, list(outcomes), idle)
+            heard_after = [await metric_total(node, _HEARD) for node in nodes]
+            decoded = (
+                [b - a for a, b in zip(heard, heard_after, strict=True)]  # type: ignore[operator]
+                if None not in (*heard, *heard_after)
+                else None
+            )
+            return Scale(count, made, used, list(outcomes), idle, decoded)
         finally:
             for node in reversed(nodes):
                 node.stop()
@@ -147,6 +164,7 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
                 f"  round {round_ + 1}, {count} process(es): {scale.created:,.0f} commands, "
                 f"{scale.cpu_per_command * 1e6:,.0f} us CPU per command (all processes), "
                 f"{scale.busy_per_command * 1e6:,.0f} us beyond idle, "
+                f"{_heard(scale)} events decoded per command, "
                 f"{scale.errors} errors, {scale.unfinished} unfinished"
             )
             rounds[count].append(scale)
@@ -181,6 +199,13 @@ def _signed(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "n/a"
     return ("+" if seconds >= 0 else "-") + ms(abs(seconds))
+
+
+def _heard(scale: Scale) -> str:
+    if scale.heard is None:
+        return "n/a"
+    each = " + ".join(f"{h / scale.created:.2f}" for h in scale.heard)
+    return f"{scale.heard_per_command:.2f} ({each})"
 
 
 def _render_rounds(rounds: dict[int, list[Scale]] | None) -> str:
@@ -262,6 +287,7 @@ def render(
             f"{s.cpu_per_command / base:.2f}x",
             f"{s.cpu_per_command / two:.2f}x" if s.processes >= 2 else "",
             f"{s.busy_per_command * 1e6:,.0f} ({s.busy_per_command / busy:.2f}x)",
+            _heard(s),
             " + ".join(f"{c:.2f}" for c in s.cpu),
             f"{s.errors} / {s.unfinished}",
         ]
@@ -305,6 +331,7 @@ def render(
                 "against one process",
                 "against two processes",
                 "beyond the idle processes' own CPU (us; against one)",
+                "command events decoded per command (each process)",
                 "CPU seconds of each process",
                 "errors / unfinished",
             ],

@@ -225,6 +225,7 @@ class Hub:
             log.exception("undecodable event on %s", channel)
             return
         if isinstance(event, CommandChanged):
+            metrics.COMMAND_EVENTS_HEARD.inc()
             if self.routing.takes(channel, event.device.dialect):
                 self._apply_command(event.command, event.device, event.created)
         elif isinstance(event, NotificationPosted):
