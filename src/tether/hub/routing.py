@@ -46,8 +46,7 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tether.core.filters import EventFilter
@@ -315,14 +314,6 @@ class Routing:
             await self._sync_listeners()
         except Exception as error:  # expires by itself; the next change retries
             log.warning("could not withdraw listeners: %s", error)
-
-    @asynccontextmanager
-    async def listening(self, device_ids: Collection[str]) -> AsyncIterator[None]:
-        await self.listen(device_ids)
-        try:
-            yield
-        finally:
-            await self.unlisten(device_ids)
 
     async def _sync_listeners(self) -> None:
         async with self._listen_lock:
