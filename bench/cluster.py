@@ -446,11 +446,12 @@ def _render_trip(load: Load, single: Trip, pair: Trip, hops: redis_hops.Hops | N
         + _render_hops(hops)
         + f"\nGoal (issue 3): {_trip_goal(load, base, ours, hops)}.\n\n"
         "How to read it: *change* is 2 processes / 1 process, and for latency the "
-        "difference in ms. Both columns publish every command event on Redis; the P2 "
-        "table above runs its PostgreSQL column on the in-process bus, so the two do not "
-        "compare directly. One process gets its own events back from Redis and drops "
-        "them; two processes also decode and apply each other's, one reason CPU per "
-        "command grows. CPU and SQL per command are summed over the "
+        "difference in ms. Both columns route every command event through Redis (one "
+        "script call each); the P2 table above runs its PostgreSQL column on the "
+        "in-process bus, so the two do not compare directly. One process is sent none of "
+        "its own events; with two, each decodes and applies the events of the other that "
+        "concern its socket (the cost of crossing, section C1). CPU and SQL per command "
+        "are summed over the "
         "processes and cover the whole run, warm-up included; on this machine both "
         "servers, PostgreSQL, Redis and the load generator share two cores.\n"
     )

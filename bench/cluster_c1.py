@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import math
 import secrets
+import time
 from dataclasses import dataclass
 
 from bench import cluster, redis_hops, roundtrip
@@ -28,6 +29,13 @@ from bench.roundtrip import Load, Outcome, postgres_schema, print_outcome
 
 PROCESS_COUNTS = (1, 2, 4)
 RATES = (200.0, 1000.0)
+#: Rounds of the 1, 2 and 4 process runs, interleaved; each count's median round is shown
+#: (the machine is shared: one round alone says more about the neighbours than Tether).
+SCALE_ROUNDS = 3
+#: Seconds each setup sits idle, connected, before its run: its timers' own CPU.
+IDLE = 3.0
+#: Command events a process received from the others and decoded (``/metrics``).
+_HEARD = "tether_command_events_heard_total"
 #: Goals of issue 14.
 GOAL_CPU_GROWTH, GOAL_CROSSING = 1.15, 0.0005
 
@@ -40,10 +48,26 @@ class Scale:
     created: float
     cpu: list[float]  # CPU seconds per process over the run
     outcomes: list[Outcome]
+    #: CPU seconds the processes used, all together, while idle for as long as the run:
+    #: what they cost anyway (beats, timers), whatever the commands.
+    idle: float = 0.0
+    #: Command events each process received from the others and decoded, over the run.
+    heard: list[float] | None = None
+
+    @property
+    def heard_per_command(self) -> float:
+        if self.heard is None or not self.created:
+            return math.nan
+        return sum(self.heard) / self.created
 
     @property
     def cpu_per_command(self) -> float:
         return sum(self.cpu) / self.created if self.created else math.nan
+
+    @property
+    def busy_per_command(self) -> float:
+        """CPU per command less the idle processes' own CPU over the same time."""
+        return max(0.0, sum(self.cpu) - self.idle) / self.created if self.created else math.nan
 
     @property
     def unfinished(self) -> int:
@@ -79,8 +103,13 @@ async def _scale(count: int, load: Load) -> Scale:
             for node in nodes:  # the first migrates and creates the admin
                 await node.start()
             devices = [await nodes[0].device(f"scale-{i}") for i in range(count)]
+            quiet = [node.cpu_seconds() for node in nodes]
+            await asyncio.sleep(IDLE)
+            idle_rate = sum(n.cpu_seconds() - c for n, c in zip(nodes, quiet, strict=True)) / IDLE
             created = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
+            heard = [await metric_total(node, _HEARD) for node in nodes]
             cpu = [node.cpu_seconds() for node in nodes]
+            started = time.monotonic()
             share = dataclasses.replace(load, rate=load.rate / count)
             outcomes = await asyncio.gather(
                 *(
@@ -98,9 +127,16 @@ async def _scale(count: int, load: Load) -> Scale:
                 )
             )
             used = [node.cpu_seconds() - before for node, before in zip(nodes, cpu, strict=True)]
+            idle = idle_rate * (time.monotonic() - started)
             after = [await metric_total(node, cluster._CREATED) or 0.0 for node in nodes]
             made = sum(after) - sum(created)
-            return Scale(count, made, used, list(outcomes))
+            heard_after = [await metric_total(node, _HEARD) for node in nodes]
+            decoded = (
+                [b - a for a, b in zip(heard, heard_after, strict=True)]  # type: ignore[operator]
+                if None not in (*heard, *heard_after)
+                else None
+            )
+            return Scale(count, made, used, list(outcomes), idle, decoded)
         finally:
             for node in reversed(nodes):
                 node.stop()
@@ -120,15 +156,19 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
         f"({load.rate:,.0f} commands/s in all), then round trips at "
         f"{', '.join(f'{rate:,.0f}/s' for rate in RATES)} beside the Redis floor"
     )
-    scales = []
-    for count in PROCESS_COUNTS:
-        scale = await _scale(count, load)
-        print(
-            f"  {count} process(es): {scale.created:,.0f} commands, "
-            f"{scale.cpu_per_command * 1e6:,.0f} us CPU per command (all processes), "
-            f"{scale.errors} errors, {scale.unfinished} unfinished"
-        )
-        scales.append(scale)
+    rounds: dict[int, list[Scale]] = {count: [] for count in PROCESS_COUNTS}
+    for round_ in range(SCALE_ROUNDS):
+        for count in PROCESS_COUNTS:
+            scale = await _scale(count, load)
+            print(
+                f"  round {round_ + 1}, {count} process(es): {scale.created:,.0f} commands, "
+                f"{scale.cpu_per_command * 1e6:,.0f} us CPU per command (all processes), "
+                f"{scale.busy_per_command * 1e6:,.0f} us beyond idle, "
+                f"{_heard(scale)} events decoded per command, "
+                f"{scale.errors} errors, {scale.unfinished} unfinished"
+            )
+            rounds[count].append(scale)
+    scales = [_median(rounds[count]) for count in PROCESS_COUNTS]
     crossings = []
     for rate in RATES:
         at = dataclasses.replace(load, rate=rate)
@@ -144,7 +184,12 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
             f"p99 {_signed(crossing.beyond_floor(99))} ms"
         )
         crossings.append(crossing)
-    return render(load, machine, command, scales, crossings)
+    return render(load, machine, command, scales, crossings, rounds)
+
+
+def _median(runs: list[Scale]) -> Scale:
+    ordered = sorted(runs, key=lambda s: s.cpu_per_command)
+    return ordered[len(ordered) // 2]
 
 
 # --- the report ------------------------------------------------------------------------
@@ -156,6 +201,30 @@ def _signed(seconds: float) -> str:
     return ("+" if seconds >= 0 else "-") + ms(abs(seconds))
 
 
+def _heard(scale: Scale) -> str:
+    if scale.heard is None:
+        return "n/a"
+    each = " + ".join(f"{h / scale.created:.2f}" for h in scale.heard)
+    return f"{scale.heard_per_command:.2f} ({each})"
+
+
+def _render_rounds(rounds: dict[int, list[Scale]] | None) -> str:
+    if not rounds or len(next(iter(rounds.values()))) < 2:
+        return ""
+    lines = [
+        f"- {count} process(es): "
+        + ", ".join(f"{s.cpu_per_command * 1e6:,.0f} ({s.errors} / {s.unfinished})" for s in runs)
+        for count, runs in rounds.items()
+    ]
+    return (
+        f"Every round (us of CPU per command, errors / unfinished; the table shows each "
+        f"count's median round; rounds ran 1, 2, 4, 1, 2, 4, ... on a machine shared with "
+        f"other work, and *beyond the idle processes' own CPU* subtracts what the same "
+        f"processes used while idle for {IDLE:g} s before the run, scaled to its length):"
+        f"\n\n" + "\n".join(lines) + "\n\n"
+    )
+
+
 def _scale_goal(load: Load, scales: list[Scale]) -> str:
     if load.duration < 5:
         return "not evaluated (a run shorter than 5 s is a smoke test)"
@@ -164,11 +233,29 @@ def _scale_goal(load: Load, scales: list[Scale]) -> str:
     worst = max(growth.values())
     clean = all(s.errors == 0 and s.unfinished == 0 for s in scales)
     verdict = "**holds**" if worst <= GOAL_CPU_GROWTH and clean else "**missed**"
+    pair = next((s for s in scales if s.processes == 2), None)
+    beyond = [s for s in scales if s.processes > 2]
+    after_two = (
+        "; from two processes on, where every command crosses already and only the number "
+        "of processes changes: "
+        + ", ".join(
+            f"{s.processes} processes {s.cpu_per_command / pair.cpu_per_command:.2f}x two"
+            for s in beyond
+        )
+        if pair is not None and beyond
+        else ""
+    )
+    busy = scales[0].busy_per_command
+    beyond_idle = "; beyond the idle processes' own CPU: " + ", ".join(
+        f"{s.processes} processes {s.busy_per_command / busy:.2f}x one" for s in scales[1:]
+    )
     return (
         verdict
         + ": CPU per command "
         + ", ".join(f"{n} processes {g:.2f}x one" for n, g in growth.items())
         + f" (goal <= {GOAL_CPU_GROWTH:.2f}x)"
+        + after_two
+        + beyond_idle
     )
 
 
@@ -182,15 +269,25 @@ def _crossing_goal(load: Load, crossing: Crossing) -> str:
 
 
 def render(
-    load: Load, machine: Machine, command: str, scales: list[Scale], crossings: list[Crossing]
+    load: Load,
+    machine: Machine,
+    command: str,
+    scales: list[Scale],
+    crossings: list[Crossing],
+    rounds: dict[int, list[Scale]] | None = None,
 ) -> str:
     base = scales[0].cpu_per_command
+    busy = scales[0].busy_per_command
+    two = next((s.cpu_per_command for s in scales if s.processes == 2), math.nan)
     scale_rows = [
         [
             str(s.processes),
             f"{s.created:,.0f}",
             f"{s.cpu_per_command * 1e6:,.0f}",
             f"{s.cpu_per_command / base:.2f}x",
+            f"{s.cpu_per_command / two:.2f}x" if s.processes >= 2 else "",
+            f"{s.busy_per_command * 1e6:,.0f} ({s.busy_per_command / busy:.2f}x)",
+            _heard(s),
             " + ".join(f"{c:.2f}" for c in s.cpu),
             f"{s.errors} / {s.unfinished}",
         ]
@@ -221,20 +318,28 @@ def render(
         f"{load.duration:g} s measured; every server on PostgreSQL with the Redis bus.\n\n"
         "### CPU per command as processes are added\n\n"
         "Device *i* on process *i*, its app on process *i + 1*: with two or more processes "
-        "every command is created on one process and delivered by another.\n\n"
+        "every command is created on one process and delivered by another, so its events "
+        "cross Redis and are encoded and decoded on both sides, which one process never "
+        "does. Command events are routed (only to the processes holding or listening for "
+        "the device), so a third or fourth process is sent nothing about a pair it has no "
+        "part in: from two processes on, the per-command cost should stay flat.\n\n"
         + table(
             [
                 "processes",
                 "commands created",
                 "CPU per command, all processes (us)",
                 "against one process",
+                "against two processes",
+                "beyond the idle processes' own CPU (us; against one)",
+                "command events decoded per command (each process)",
                 "CPU seconds of each process",
                 "errors / unfinished",
             ],
             scale_rows,
         )
         + f"\nGoal: {_scale_goal(load, scales)}.\n\n"
-        "### Round trip across two processes, beside the two-hop Redis floor\n\n"
+        + _render_rounds(rounds)
+        + "### Round trip across two processes, beside the two-hop Redis floor\n\n"
         "Latency in ms, p50 / p99: one process holding both sockets, two processes (device "
         "on A, app on B), the floor (two bare redis-py processes ping-ponging a command-"
         "sized message at the same rate, `bench/redis_hops.py`), and what crossing adds "

@@ -385,7 +385,7 @@ async def test_replies_match_their_commands_with_many_in_flight(nodes, client):
         assert [bool(h) for h in held] == [bool(i % 2) for i in range(300)]
         assert all(h[d] == {a.node_id} for d, h in zip(devices, held, strict=True) if h)
     finally:
-        await client.delete(*(f"{CLUSTER_NAME}:holders:{d}" for d in devices))
+        await client.delete(*(f"{CLUSTER_NAME}:route:{d}" for d in devices))
 
 
 # --- cluster names ----------------------------------------------------------------------
@@ -427,21 +427,32 @@ async def test_clusters_with_different_names_on_one_redis_never_hear_each_other(
 # --- membership -------------------------------------------------------------------------
 
 
+async def test_the_epoch_moves_when_a_node_joins(nodes):
+    a, b = await nodes(node_id="first"), await nodes(node_id="second")
+    epoch = await a.beat(30)
+    assert await a.beat(30) == epoch
+    joined = await b.beat(30)
+    assert joined != epoch  # who owns which device's deadlines may have changed
+    assert await a.beat(30) == joined
+    assert await a.members() == {"first", "second"}
+
+
 async def test_the_epoch_moves_when_a_member_stops_beating(nodes):
     a, b = await nodes(node_id="alive"), await nodes(node_id="doomed")
-    epoch = await a.beat(30)
-    await b.beat(0.2)
+    await a.beat(30)
+    epoch = await b.beat(0.2)
     assert await a.beat(30) == epoch  # b is a member in good standing
     await asyncio.sleep(0.3)  # b "died": it beats no more
     moved = await a.beat(30)
     assert moved != epoch
     assert await a.beat(30) == moved  # noticed once: b is no longer a member
+    assert await a.members() == {"alive"}
 
 
 async def test_the_epoch_moves_when_a_node_restarts_under_the_same_id(nodes):
     a, first = await nodes(node_id="steady"), await nodes(node_id="worker-0")
-    epoch = await a.beat(30)
-    await first.beat(30)
+    await a.beat(30)
+    epoch = await first.beat(30)
     assert await a.beat(30) == epoch
     second = await nodes(node_id="worker-0")  # a new process, before the old one expired
     assert await second.beat(30) != epoch
@@ -449,7 +460,8 @@ async def test_the_epoch_moves_when_a_node_restarts_under_the_same_id(nodes):
 
 async def test_the_epoch_moves_on_a_reported_gap_and_on_leaving(nodes):
     a, b = await nodes(node_id="a"), await nodes(node_id="b")
-    epoch = await a.beat(30)
+    await a.beat(30)
+    epoch = await b.beat(30)
     await b.beat(30, gap=True)
     after_gap = await a.beat(30)
     assert after_gap != epoch

@@ -172,6 +172,7 @@ async def test_two_hubs_doing_the_same_work_finish_each_command_once(
         started_hub(postgres_url, on_redis(redis_url), tmp_path) as a,
         started_hub(postgres_url, on_redis(redis_url), tmp_path) as b,
     ):
+        await a.reconciler.beat()  # a learns that b joined: both agree on the owners
         device = await make_device(a, "busy")
         applied: list[tuple[str, int, CommandState]] = []
         attempted: list[tuple[str, int, CommandState]] = []
@@ -194,7 +195,7 @@ async def test_two_hubs_doing_the_same_work_finish_each_command_once(
         counting(b, "b")
         admin = await admin_of(a)
         doomed = [await a.commands.create(admin, "busy", f"x{i}", lifetime=0.3) for i in range(20)]
-        await asyncio.sleep(0.2)  # both nodes have armed every deadline by now
+        await asyncio.sleep(0.2)  # the device's deadline owner has armed every deadline
         done = [await b.commands.create(admin, "busy", f"y{i}") for i in range(10)]
         # Both nodes post every result at the same time (a device that reconnected).
         await asyncio.gather(
@@ -204,11 +205,14 @@ async def test_two_hubs_doing_the_same_work_finish_each_command_once(
                 for hub in (a, b)
             )
         )
-        await asyncio.sleep(1.0)  # both sweepers fire every expiry
+        await asyncio.sleep(1.0)  # the owner's sweeper fires every expiry
 
-        # The work really was done twice: both nodes tried both kinds of move ...
-        for kind in (CommandState.EXPIRED, CommandState.SUCCEEDED):
-            assert {n for n, _, t in attempted if t is kind} == {"a", "b"}
+        # Results were posted on both nodes, so both tried that move ...
+        assert {n for n, _, t in attempted if t is CommandState.SUCCEEDED} == {"a", "b"}
+        # ... while only the device's deadline owner fires its deadlines (hub.routing) ...
+        assert a.routing.owner("busy") == b.routing.owner("busy")
+        owner = "a" if a.routing.owns("busy") else "b"
+        assert {n for n, _, t in attempted if t is CommandState.EXPIRED} == {owner}
         # ... and every command moved exactly once.
         expired = [x for x in applied if x[2] is CommandState.EXPIRED]
         succeeded = [x for x in applied if x[2] is CommandState.SUCCEEDED]

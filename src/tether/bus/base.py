@@ -22,9 +22,11 @@ Contract (every backend, checked by ``tests/bus/test_contract.py``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
+from typing import Any
 
 Handler = Callable[[str, bytes], None]
 """``handler(channel, payload)``; called on the event loop, so it must not block.
@@ -131,9 +133,14 @@ class Bus(ABC):
         """Record this node as alive for ``ttl`` seconds; return the cluster's epoch.
 
         The epoch moves when a member stopped beating for ``ttl`` (it died, or lost the
-        backend), when a node id reappears as a new process, when a node leaves, and
-        when a caller passes ``gap=True`` (some of its publishes were lost).
+        backend), when a node joins, when a node id reappears as a new process, when a
+        node leaves, and when a caller passes ``gap=True`` (some of its publishes were
+        lost).
         """
+
+    @abstractmethod
+    async def members(self) -> set[str]:
+        """The node ids of the cluster's members, as of the last beat of any of them."""
 
     @abstractmethod
     async def leave(self) -> None:
@@ -156,3 +163,38 @@ class Bus(ABC):
     @abstractmethod
     async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
         """For each device held by any node, the ids of the nodes holding it."""
+
+    # --- directed routing -----------------------------------------------------------------
+    # Beside its holders, a device has *listeners*: nodes with subscribers for its command
+    # events, or callers waiting for one of its results. A routed publish reaches exactly
+    # the holders and listeners (and whatever channels the caller adds), so a node that
+    # has nothing to do with a device never reads its events.
+
+    @abstractmethod
+    async def listen(self, device_ids: Collection[str], ttl: float) -> None:
+        """Record that this node listens for these devices' events, for ``ttl`` seconds."""
+
+    @abstractmethod
+    async def unlisten(self, device_ids: Collection[str]) -> None:
+        """This node no longer listens for these devices."""
+
+    @abstractmethod
+    def route_nowait(
+        self,
+        device_id: str,
+        payload: bytes,
+        also: Collection[str] = (),
+        unheld: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """Publish ``payload`` on ``node.<id>`` of every *other* node that holds or listens
+        for ``device_id``, on ``unheld`` if no node at all (this one included) holds it,
+        and on each channel of ``also``; no channel twice.
+
+        The returned future says whether some node held the device (truthy) when the
+        message went out; it fails like a publish (and the failure is reported anyway).
+
+        Holders and listeners are read where the message is sent (one Redis script), so
+        a node that recorded its hold before this call is among the recipients. Like
+        :meth:`publish_nowait`: in order with the other publishes, failures reported to
+        :meth:`on_publish_lost`.
+        """

@@ -13,7 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tether.bus._handlers import HandlerTable
 from tether.bus.base import Bus
@@ -30,7 +30,8 @@ class MemoryBus(Bus):
 
     def __init__(self, *, node_id: str | None = None) -> None:
         self.node_id = node_id or uuid.uuid4().hex
-        self._holders: dict[str, dict[str, float]] = {}
+        # kind ("hold" or "listen") -> device id -> node id -> expiry (monotonic)
+        self._marks: dict[str, dict[str, dict[str, float]]] = {"hold": {}, "listen": {}}
         self._handlers = HandlerTable()
         self._closed = False
         self._epoch = 0
@@ -86,26 +87,64 @@ class MemoryBus(Bus):
     async def leave(self) -> None:
         self._epoch += 1
 
-    # --- holders ------------------------------------------------------------------------
+    async def members(self) -> set[str]:
+        return {self.node_id}
+
+    # --- holders and listeners ----------------------------------------------------------
 
     async def hold(self, device_ids: Collection[str], ttl: float) -> None:
-        expires = time.monotonic() + ttl
-        for device_id in device_ids:
-            self._holders.setdefault(device_id, {})[self.node_id] = expires
+        self._mark("hold", device_ids, ttl)
 
     async def release(self, device_ids: Collection[str]) -> None:
-        for device_id in device_ids:
-            nodes = self._holders.get(device_id)
-            if nodes is not None:
-                nodes.pop(self.node_id, None)
-                if not nodes:
-                    del self._holders[device_id]
+        self._unmark("hold", device_ids)
 
     async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
-        now = time.monotonic()
         found: dict[str, set[str]] = {}
         for device_id in device_ids:
-            live = {n for n, expires in self._holders.get(device_id, {}).items() if expires > now}
+            live = self._live("hold", device_id)
             if live:
                 found[device_id] = live
         return found
+
+    async def listen(self, device_ids: Collection[str], ttl: float) -> None:
+        self._mark("listen", device_ids, ttl)
+
+    async def unlisten(self, device_ids: Collection[str]) -> None:
+        self._unmark("listen", device_ids)
+
+    def route_nowait(
+        self,
+        device_id: str,
+        payload: bytes,
+        also: Collection[str] = (),
+        unheld: str | None = None,
+    ) -> asyncio.Future[Any]:
+        holders = self._live("hold", device_id)
+        nodes = holders | self._live("listen", device_id)
+        sent = {f"node.{self.node_id}"}
+        fallback = [unheld] if unheld is not None and not holders else []
+        for channel in [*(f"node.{node}" for node in sorted(nodes)), *fallback, *also]:
+            if channel not in sent:
+                sent.add(channel)
+                self.publish_nowait(channel, payload)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(1 if holders else 0)
+        return done
+
+    def _mark(self, kind: str, device_ids: Collection[str], ttl: float) -> None:
+        expires = time.monotonic() + ttl
+        for device_id in device_ids:
+            self._marks[kind].setdefault(device_id, {})[self.node_id] = expires
+
+    def _unmark(self, kind: str, device_ids: Collection[str]) -> None:
+        marks = self._marks[kind]
+        for device_id in device_ids:
+            nodes = marks.get(device_id)
+            if nodes is not None:
+                nodes.pop(self.node_id, None)
+                if not nodes:
+                    del marks[device_id]
+
+    def _live(self, kind: str, device_id: str) -> set[str]:
+        now = time.monotonic()
+        return {n for n, expires in self._marks[kind].get(device_id, {}).items() if expires > now}

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 import uuid
 from collections import deque
 from collections.abc import Collection
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio.connection import Connection, parse_url
 from redis.exceptions import RedisError
 
+from tether.bus._device_keys import HOLD, LISTEN, DeviceKeys
 from tether.bus._handlers import HandlerTable
 from tether.bus._membership import MEMBERSHIP
 from tether.bus._pipe import CommandPipe
@@ -95,6 +95,7 @@ class RedisBus(Bus):
         where = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
         self._where = f"Redis at {where}"
         self._publisher = CommandPipe(self._new_connection("pub"), what=self._where)
+        self._devices = DeviceKeys(self._publisher, node_id=self.node_id, namespace=namespace)
 
         self._handlers = HandlerTable()
         self._conn: AbstractConnection | None = None  # the current subscriber connection
@@ -348,61 +349,48 @@ class RedisBus(Bus):
         )
         return int(epoch)
 
-    # --- holders ------------------------------------------------------------------------
-    # One hash per device, ``<namespace>:holders:<device>``: node id -> expiry (epoch ms). The
-    # key itself expires too, so a device nobody refreshes leaves nothing behind.
+    async def members(self) -> set[str]:
+        self._check_open()
+        reply = await self._publisher.execute("HKEYS", f"{self._key_prefix}members")
+        return {name[5:] for name in map(_text, reply) if name.startswith("node:")}
+
+    # --- holders and listeners ----------------------------------------------------------
+    # One hash per device (see bus/_device_keys.py).
 
     async def hold(self, device_ids: Collection[str], ttl: float) -> None:
         self._check_open()
-        expires = int((time.time() + ttl) * 1000)
-        ttl_ms = int(ttl * 1000)
-        await asyncio.gather(
-            *(
-                call
-                for device_id in device_ids
-                for call in (
-                    self._publisher.execute(
-                        "HSET", self._holders_key(device_id), self.node_id, expires
-                    ),
-                    self._publisher.execute("PEXPIRE", self._holders_key(device_id), ttl_ms),
-                )
-            )
-        )
+        await self._devices.mark(HOLD, device_ids, ttl)
 
     async def release(self, device_ids: Collection[str]) -> None:
         self._check_open()
-        await asyncio.gather(
-            *(
-                self._publisher.execute("HDEL", self._holders_key(device_id), self.node_id)
-                for device_id in device_ids
-            )
-        )
-
-    def _holders_key(self, device_id: str) -> str:
-        return f"{self._key_prefix}holders:{device_id}"
+        await self._devices.unmark(HOLD, device_ids)
 
     async def holders(self, device_ids: Collection[str]) -> dict[str, set[str]]:
         self._check_open()
-        ids = list(device_ids)
-        replies = await asyncio.gather(
-            *(self._publisher.execute("HGETALL", self._holders_key(device_id)) for device_id in ids)
-        )
-        now = time.time() * 1000
-        found: dict[str, set[str]] = {}
-        for device_id, reply in zip(ids, replies, strict=True):
-            live = {_text(node) for node, expires in _pairs(reply) if int(expires) > now}
-            if live:
-                found[device_id] = live
-        return found
+        return await self._devices.holders(device_ids)
+
+    async def listen(self, device_ids: Collection[str], ttl: float) -> None:
+        self._check_open()
+        await self._devices.mark(LISTEN, device_ids, ttl)
+
+    async def unlisten(self, device_ids: Collection[str]) -> None:
+        self._check_open()
+        await self._devices.unmark(LISTEN, device_ids)
+
+    def route_nowait(
+        self,
+        device_id: str,
+        payload: bytes,
+        also: Collection[str] = (),
+        unheld: str | None = None,
+    ) -> asyncio.Future[Any]:
+        self._check_open()
+        channels = [self._prefix + channel for channel in also]
+        fallback = "" if unheld is None else self._prefix + unheld
+        done = self._devices.route(device_id, payload, fallback, channels)
+        done.add_done_callback(self._publish_done)
+        return done
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _pairs(reply: Any) -> list[tuple[Any, Any]]:
-    """HGETALL's answer as (field, value) pairs, whether the client gave a dict or a list."""
-    if isinstance(reply, dict):
-        return list(reply.items())
-    items = list(reply or [])
-    return list(zip(items[0::2], items[1::2], strict=True))

@@ -14,11 +14,13 @@ commands from the store):
   the epoch too.
 
 Every node beats every ``node_heartbeat`` seconds and re-reads the store whenever the
-epoch it gets back has moved. So recovery takes about three heartbeats, without a restart,
-and an idle cluster runs no SQL for it (one small Redis script per node per beat). A
-statement the dead node had already sent may still commit after its death is noticed
-(PostgreSQL finishes a statement whose client vanished), so a second pass follows
-:data:`LATE_COMMIT_GRACE` seconds later.
+epoch it gets back has moved. The epoch also moves when a node joins or leaves: membership
+decides which node owns which device's deadlines (hub.routing), so the re-read is also how
+a node takes up the devices it now owns and lets go of the others. So recovery takes about
+three heartbeats, without a restart, and an idle cluster runs no SQL for it (one small
+Redis script per node per beat). A statement the dead node had already sent may still
+commit after its death is noticed (PostgreSQL finishes a statement whose client vanished),
+so a second pass follows :data:`LATE_COMMIT_GRACE` seconds later.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from tether.core.model import Command
-from tether.hub.index import CommandIndex
 
 if TYPE_CHECKING:
     from tether.hub.service import Hub
@@ -66,8 +67,14 @@ class Reconciler:
     async def join(self) -> None:
         """Become a member. Before the start-up read of the store: whatever moves the
         epoch after this is newer than that read."""
-        self._epoch = await self._hub.bus.beat(self.ttl)
+        hub = self._hub
+        self._epoch = await hub.bus.beat(self.ttl)
+        hub.routing.set_members(await hub.bus.members())
         self._spawn(self._beat_forever(), "tether-heartbeat")
+        if hub.bus.shared:
+            # Peers route by the membership they knew a beat ago: what they sent to the
+            # previous owner of a device this node now owns is read once more, later.
+            self._late = self._spawn(self._late_pass(), "tether-late-resync")
 
     async def leave(self) -> None:
         for task in list(self._tasks):
@@ -117,8 +124,9 @@ class Reconciler:
             self._gap = self._gap or gap
             raise
         if epoch != self._epoch:
+            self._hub.routing.set_members(await self._hub.bus.members())
             self._epoch = epoch
-            self.request("a node died, left or lost announcements")
+            self.request("a node joined, died, left or lost announcements")
             # One late pass, timed from the latest move.
             if self._late is not None:
                 self._late.cancel()
@@ -161,6 +169,9 @@ class Reconciler:
 
     async def _resync(self, reason: str) -> None:
         hub = self._hub
+        # Recorded again before the read (Redis may have lost them, or they lapsed while
+        # this process could not reach it): what commits after this is routed here.
+        await hub.routing.refresh(hub.presence.online_ids())
         # A user locked or a key revoked while events went missing must not live on in a
         # cache.
         hub.auth.forget_all()
@@ -168,12 +179,15 @@ class Reconciler:
         self._replay = replay
         try:
             active = await hub.store.commands.active()
-            fresh = CommandIndex()
+            fresh = hub.new_index()
+            tracks = hub.routing.tracks
             for command in active:
-                fresh.apply(command)
-                hub.arm_deadlines(command)
+                if tracks(command.device_id):
+                    fresh.apply(command)
+                    hub.arm_deadlines(command)
             for command in replay:
-                fresh.apply(command)
+                if tracks(command.device_id):
+                    fresh.apply(command)
         finally:
             self._replay = None
         hub.index = fresh

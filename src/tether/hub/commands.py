@@ -202,9 +202,12 @@ class Commands:
         command = await store.commands.get(command_id)
         if command is None or command.state in TERMINAL or timeout <= 0:
             return command
+        device_id = command.device_id
         waiter: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(command_id, []).append(waiter)
         try:
+            # Heard here from now on, wherever the device is (hub.routing).
+            await self._hub.routing.listen([device_id])
             # Re-read once registered: the result may have landed in between.
             command = await store.commands.get(command_id)
             if command is None or command.state in TERMINAL:
@@ -214,6 +217,7 @@ class Commands:
                     return await waiter
             return await store.commands.get(command_id)
         finally:
+            self._hub.routing.forget_soon([device_id])
             waiters = self._waiters.get(command_id)
             if waiters is not None:
                 with contextlib.suppress(ValueError):
@@ -385,13 +389,13 @@ class Commands:
             await hub.command_changed(command, device)
         return command
 
-    async def fire_deadline(self, command_id: int, expired: bool) -> None:
-        """Called by the sweeper when a delivery or execution deadline passes."""
+    async def fire_deadline(self, command_id: int, expired: bool) -> Command | None:
+        """Called by the sweeper when a delivery or execution deadline passes; the command
+        as moved, or None if it had already moved on."""
         if expired:
-            await self._transition(
+            return await self._transition(
                 command_id, CommandState.EXPIRED, error="not delivered before it expired"
             )
-        else:
-            await self._transition(
-                command_id, CommandState.TIMED_OUT, error="no result within the timeout"
-            )
+        return await self._transition(
+            command_id, CommandState.TIMED_OUT, error="no result within the timeout"
+        )

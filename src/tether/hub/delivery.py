@@ -46,6 +46,8 @@ class DeviceSession(Protocol):
 class Delivery:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
+        self._routing = hub.routing
+        self._routed = hub.routing.active  # in a cluster: a device is held before it is served
         self.sessions: dict[str, DeviceSession] = {}
         self._pumping: set[str] = set()
         self._again: set[str] = set()
@@ -167,6 +169,8 @@ class Delivery:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        if self._routed and self._routing.unloaded(device_id):
+            await self._routing.hold(device_id)  # its first poll here: read its queue
         while True:
             if not present():
                 return []
@@ -216,6 +220,10 @@ class Delivery:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+    def serves(self, device_id: str) -> bool:
+        """Whether the device has a live session or a parked poll here."""
+        return device_id in self.sessions or device_id in self._waiters
 
     def parked_devices(self) -> list[str]:
         return list(self._waiters)

@@ -1,9 +1,11 @@
 """What travels on the bus, and on which channel.
 
-Every process subscribes to the command channel (it keeps the pending index and the
-deadlines current), and to the notification and presence channels only while it has local
-subscribers. Events carry a :class:`DeviceRef` so a subscriber's filter and visibility can
-be checked without a lookup.
+Command events are routed to the processes that need them (hub.routing): the holders,
+listeners and deadline owner of the device, on their ``node.<id>`` channels, plus the
+topic channels ``commands`` and ``commands.dialect.<dialect>``, which a process hears only
+while it has subscribers naming no device. Notification and presence channels are heard
+only while a process has local subscribers (hub.interest). Events carry a
+:class:`DeviceRef` so a subscriber's filter and visibility can be checked without a lookup.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ class ApiKeyRevoked(msgspec.Struct, frozen=True, tag="apikey"):
     prefix: str
 
 
+class DeviceReleased(msgspec.Struct, frozen=True, tag="released"):
+    """Sent to a device's owner: the last process holding it let it go, so the owner keeps
+    its commands' deadlines from now on (hub.routing)."""
+
+    device_id: str
+
+
 class SessionTakenOver(msgspec.Struct, frozen=True, tag="takeover"):
     """Sent to one node: the device now has a newer session elsewhere; drop yours."""
 
@@ -88,12 +97,18 @@ Event = (
     | UserChanged
     | ApiKeyRevoked
     | SessionTakenOver
+    | DeviceReleased
 )
 
 
 def device_notifications(device_id: str) -> str:
     """The channel of one device's notifications (see hub.interest)."""
     return f"{NOTIFICATIONS}.{device_id}"
+
+
+def dialect_commands(dialect: str) -> str:
+    """The channel of one dialect's command events (for that dialect's own watchers)."""
+    return f"{COMMANDS}.dialect.{dialect}"
 
 
 def node_channel(node_id: str) -> str:

@@ -13,6 +13,7 @@ conditional transitions have the last word.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from datetime import datetime
 
 from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState, is_expired
@@ -37,7 +38,10 @@ PAYLOAD_CAP = 100_000
 
 
 class CommandIndex:
-    def __init__(self) -> None:
+    def __init__(self, loading: set[str] | None = None) -> None:
+        #: Devices whose commands are still being read from the store (hub.routing): they
+        #: count as having something deliverable, so a poll goes on to wait for the read.
+        self._loading: set[str] = loading if loading is not None else set()
         self._by_id: dict[int, Tracked] = {}
         # Per device, deliverable ids kept sorted, so the oldest are always at the front and
         # a hand-over looks at a bounded slice however long the queue behind it is.
@@ -46,6 +50,11 @@ class CommandIndex:
         # The full command of deliverable entries, so a live session can be handed one
         # without reading it back. Capped: past it, hand-overs read from the store.
         self._payloads: dict[int, Command] = {}
+        #: ``has_deliverable(device_id)``: asked on every poll and keepalive, so without
+        #: a cluster (nothing is ever loading) it is the dict's own lookup, no Python call.
+        self.has_deliverable: Callable[[str], bool] = (
+            self._deliverable.__contains__ if loading is None else self._deliverable_or_loading
+        )
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -82,6 +91,13 @@ class CommandIndex:
         if entry is not None:
             self._unlink(entry)
 
+    def forget_device(self, device_id: str) -> set[int]:
+        """Drop every command of the device (this process stopped tracking it); their ids."""
+        ids = {*self._deliverable.get(device_id, ()), *self._in_flight.get(device_id, ())}
+        for command_id in ids:
+            self.forget(command_id)
+        return ids
+
     def _unlink(self, entry: Tracked) -> None:
         self._payloads.pop(entry.id, None)
         queue = self._deliverable.get(entry.device_id)
@@ -101,8 +117,8 @@ class CommandIndex:
         """The full command, if it is deliverable and kept in memory."""
         return self._payloads.get(command_id)
 
-    def has_deliverable(self, device_id: str) -> bool:
-        return device_id in self._deliverable
+    def _deliverable_or_loading(self, device_id: str) -> bool:
+        return device_id in self._deliverable or device_id in self._loading
 
     def deliverable(self, device_id: str, now: datetime, limit: int) -> list[int]:
         """Up to ``limit`` ids to hand over, oldest first, skipping expired ones.

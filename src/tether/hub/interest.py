@@ -55,6 +55,10 @@ class ChannelInterest:
                 self._live.discard(channel)
                 await self._bus.unsubscribe(channel, self._handler)
 
+    def hears(self, channel: str) -> bool:
+        """Whether ``channel`` is subscribed (confirmed) here."""
+        return channel in self._live
+
     def covered(self, channel: str) -> bool:
         """Whether a message on ``channel`` also arrives on a wider channel heard here."""
         return channel != events.NOTIFICATIONS and events.NOTIFICATIONS in self._live

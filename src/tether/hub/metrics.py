@@ -13,6 +13,10 @@ COMMANDS_FINISHED = Counter(
     "tether_commands_finished_total", "Commands reaching a terminal state.", ["state"]
 )
 COMMANDS_DELIVERED = Counter("tether_commands_handed_over_total", "Commands handed to devices.")
+COMMAND_EVENTS_HEARD = Counter(
+    "tether_command_events_heard_total",
+    "Command events received from other processes and decoded (routed only where needed).",
+)
 NOTIFICATIONS_STORED = Counter("tether_notifications_stored_total", "Notifications stored.")
 NOTIFICATION_BATCH = Histogram(
     "tether_notification_batch_rows",

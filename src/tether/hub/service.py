@@ -1,8 +1,9 @@
 """The hub's service facade: the one entry point for every API and dialect.
 
 :class:`Hub` owns this process's live state (pending index, deadlines, presence, device
-sessions, subscriptions) and keeps it current from bus events, so every node sees every
-command change. Work is grouped by topic behind attributes::
+sessions, subscriptions) and keeps it current from bus events. In a cluster each process
+hears the command events of the devices it holds, listens for or owns (hub.routing). Work
+is grouped by topic behind attributes::
 
     hub.auth           credentials -> principals, tokens, bootstrap admin
     hub.directory      users, networks, device types, devices, API keys
@@ -43,6 +44,7 @@ from tether.hub.events import (
     CommandChanged,
     DeviceChanged,
     DeviceRef,
+    DeviceReleased,
     NotificationPosted,
     PresenceChanged,
     SessionTakenOver,
@@ -53,6 +55,7 @@ from tether.hub.index import CommandIndex
 from tether.hub.interest import ChannelInterest, notification_channels
 from tether.hub.notifications import Notifications
 from tether.hub.presence import Presence
+from tether.hub.routing import Routing, command_channels
 from tether.hub.subscriptions import Sink, Subscription, SubscriptionRegistry, Topic
 from tether.hub.sweeper import Deadline, Sweeper
 from tether.hub.twins import Twins
@@ -82,7 +85,9 @@ class Hub:
         self.clock: Clock = clock or SystemClock()
         self.node_id = bus.node_id or uuid.uuid4().hex
         self._origin = self.node_id.encode() + b"|"
-        self.index = CommandIndex()
+        self._interest = ChannelInterest(bus, self._on_bus)
+        self.routing = Routing(self, self._interest)
+        self.index = self.new_index()
         self.subscriptions = SubscriptionRegistry()
         self.presence = Presence(
             self.clock, default_timeout=settings.presence_timeout, on_change=self._presence_changed
@@ -100,7 +105,6 @@ class Hub:
         self.reconciler = Reconciler(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._background_tasks: set[asyncio.Task[None]] = set()
-        self._interest = ChannelInterest(bus, self._on_bus)
         self.started = False
         #: Set when the server starts to stop (:meth:`drain`); long waits end on it.
         self.draining = asyncio.Event()
@@ -109,7 +113,6 @@ class Hub:
 
     async def start(self) -> None:
         await self.bus.start()
-        await self.bus.subscribe(events.COMMANDS, self._on_bus)
         await self.bus.subscribe(events.DIRECTORY, self._on_bus)
         await self.bus.subscribe(events.node_channel(self.node_id), self._on_bus)
         self.bus.on_resume(self.reconciler.bus_resumed)
@@ -171,8 +174,12 @@ class Hub:
         for command in await self.store.commands.expire_due(now):
             await self._publish(CommandChanged(command, await self.device_ref(command.device_id)))
         for command in await self.store.commands.active():
-            self._rearm(command)
+            if self.routing.tracks(command.device_id):
+                self._rearm(command)
         log.info("re-armed %d active commands", len(self.index))
+
+    def new_index(self) -> CommandIndex:
+        return CommandIndex(loading=self.routing.loading if self.routing.active else None)
 
     def _rearm(self, command: Command) -> None:
         """Track a stored command; one bad row is reported, never fatal to start-up."""
@@ -187,7 +194,7 @@ class Hub:
                 limits.repair_seconds(timeout),
             )
         try:
-            self._track(command)
+            self.track(command)
         except Exception:
             log.exception("command %s could not be re-armed; it is left as stored", command.id)
 
@@ -223,7 +230,9 @@ class Hub:
         if self.bus.shared:
             payload = self._origin + events.encode(event)
             try:
-                for channel in channels or (events.COMMANDS,):
+                if isinstance(event, CommandChanged) and not channels:
+                    self.routing.publish(event.device.id, event.device.dialect, payload)
+                for channel in channels:
                     self.bus.publish_nowait(channel, payload)
             except Unavailable:
                 log.warning("bus unavailable: %s not published", type(event).__name__)
@@ -239,7 +248,9 @@ class Hub:
             log.exception("undecodable event on %s", channel)
             return
         if isinstance(event, CommandChanged):
-            self._apply_command(event.command, event.device, event.created)
+            metrics.COMMAND_EVENTS_HEARD.inc()
+            if self.routing.takes(channel, event.device.dialect):
+                self._apply_command(event.command, event.device, event.created)
         elif isinstance(event, NotificationPosted):
             if not self._interest.covered(channel):  # else it comes on the wide one too
                 self._fan_out_notification(event.notification, event.device)
@@ -253,6 +264,8 @@ class Hub:
             self.auth.forget_api_key(event.prefix)
         elif isinstance(event, SessionTakenOver):
             self.delivery.taken_over(event.device_id, event.by_node)
+        elif isinstance(event, DeviceReleased):
+            self.routing.adopt(event.device_id)
 
     async def publish_directory(self, event: DeviceChanged | UserChanged | ApiKeyRevoked) -> None:
         if isinstance(event, UserChanged):
@@ -300,24 +313,38 @@ class Hub:
         await self._publish(CommandChanged(command, ref, created))
 
     def _apply_command(self, command: Command, device: DeviceRef, created: bool) -> None:
-        self._track(command)
-        if command.state in DELIVERABLE or command.state in TERMINAL:
-            # New work, or in-flight capacity freed by a finished command.
-            self.delivery.notify(command.device_id)
+        if self.routing.tracks(command.device_id):
+            self.track(command)
+            if command.state in DELIVERABLE or command.state in TERMINAL:
+                # New work, or in-flight capacity freed by a finished command.
+                self.delivery.notify(command.device_id)
         if command.state in TERMINAL:
             metrics.COMMANDS_FINISHED.labels(command.state.value).inc()
             self.commands.resolve_waiters(command)
         topic = Topic.COMMAND if created else Topic.COMMAND_UPDATE
         self.subscriptions.dispatch(topic, device, command.name, command)
 
-    def _track(self, command: Command) -> None:
+    def track(self, command: Command) -> None:
+        """Keep the command in the index, with its deadlines if this process owns them."""
         self.index.apply(command)
         self.reconciler.note(command)
+        self.routing.noted(command)
         self.arm_deadlines(command)
 
+    def untrack_device(self, device_id: str) -> None:
+        """Forget the device's commands and their deadlines (another process keeps them)."""
+        for command_id in self.index.forget_device(device_id):
+            self.sweeper.disarm(command_id, Deadline.EXPIRE)
+            self.sweeper.disarm(command_id, Deadline.TIMEOUT)
+
     def arm_deadlines(self, command: Command) -> None:
-        """Arm (or disarm) the command's delivery and execution deadlines."""
-        if command.state in DELIVERABLE and command.expires_at is not None:
+        """Arm (or disarm) the command's delivery and execution deadlines; only the
+        processes tracking its device arm them: its holder, or its owner while nobody holds
+        it (hub.routing)."""
+        if not self.routing.tracks(command.device_id):
+            self.sweeper.disarm(command.id, Deadline.EXPIRE)
+            self.sweeper.disarm(command.id, Deadline.TIMEOUT)
+        elif command.state in DELIVERABLE and command.expires_at is not None:
             self.sweeper.arm(command.expires_at, command.id, Deadline.EXPIRE)
         else:
             self.sweeper.disarm(command.id, Deadline.EXPIRE)
@@ -332,11 +359,25 @@ class Hub:
             self.sweeper.disarm(command.id, Deadline.TIMEOUT)
 
     async def _deadline_due(self, command_id: int, kind: Deadline) -> None:
-        state = self.index.state(command_id)
+        entry = self.index.get(command_id)
+        if entry is None or not self.routing.tracks(entry.device_id):
+            return  # finished, or its device's deadlines moved to another process
+        state = entry.state
         if kind is Deadline.EXPIRE and state in DELIVERABLE:
-            await self.commands.fire_deadline(command_id, expired=True)
+            moved = await self.commands.fire_deadline(command_id, expired=True)
         elif kind is Deadline.TIMEOUT and state in EXECUTING:
-            await self.commands.fire_deadline(command_id, expired=False)
+            moved = await self.commands.fire_deadline(command_id, expired=False)
+        else:
+            return
+        if moved is None:
+            # The command had moved on unheard (an owner is not told about a device's
+            # commands while another process holds it): learn where it stands, which
+            # also re-arms whatever deadline it now has.
+            current = await self.store.commands.get(command_id)
+            if current is None:
+                self.index.forget(command_id)
+            else:
+                self.track(current)
 
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
         self.presence.seen(notification.device_id)
@@ -358,7 +399,7 @@ class Hub:
         self._background(task)
 
     @property
-    def _hold_ttl(self) -> float:
+    def hold_ttl(self) -> float:
         # Refreshed every write-behind interval: a node that dies stops holding its devices
         # within about three intervals.
         return 3 * self.settings.write_behind_interval + 1
@@ -367,14 +408,28 @@ class Hub:
         """Tell the cluster a device came or went; "offline" only if no node holds it."""
         if self.bus.shared:
             if online:
-                await self.bus.hold([device_id], self._hold_ttl)
-            else:
-                await self.bus.release([device_id])
-                if (await self.bus.holders([device_id])).get(device_id):
-                    return  # it moved to (or is also on) another process
+                await self.routing.hold(device_id)  # and read its queue (hub.routing)
+            elif not await self._release(device_id):
+                return  # still here (a parked poll), or on another process too
         event = PresenceChanged(await self.device_ref(device_id), online, at)
         self.subscriptions.dispatch(Topic.PRESENCE, event.device, "presence", event)
         await self._publish(event, events.PRESENCE)
+
+    async def _release(self, device_id: str) -> bool:
+        """Stop holding the device here; True if no process holds it any more.
+
+        Not while a poll of it is parked here (the periodic refresh lets it go once it is
+        answered). When the last holder lets go, the device's owner takes its deadlines.
+        """
+        if not self.routing.drop(device_id):
+            return False
+        await self.bus.release([device_id])
+        if (await self.bus.holders([device_id])).get(device_id):
+            return False  # it moved to (or is also on) another process
+        owner = self.routing.owner(device_id)
+        if owner != self.node_id:
+            await self._publish(DeviceReleased(device_id), events.node_channel(owner))
+        return True
 
     async def take_over(self, device_id: str) -> None:
         """A device opened a session here: other nodes holding it drop their sessions."""
@@ -409,6 +464,8 @@ class Hub:
                 principal, _TOPIC_ACTION[topic], await self.directory.device(device_id), device_id
             )
         sub = self.subscriptions.add(topic, principal, filter, sink, tag)
+        if topic in _COMMAND_TOPICS and filter.device_ids:
+            await self.routing.listen(filter.device_ids)
         await self._interest.add(_channels(topic, filter))
         metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
         return sub
@@ -417,6 +474,8 @@ class Hub:
         sub = self.subscriptions.remove(subscription_id)
         if sub is not None:
             await self._interest.remove(_channels(sub.topic, sub.filter))
+            if sub.topic in _COMMAND_TOPICS and sub.filter.device_ids:
+                await self.routing.unlisten(sub.filter.device_ids)
         metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
         return sub
 
@@ -426,13 +485,17 @@ class Hub:
         self.presence.sweep()
 
     async def _flush_last_seen(self) -> None:
+        # Holds first: they route this process's devices' commands here, so a database
+        # outage that fails the write below must not let them lapse.
+        online = self.presence.online_ids()
+        if self.bus.shared:
+            for device_id in self.routing.held() - online:
+                await self._release(device_id)  # a poll parked past its device's presence
+        await self.routing.refresh(online)
         dirty = self.presence.take_dirty()
         if dirty:
             await self.store.devices.write_last_seen(dirty)
             self.directory.seen(dirty)
-        held = self.presence.online_ids()
-        if held and self.bus.shared:
-            await self.bus.hold(held, self._hold_ttl)
 
     async def _prune(self) -> None:
         removed = await self.notifications.prune()
@@ -440,10 +503,13 @@ class Hub:
             log.info("retention removed %d notifications", removed)
 
 
+_COMMAND_TOPICS = (Topic.COMMAND, Topic.COMMAND_UPDATE)
+
+
 def _channels(topic: Topic, filter: EventFilter) -> list[str]:
-    """The bus channels a subscription needs (command events reach every process)."""
+    """The topic channels a subscription needs (hub.interest, hub.routing)."""
     if topic is Topic.NOTIFICATION:
         return notification_channels(filter)
     if topic is Topic.PRESENCE:
         return [events.PRESENCE]
-    return []
+    return command_channels(filter)

@@ -89,6 +89,7 @@ _IN_FLIGHT = (
     .where(c.device_id == bindparam("b_device"), c.state.in_(_states(IN_FLIGHT)))
 )
 _ACTIVE = select(commands).where(c.state.in_(_states(ACTIVE))).order_by(c.id)
+_ACTIVE_OF = _ACTIVE.where(c.device_id == bindparam("b_device"))
 
 
 def _transition_stmt(target: CommandState, by_device: bool) -> Update:
@@ -435,10 +436,14 @@ class CommandRepo(Repo):
         async with self._read() as conn:
             return int((await conn.execute(_IN_FLIGHT, {"b_device": device_id})).scalar_one())
 
-    async def active(self) -> builtins.list[Command]:
-        """Every non-terminal command by id: the start-up rebuild of in-memory indexes."""
+    async def active(self, device_id: str | None = None) -> builtins.list[Command]:
+        """Every non-terminal command by id (of one device, if given): the rebuild of
+        in-memory indexes at start-up, and when a node starts holding a device."""
         async with self._read() as conn:
-            rows = (await conn.execute(_ACTIVE)).mappings().all()
+            if device_id is None:
+                rows = (await conn.execute(_ACTIVE)).mappings().all()
+            else:
+                rows = (await conn.execute(_ACTIVE_OF, {"b_device": device_id})).mappings().all()
         return [_to_command(row) for row in rows]
 
     async def expire_due(self, now: datetime) -> builtins.list[Command]:
