@@ -184,7 +184,7 @@ class Reconciler:
             for command in active:
                 if tracks(command.device_id):
                     fresh.apply(command)
-                    hub.arm_deadlines(command)
+                    hub.deadlines.arm(command)
             for command in replay:
                 if tracks(command.device_id):
                     fresh.apply(command)

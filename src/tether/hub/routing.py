@@ -27,7 +27,7 @@ Deadlines change hands with the device: the last holder to let it go tells the o
 publishes for a device held elsewhere learns so from the script's answer and lets go. Should
 an owner's picture still go stale, a deadline it armed may find the command moved on. Firing is a
 conditional transition, so that costs one statement that changes nothing, after which the
-owner re-reads the command and corrects itself (``Hub._deadline_due``). A deadline that
+owner re-reads the command and corrects itself (``Deadlines.due``, hub.deadlines). A deadline that
 really passes may be fired by the owner and a holder both; the store lets one win. In the
 common cases (a command to a connected device, or to one that stays away) exactly one
 process arms it.
@@ -160,7 +160,7 @@ class Routing:
             if len(self._held_elsewhere) >= OWNER_CACHE:
                 self._held_elsewhere.clear()
             self._held_elsewhere.add(device_id)
-            self._hub.untrack_device(device_id)
+            self._hub.deadlines.forget_device(device_id)
 
     def _serves(self, device_id: str) -> bool:
         return device_id in self._held or device_id in self._loads
@@ -237,7 +237,7 @@ class Routing:
         if self.tracks(device_id):  # not if it was released meanwhile
             for command in stored:
                 if command.id not in seen:
-                    hub.track(command)
+                    hub.deadlines.track(command)
 
     def adopt(self, device_id: str) -> None:
         """The last process holding the device let it go: as its owner, keep its
@@ -275,7 +275,7 @@ class Routing:
             return True
         self._held.discard(device_id)
         if self.owner(device_id) != self._me:
-            self._hub.untrack_device(device_id)
+            self._hub.deadlines.forget_device(device_id)
         return True
 
     def held(self) -> set[str]:

@@ -25,17 +25,17 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from tether.bus import Bus
-from tether.core import limits
 from tether.core.access import Action, Principal, require, require_device
 from tether.core.clock import Clock, SystemClock
 from tether.core.errors import TetherError, Unauthorized, Unavailable
 from tether.core.filters import EventFilter
-from tether.core.lifecycle import DELIVERABLE, EXECUTING, TERMINAL, execution_deadline
+from tether.core.lifecycle import DELIVERABLE, TERMINAL
 from tether.core.model import Command, Device, Notification
 from tether.hub import events, metrics
 from tether.hub.auth import Auth
 from tether.hub.cluster import Reconciler
 from tether.hub.commands import Commands
+from tether.hub.deadlines import Deadlines
 from tether.hub.delivery import Delivery
 from tether.hub.dialect_state import DialectState
 from tether.hub.directory import Directory
@@ -57,7 +57,7 @@ from tether.hub.notifications import Notifications
 from tether.hub.presence import Presence
 from tether.hub.routing import Routing, command_channels
 from tether.hub.subscriptions import Sink, Subscription, SubscriptionRegistry, Topic
-from tether.hub.sweeper import Deadline, Sweeper
+from tether.hub.sweeper import Sweeper
 from tether.hub.twins import Twins
 from tether.hub.writer import CommandWriter
 from tether.settings import Settings
@@ -92,7 +92,8 @@ class Hub:
         self.presence = Presence(
             self.clock, default_timeout=settings.presence_timeout, on_change=self._presence_changed
         )
-        self.sweeper = Sweeper(self.clock, self._deadline_due)
+        self.deadlines = Deadlines(self)
+        self.sweeper = Sweeper(self.clock, self.deadlines.due)
         self.auth = Auth(self)
         self.directory = Directory(self)
         self.commands = Commands(self)
@@ -175,28 +176,11 @@ class Hub:
             await self._publish(CommandChanged(command, await self.device_ref(command.device_id)))
         for command in await self.store.commands.active():
             if self.routing.tracks(command.device_id):
-                self._rearm(command)
+                self.deadlines.rearm(command)
         log.info("re-armed %d active commands", len(self.index))
 
     def new_index(self) -> CommandIndex:
         return CommandIndex(loading=self.routing.loading if self.routing.active else None)
-
-    def _rearm(self, command: Command) -> None:
-        """Track a stored command; one bad row is reported, never fatal to start-up."""
-        timeout = command.timeout
-        if timeout is not None and limits.repair_seconds(timeout) != timeout:
-            log.warning(
-                "command %s has a stored timeout of %r seconds, outside 0..%d: "
-                "its deadline is armed with %r",
-                command.id,
-                timeout,
-                limits.DURATION_MAX,
-                limits.repair_seconds(timeout),
-            )
-        try:
-            self.track(command)
-        except Exception:
-            log.exception("command %s could not be re-armed; it is left as stored", command.id)
 
     async def resync(self) -> None:
         """Rebuild the pending index and deadlines from the store (see hub.cluster)."""
@@ -314,7 +298,7 @@ class Hub:
 
     def _apply_command(self, command: Command, device: DeviceRef, created: bool) -> None:
         if self.routing.tracks(command.device_id):
-            self.track(command)
+            self.deadlines.track(command)
             if command.state in DELIVERABLE or command.state in TERMINAL:
                 # New work, or in-flight capacity freed by a finished command.
                 self.delivery.notify(command.device_id)
@@ -323,61 +307,6 @@ class Hub:
             self.commands.resolve_waiters(command)
         topic = Topic.COMMAND if created else Topic.COMMAND_UPDATE
         self.subscriptions.dispatch(topic, device, command.name, command)
-
-    def track(self, command: Command) -> None:
-        """Keep the command in the index, with its deadlines if this process owns them."""
-        self.index.apply(command)
-        self.reconciler.note(command)
-        self.routing.noted(command)
-        self.arm_deadlines(command)
-
-    def untrack_device(self, device_id: str) -> None:
-        """Forget the device's commands and their deadlines (another process keeps them)."""
-        for command_id in self.index.forget_device(device_id):
-            self.sweeper.disarm(command_id, Deadline.EXPIRE)
-            self.sweeper.disarm(command_id, Deadline.TIMEOUT)
-
-    def arm_deadlines(self, command: Command) -> None:
-        """Arm (or disarm) the command's delivery and execution deadlines; only the
-        processes tracking its device arm them: its holder, or its owner while nobody holds
-        it (hub.routing)."""
-        if not self.routing.tracks(command.device_id):
-            self.sweeper.disarm(command.id, Deadline.EXPIRE)
-            self.sweeper.disarm(command.id, Deadline.TIMEOUT)
-        elif command.state in DELIVERABLE and command.expires_at is not None:
-            self.sweeper.arm(command.expires_at, command.id, Deadline.EXPIRE)
-        else:
-            self.sweeper.disarm(command.id, Deadline.EXPIRE)
-        deadline = (
-            execution_deadline(command.delivered_at, command.timeout)
-            if command.state in EXECUTING
-            else None
-        )
-        if deadline is not None:
-            self.sweeper.arm(deadline, command.id, Deadline.TIMEOUT)
-        else:
-            self.sweeper.disarm(command.id, Deadline.TIMEOUT)
-
-    async def _deadline_due(self, command_id: int, kind: Deadline) -> None:
-        entry = self.index.get(command_id)
-        if entry is None or not self.routing.tracks(entry.device_id):
-            return  # finished, or its device's deadlines moved to another process
-        state = entry.state
-        if kind is Deadline.EXPIRE and state in DELIVERABLE:
-            moved = await self.commands.fire_deadline(command_id, expired=True)
-        elif kind is Deadline.TIMEOUT and state in EXECUTING:
-            moved = await self.commands.fire_deadline(command_id, expired=False)
-        else:
-            return
-        if moved is None:
-            # The command had moved on unheard (an owner is not told about a device's
-            # commands while another process holds it): learn where it stands, which
-            # also re-arms whatever deadline it now has.
-            current = await self.store.commands.get(command_id)
-            if current is None:
-                self.index.forget(command_id)
-            else:
-                self.track(current)
 
     async def notification_posted(self, notification: Notification, device: DeviceRef) -> None:
         self.presence.seen(notification.device_id)
