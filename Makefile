@@ -40,7 +40,8 @@ test: lint
 	$(RUN) pytest -q -rs -p no:cacheprovider
 
 bench: install
-	$(RUN) python -m bench
+	$(UV) sync --frozen --quiet --group bench
+	$(RUN) --group bench python -m bench
 
 # A wheel in dist/, for `pip install dist/tether-*.whl` (or pipx) on a server.
 wheel: $(UV)

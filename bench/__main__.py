@@ -74,7 +74,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> int:
-    command = shlex.join(["uv", "run", "python", "-m", "bench", *sys.argv[1:]])
+    command = shlex.join(["uv", "run", "--group", "bench", "python", "-m", "bench", *sys.argv[1:]])
     output: Path | None = args.output or (None if args.quick else REPORT)
     duration = args.duration or (QUICK_DURATION if args.quick else FULL_DURATION)
     machine = Machine.probe()
