@@ -116,7 +116,9 @@ def node_channel(node_id: str) -> str:
     return f"node.{node_id}"
 
 
-_decoder = jsonc.Decoder[Event](Event, what="event")
+#: Unbounded: only this cluster's processes publish events (see ``jsonc.Decoder``), and a
+#: command event is decoded by each process it crosses to.
+_decoder = jsonc.Decoder[Event](Event, what="event", bounded=False)
 
 
 def encode(event: Event) -> bytes:
