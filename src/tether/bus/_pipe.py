@@ -10,6 +10,11 @@ goes out at once instead of a Redis round trip later (on a cluster's command rou
 that wait sat on the critical path). Under load batches grow by themselves (fewer
 syscalls); when idle a command goes out on the next loop turn.
 
+Commands are packed into RESP by hiredis (a dependency already, through ``redis[hiredis]``)
+rather than by redis-py's connection, whose packer is Python: for a routed command event
+(an ``EVAL`` of eleven arguments) that is about 40 us against 3, paid by every process for
+every event it publishes.
+
 A reply never waits for anything but Redis, and ``socket_timeout`` bounds that wait, so
 a hung server turns into ``Unavailable`` rather than a stuck caller.
 """
@@ -22,6 +27,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
@@ -138,9 +144,7 @@ class CommandPipe:
                     self._read(generation), name="tether.bus.replies"
                 )
             try:
-                await conn.send_packed_command(
-                    conn.pack_commands(item.args for item in batch), check_health=False
-                )
+                await conn.send_packed_command(_pack(batch), check_health=False)
                 return
             except (RedisError, OSError) as caught:
                 lost: BaseException = caught
@@ -198,6 +202,11 @@ class CommandPipe:
     def _fail(items: list[_Item] | deque[_Item], message: str) -> None:
         for item in items:
             _settle(item.future, error=Unavailable(message))
+
+
+def _pack(batch: list[_Item]) -> bytes:
+    """The batch as one RESP write (what ``pack_commands`` makes, in C)."""
+    return b"".join([hiredis.pack_command(item.args) for item in batch])  # type: ignore[arg-type]
 
 
 def _settle(
