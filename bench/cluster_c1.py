@@ -23,11 +23,16 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from bench import cluster, redis_hops, roundtrip
+from bench import chart, cluster, redis_hops, roundtrip
 from bench.common import Machine, metric_total, ms, now_utc, table
 from bench.roundtrip import Load, Outcome, postgres_schema, print_outcome
 
 PROCESS_COUNTS = (1, 2, 4)
+#: Each round also runs this many processes with no command crossing (each device's app
+#: on the device's own process): the same split of the load, so that what crossing costs
+#: and what splitting the load costs (fewer commands per batch and per wake-up on each
+#: process) can be told apart.
+CONTROL = 2
 RATES = (200.0, 1000.0)
 #: Rounds of the 1, 2 and 4 process runs, interleaved; each count's median round is shown
 #: (the machine is shared: one round alone says more about the neighbours than Tether).
@@ -38,6 +43,8 @@ IDLE = 3.0
 _HEARD = "tether_command_events_heard_total"
 #: Goals of issue 14.
 GOAL_CPU_GROWTH, GOAL_CROSSING = 1.15, 0.0005
+#: Share of the offered rate a round-trip setup must complete for its latency to count.
+KEPT_UP = 0.97
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,19 @@ class Scale:
     created: float
     cpu: list[float]  # CPU seconds per process over the run
     outcomes: list[Outcome]
+    #: Whether each command crosses processes (app on the next process), or stays on the
+    #: process holding its device (the control: the same split of the load, no crossing).
+    crossing: bool = True
     #: CPU seconds the processes used, all together, while idle for as long as the run:
     #: what they cost anyway (beats, timers), whatever the commands.
     idle: float = 0.0
     #: Command events each process received from the others and decoded, over the run.
     heard: list[float] | None = None
+
+    @property
+    def label(self) -> str:
+        control = not self.crossing and self.processes > 1
+        return f"{self.processes}" + (", no crossing" if control else "")
 
     @property
     def heard_per_command(self) -> float:
@@ -90,7 +105,7 @@ class Crossing:
         return self.pair.p(q) - self.single.p(q) - self.hops.p(q)
 
 
-async def _scale(count: int, load: Load) -> Scale:
+async def _scale(count: int, load: Load, crossing: bool = True) -> Scale:
     async with postgres_schema() as url:
         if url is None:
             raise RuntimeError("PostgreSQL went away")
@@ -114,7 +129,7 @@ async def _scale(count: int, load: Load) -> Scale:
             outcomes = await asyncio.gather(
                 *(
                     roundtrip.drive(
-                        nodes[(i + 1) % count],
+                        nodes[(i + 1) % count if crossing else i],
                         f"{count} processes, device {i}",
                         token,
                         credential,
@@ -136,7 +151,7 @@ async def _scale(count: int, load: Load) -> Scale:
                 if None not in (*heard, *heard_after)
                 else None
             )
-            return Scale(count, made, used, list(outcomes), idle, decoded)
+            return Scale(count, made, used, list(outcomes), crossing, idle, decoded)
         finally:
             for node in reversed(nodes):
                 node.stop()
@@ -156,19 +171,25 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
         f"({load.rate:,.0f} commands/s in all), then round trips at "
         f"{', '.join(f'{rate:,.0f}/s' for rate in RATES)} beside the Redis floor"
     )
-    rounds: dict[int, list[Scale]] = {count: [] for count in PROCESS_COUNTS}
+    setups = [
+        (count, crossing)
+        for count in PROCESS_COUNTS
+        for crossing in ((True, False) if count == CONTROL else (True,))
+    ]
+    rounds: dict[str, list[Scale]] = {}
     for round_ in range(SCALE_ROUNDS):
-        for count in PROCESS_COUNTS:
-            scale = await _scale(count, load)
+        for count, crossing in setups:
+            scale = await _scale(count, load, crossing)
             print(
-                f"  round {round_ + 1}, {count} process(es): {scale.created:,.0f} commands, "
+                f"  round {round_ + 1}, {scale.label} process(es): "
+                f"{scale.created:,.0f} commands, "
                 f"{scale.cpu_per_command * 1e6:,.0f} us CPU per command (all processes), "
                 f"{scale.busy_per_command * 1e6:,.0f} us beyond idle, "
                 f"{_heard(scale)} events decoded per command, "
                 f"{scale.errors} errors, {scale.unfinished} unfinished"
             )
-            rounds[count].append(scale)
-    scales = [_median(rounds[count]) for count in PROCESS_COUNTS]
+            rounds.setdefault(scale.label, []).append(scale)
+    scales = [_median(runs) for runs in rounds.values()]
     crossings = []
     for rate in RATES:
         at = dataclasses.replace(load, rate=rate)
@@ -208,33 +229,48 @@ def _heard(scale: Scale) -> str:
     return f"{scale.heard_per_command:.2f} ({each})"
 
 
-def _render_rounds(rounds: dict[int, list[Scale]] | None) -> str:
+def _render_rounds(rounds: dict[str, list[Scale]] | None) -> str:
     if not rounds or len(next(iter(rounds.values()))) < 2:
         return ""
     lines = [
-        f"- {count} process(es): "
+        f"- {label} process(es): "
         + ", ".join(f"{s.cpu_per_command * 1e6:,.0f} ({s.errors} / {s.unfinished})" for s in runs)
-        for count, runs in rounds.items()
+        for label, runs in rounds.items()
     ]
+    order = ", ".join(rounds)
     return (
         f"Every round (us of CPU per command, errors / unfinished; the table shows each "
-        f"count's median round; rounds ran 1, 2, 4, 1, 2, 4, ... on a machine shared with "
+        f"setup's median round; rounds ran {order}, {order}, ... on a machine shared with "
         f"other work, and *beyond the idle processes' own CPU* subtracts what the same "
         f"processes used while idle for {IDLE:g} s before the run, scaled to its length):"
         f"\n\n" + "\n".join(lines) + "\n\n"
     )
 
 
+def _crossing_scales(scales: list[Scale]) -> list[Scale]:
+    return [s for s in scales if s.crossing]
+
+
+def _control(scales: list[Scale]) -> tuple[Scale, Scale] | None:
+    """The control and the crossing run with as many processes, if both ran."""
+    control = next((s for s in scales if not s.crossing), None)
+    if control is None:
+        return None
+    twin = next((s for s in scales if s.crossing and s.processes == control.processes), None)
+    return None if twin is None else (control, twin)
+
+
 def _scale_goal(load: Load, scales: list[Scale]) -> str:
     if load.duration < 5:
         return "not evaluated (a run shorter than 5 s is a smoke test)"
-    base = scales[0].cpu_per_command
-    growth = {s.processes: s.cpu_per_command / base for s in scales[1:]}
+    crossing = _crossing_scales(scales)
+    base = crossing[0].cpu_per_command
+    growth = {s.processes: s.cpu_per_command / base for s in crossing[1:]}
     worst = max(growth.values())
     clean = all(s.errors == 0 and s.unfinished == 0 for s in scales)
     verdict = "**holds**" if worst <= GOAL_CPU_GROWTH and clean else "**missed**"
-    pair = next((s for s in scales if s.processes == 2), None)
-    beyond = [s for s in scales if s.processes > 2]
+    pair = next((s for s in crossing if s.processes == 2), None)
+    beyond = [s for s in crossing if s.processes > 2]
     after_two = (
         "; from two processes on, where every command crosses already and only the number "
         "of processes changes: "
@@ -245,9 +281,9 @@ def _scale_goal(load: Load, scales: list[Scale]) -> str:
         if pair is not None and beyond
         else ""
     )
-    busy = scales[0].busy_per_command
+    busy = crossing[0].busy_per_command
     beyond_idle = "; beyond the idle processes' own CPU: " + ", ".join(
-        f"{s.processes} processes {s.busy_per_command / busy:.2f}x one" for s in scales[1:]
+        f"{s.processes} processes {s.busy_per_command / busy:.2f}x one" for s in crossing[1:]
     )
     return (
         verdict
@@ -259,13 +295,71 @@ def _scale_goal(load: Load, scales: list[Scale]) -> str:
     )
 
 
+def _split(scales: list[Scale]) -> str:
+    """What the control says: splitting the load against crossing processes."""
+    pair = _control(scales)
+    if pair is None:
+        return ""
+    control, twin = pair
+    one = scales[0].cpu_per_command
+    crossing_cost = (twin.cpu_per_command - control.cpu_per_command) * 1e6
+    splitting_cost = (control.cpu_per_command - one) * 1e6
+    return (
+        f"Where the difference from one process comes from ({control.processes} processes, "
+        f"median rounds): splitting the load over {control.processes} processes with no "
+        f"command crossing costs {_signed_us(splitting_cost)} us per command "
+        f"({control.cpu_per_command / one:.2f}x one process: each process runs "
+        f"{1 / control.processes:.0%} of the commands, so fewer share each batch, statement "
+        f"and wake-up); crossing on top of that costs {_signed_us(crossing_cost)} us per "
+        f"command ({twin.cpu_per_command / control.cpu_per_command:.2f}x the same split "
+        f"without crossing).\n\n"
+    )
+
+
+def _signed_us(us: float) -> str:
+    return ("+" if us >= 0 else "-") + f"{abs(us):,.0f}"
+
+
 def _crossing_goal(load: Load, crossing: Crossing) -> str:
     if load.duration < 5:
         return "not evaluated (smoke test)"
     p50, p99 = crossing.beyond_floor(50), crossing.beyond_floor(99)
     clean = all(o.errors == 0 and o.unfinished == 0 for o in (crossing.single, crossing.pair))
+    kept_up = all(
+        o.completion_rate >= KEPT_UP * crossing.rate for o in (crossing.single, crossing.pair)
+    )
+    if not kept_up:
+        return (
+            f"not measured: a setup completed less than {KEPT_UP:.0%} of "
+            f"{crossing.rate:,.0f}/s, so "
+            "its latency is queueing behind the machine's other work"
+        )
     holds = p50 < GOAL_CROSSING and p99 < GOAL_CROSSING and clean
     return ("**holds**" if holds else "**missed**") + f" ({_signed(p50)} / {_signed(p99)} ms)"
+
+
+def _charts(scales: list[Scale], crossings: list[Crossing]) -> str:
+    cpu = chart.bars(
+        "c1_cpu_per_command",
+        title="C1: server CPU per command, all processes (median round)",
+        y_label="us of CPU per command",
+        groups=[f"{s.label} process{'es' if s.processes > 1 else ''}" for s in scales],
+        series={"Tether": [s.cpu_per_command * 1e6 for s in scales]},
+    )
+    groups = [f"p{q} at {c.rate:,.0f}/s" for c in crossings for q in (50, 99)]
+    trip = chart.bars(
+        "c1_round_trip",
+        title="C1: command round trip, one process, two, and the two-hop Redis floor",
+        y_label="ms (log scale)",
+        groups=groups,
+        series={
+            "1 process": [c.single.p(q) * 1e3 for c in crossings for q in (50, 99)],
+            "2 processes": [c.pair.p(q) * 1e3 for c in crossings for q in (50, 99)],
+            "two-hop Redis floor": [c.hops.p(q) * 1e3 for c in crossings for q in (50, 99)],
+        },
+        log_y=True,
+    )
+    return cpu + "\n\n" + trip + "\n\n"
 
 
 def render(
@@ -274,14 +368,14 @@ def render(
     command: str,
     scales: list[Scale],
     crossings: list[Crossing],
-    rounds: dict[int, list[Scale]] | None = None,
+    rounds: dict[str, list[Scale]] | None = None,
 ) -> str:
     base = scales[0].cpu_per_command
     busy = scales[0].busy_per_command
-    two = next((s.cpu_per_command for s in scales if s.processes == 2), math.nan)
+    two = next((s.cpu_per_command for s in scales if s.processes == 2 and s.crossing), math.nan)
     scale_rows = [
         [
-            str(s.processes),
+            s.label,
             f"{s.created:,.0f}",
             f"{s.cpu_per_command * 1e6:,.0f}",
             f"{s.cpu_per_command / base:.2f}x",
@@ -300,6 +394,7 @@ def render(
             f"{ms(c.pair.p(50))} / {ms(c.pair.p(99))}",
             f"{ms(c.hops.p(50))} / {ms(c.hops.p(99))}",
             f"{_signed(c.beyond_floor(50))} / {_signed(c.beyond_floor(99))}",
+            f"{c.single.completion_rate:,.0f} / {c.pair.completion_rate:,.0f}",
             _crossing_goal(load, c),
         ]
         for c in crossings
@@ -316,13 +411,17 @@ def render(
         f"- Load: {load.rate:,.0f} commands/s in all for the scaling runs (split evenly "
         f"over the processes' device/app pairs), {load.warmup:g} s warm-up, "
         f"{load.duration:g} s measured; every server on PostgreSQL with the Redis bus.\n\n"
-        "### CPU per command as processes are added\n\n"
+        + _charts(scales, crossings)
+        + "### CPU per command as processes are added\n\n"
         "Device *i* on process *i*, its app on process *i + 1*: with two or more processes "
         "every command is created on one process and delivered by another, so its events "
         "cross Redis and are encoded and decoded on both sides, which one process never "
         "does. Command events are routed (only to the processes holding or listening for "
         "the device), so a third or fourth process is sent nothing about a pair it has no "
-        "part in: from two processes on, the per-command cost should stay flat.\n\n"
+        "part in: from two processes on, the per-command cost should stay flat. The row "
+        f"*{CONTROL}, no crossing* is the control: the same {CONTROL} processes and the same "
+        "split of the load, but each device's app on the device's own process, so no "
+        "command crosses.\n\n"
         + table(
             [
                 "processes",
@@ -338,14 +437,25 @@ def render(
             scale_rows,
         )
         + f"\nGoal: {_scale_goal(load, scales)}.\n\n"
+        + _split(scales)
         + _render_rounds(rounds)
         + "### Round trip across two processes, beside the two-hop Redis floor\n\n"
         "Latency in ms, p50 / p99: one process holding both sockets, two processes (device "
         "on A, app on B), the floor (two bare redis-py processes ping-ponging a command-"
         "sized message at the same rate, `bench/redis_hops.py`), and what crossing adds "
-        "beyond the floor (two processes - one process - floor).\n\n"
+        "beyond the floor (two processes - one process - floor). A setup that completes "
+        "less than the offered rate is saturated (the machine's two cores are shared), and "
+        "its latency is then queueing, not crossing.\n\n"
         + table(
-            ["rate", "1 process", "2 processes", "two-hop floor", "beyond the floor", "goal"],
+            [
+                "rate",
+                "1 process",
+                "2 processes",
+                "two-hop floor",
+                "beyond the floor",
+                "completed/s, 1 / 2 processes",
+                "goal",
+            ],
             crossing_rows,
         )
     )
