@@ -34,6 +34,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "roundtrip",
             "polls",
             "cluster",
+            "c1",
             "controlid",
             "ewelink",
             "infiniteclouds",
@@ -101,7 +102,7 @@ async def main(args: argparse.Namespace) -> int:
         section = await polls.run(seconds, warmup, machine, command)
         if section is not None:
             emit("polls", section)
-    if args.scenario in ("cluster", "all"):
+    if args.scenario in ("cluster", "c1", "all"):  # c1: only the C1 part of cluster
         if args.no_postgres:
             print("cluster: skipped (--no-postgres): every process shares PostgreSQL")
         else:
@@ -111,7 +112,11 @@ async def main(args: argparse.Namespace) -> int:
             section = await cluster_c1.run(load, machine, command)
             if section is not None:
                 emit("c1", section)
-            section = await cluster.run(load, seconds, warmup, machine, command)
+            section = (
+                await cluster.run(load, seconds, warmup, machine, command)
+                if args.scenario != "c1"
+                else None
+            )
             if section is not None:
                 emit("cluster", section)
     if args.scenario in ("controlid", "all"):
