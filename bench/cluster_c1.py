@@ -58,6 +58,9 @@ class Scale:
     #: Whether each command crosses processes (app on the next process), or stays on the
     #: process holding its device (the control: the same split of the load, no crossing).
     crossing: bool = True
+    #: Share of the scenario's rate this setup ran (the control of one process at
+    #: ``1 / CONTROL`` of it: what a process running fewer commands per second pays).
+    share: float = 1.0
     #: CPU seconds the processes used, all together, while idle for as long as the run:
     #: what they cost anyway (beats, timers), whatever the commands.
     idle: float = 0.0
@@ -66,6 +69,8 @@ class Scale:
 
     @property
     def label(self) -> str:
+        if self.share < 1:
+            return f"{self.processes}, at 1/{round(1 / self.share)} of the rate"
         control = not self.crossing and self.processes > 1
         return f"{self.processes}" + (", no crossing" if control else "")
 
@@ -105,7 +110,7 @@ class Crossing:
         return self.pair.p(q) - self.single.p(q) - self.hops.p(q)
 
 
-async def _scale(count: int, load: Load, crossing: bool = True) -> Scale:
+async def _scale(count: int, load: Load, crossing: bool = True, share: float = 1.0) -> Scale:
     async with postgres_schema() as url:
         if url is None:
             raise RuntimeError("PostgreSQL went away")
@@ -125,7 +130,7 @@ async def _scale(count: int, load: Load, crossing: bool = True) -> Scale:
             heard = [await metric_total(node, _HEARD) for node in nodes]
             cpu = [node.cpu_seconds() for node in nodes]
             started = time.monotonic()
-            share = dataclasses.replace(load, rate=load.rate / count)
+            each = dataclasses.replace(load, rate=load.rate * share / count)
             outcomes = await asyncio.gather(
                 *(
                     roundtrip.drive(
@@ -133,7 +138,7 @@ async def _scale(count: int, load: Load, crossing: bool = True) -> Scale:
                         f"{count} processes, device {i}",
                         token,
                         credential,
-                        share,
+                        each,
                         count_sql=False,
                         device_server=nodes[i],
                         device_id=f"scale-{i}",
@@ -151,7 +156,7 @@ async def _scale(count: int, load: Load, crossing: bool = True) -> Scale:
                 if None not in (*heard, *heard_after)
                 else None
             )
-            return Scale(count, made, used, list(outcomes), crossing, idle, decoded)
+            return Scale(count, made, used, list(outcomes), crossing, share, idle, decoded)
         finally:
             for node in reversed(nodes):
                 node.stop()
@@ -171,15 +176,12 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
         f"({load.rate:,.0f} commands/s in all), then round trips at "
         f"{', '.join(f'{rate:,.0f}/s' for rate in RATES)} beside the Redis floor"
     )
-    setups = [
-        (count, crossing)
-        for count in PROCESS_COUNTS
-        for crossing in ((True, False) if count == CONTROL else (True,))
-    ]
+    setups = [(1, True, 1.0), (1, True, 1 / CONTROL), (CONTROL, True, 1.0)]
+    setups += [(CONTROL, False, 1.0)] + [(n, True, 1.0) for n in PROCESS_COUNTS if n > CONTROL]
     rounds: dict[str, list[Scale]] = {}
     for round_ in range(SCALE_ROUNDS):
-        for count, crossing in setups:
-            scale = await _scale(count, load, crossing)
+        for count, crossing, share in setups:
+            scale = await _scale(count, load, crossing, share)
             print(
                 f"  round {round_ + 1}, {scale.label} process(es): "
                 f"{scale.created:,.0f} commands, "
@@ -251,16 +253,17 @@ def _render_rounds(rounds: dict[str, list[Scale]] | None) -> str:
 
 
 def _crossing_scales(scales: list[Scale]) -> list[Scale]:
-    return [s for s in scales if s.crossing]
+    return [s for s in scales if s.crossing and s.share == 1]
 
 
-def _control(scales: list[Scale]) -> tuple[Scale, Scale] | None:
-    """The control and the crossing run with as many processes, if both ran."""
-    control = next((s for s in scales if not s.crossing), None)
-    if control is None:
+def _controls(scales: list[Scale]) -> tuple[Scale, Scale, Scale] | None:
+    """One process at a share of the rate, CONTROL processes without crossing and with."""
+    slow = next((s for s in scales if s.share < 1), None)
+    local = next((s for s in scales if not s.crossing), None)
+    if slow is None or local is None:
         return None
-    twin = next((s for s in scales if s.crossing and s.processes == control.processes), None)
-    return None if twin is None else (control, twin)
+    twin = next((s for s in _crossing_scales(scales) if s.processes == local.processes), None)
+    return None if twin is None else (slow, local, twin)
 
 
 def _scale_goal(load: Load, scales: list[Scale]) -> str:
@@ -299,23 +302,30 @@ def _scale_goal(load: Load, scales: list[Scale]) -> str:
 
 
 def _split(scales: list[Scale]) -> str:
-    """What the control says: splitting the load against crossing processes."""
-    pair = _control(scales)
-    if pair is None:
+    """What the controls say: where the difference from one process comes from."""
+    controls = _controls(scales)
+    if controls is None:
         return ""
-    control, twin = pair
+    slow, local, twin = controls
     one = scales[0].cpu_per_command
-    crossing_cost = (twin.cpu_per_command - control.cpu_per_command) * 1e6
-    splitting_cost = (control.cpu_per_command - one) * 1e6
+    n = local.processes
+
+    def step(x: Scale, y: Scale | None) -> str:
+        against = one if y is None else y.cpu_per_command
+        return (
+            f"{x.cpu_per_command * 1e6:,.0f} us, {_signed_us((x.cpu_per_command - against) * 1e6)}"
+        )
+
     return (
-        f"Where the difference from one process comes from ({control.processes} processes, "
-        f"median rounds): splitting the load over {control.processes} processes with no "
-        f"command crossing costs {_signed_us(splitting_cost)} us per command "
-        f"({control.cpu_per_command / one:.2f}x one process: each process runs "
-        f"{1 / control.processes:.0%} of the commands, so fewer share each batch, statement "
-        f"and wake-up); crossing on top of that costs {_signed_us(crossing_cost)} us per "
-        f"command ({twin.cpu_per_command / control.cpu_per_command:.2f}x the same split "
-        f"without crossing).\n\n"
+        f"Where the difference from one process comes from (median rounds, us of CPU per "
+        f"command, each step against the one before):\n\n"
+        f"1. one process at the full rate: {one * 1e6:,.0f} us;\n"
+        f"2. one process at 1/{n} of the rate, as each of {n} processes runs: "
+        f"{step(slow, None)} (fewer commands share each batch, statement and wake-up);\n"
+        f"3. {n} processes, no command crossing: {step(local, slow)} (the same per-process "
+        f"rate, {n} processes sharing the two cores with PostgreSQL, Redis and the load);\n"
+        f"4. {n} processes, every command crossing: {step(twin, local)} (the crossing "
+        f"itself: three events packed, sent through Redis, parsed and decoded).\n\n"
     )
 
 
@@ -341,12 +351,20 @@ def _crossing_goal(load: Load, crossing: Crossing) -> str:
     return ("**holds**" if holds else "**missed**") + f" ({_signed(p50)} / {_signed(p99)} ms)"
 
 
+def _short(scale: Scale) -> str:
+    """A chart label: the processes, then what sets the setup apart, on a second line."""
+    head = f"{scale.processes} process" + ("es" if scale.processes > 1 else "")
+    if scale.share < 1:
+        return f"{head}\nat 1/{round(1 / scale.share)} rate"
+    return head + ("" if scale.crossing else "\nno crossing")
+
+
 def _charts(scales: list[Scale], crossings: list[Crossing]) -> str:
     cpu = chart.bars(
         "c1_cpu_per_command",
         title="C1: server CPU per command, all processes (median round)",
         y_label="us of CPU per command",
-        groups=[f"{s.label} process{'es' if s.processes > 1 else ''}" for s in scales],
+        groups=[_short(s) for s in scales],
         series={"Tether": [s.cpu_per_command * 1e6 for s in scales]},
     )
     groups = [f"p{q} at {c.rate:,.0f}/s" for c in crossings for q in (50, 99)]
