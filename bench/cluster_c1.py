@@ -214,7 +214,10 @@ async def run(load: Load, machine: Machine, command: str) -> str | None:
 
 
 def _median(runs: list[Scale]) -> Scale:
-    ordered = sorted(runs, key=lambda s: s.cpu_per_command)
+    """The median round by CPU per command, among the rounds that finished every command
+    if any did (a round with unfinished commands did less work per command)."""
+    clean = [s for s in runs if s.errors == 0 and s.unfinished == 0]
+    ordered = sorted(clean or runs, key=lambda s: s.cpu_per_command)
     return ordered[len(ordered) // 2]
 
 
@@ -245,7 +248,8 @@ def _render_rounds(rounds: dict[str, list[Scale]] | None) -> str:
     order = ", ".join(rounds)
     return (
         f"Every round (us of CPU per command, errors / unfinished; the table shows each "
-        f"setup's median round; rounds ran {order}, {order}, ... on a machine shared with "
+        f"setup's median round, among those that finished every command if any did; "
+        f"rounds ran {order}, {order}, ... on a machine shared with "
         f"other work, and *beyond the idle processes' own CPU* subtracts what the same "
         f"processes used while idle for {IDLE:g} s before the run, scaled to its length):"
         f"\n\n" + "\n".join(lines) + "\n\n"
