@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState
 from tether.core.model import Command
+from tether.hub import index as index_module
 from tether.hub.index import CommandIndex
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -110,3 +112,37 @@ def test_limit_bounds_the_answer_and_order_survives_late_arrivals() -> None:
     assert index.deliverable("d", T0, 10) == [1, 3, 5, 7, 9]  # sent stays re-deliverable
     index.apply(command(3, CommandState.DELIVERED, at=2))
     assert index.deliverable("d", T0, 10) == [1, 5, 7, 9]
+
+
+def test_an_older_copy_arriving_after_the_end_does_not_bring_a_command_back() -> None:
+    # A bus event published twice, or a store row read before the command finished,
+    # may arrive after its end: the command must not become deliverable again.
+    index = CommandIndex()
+    index.apply(command(1, at=0))
+    index.apply(command(1, CommandState.SENT, at=1))
+    index.apply(command(1, CommandState.SUCCEEDED, at=2))
+    assert index.apply(command(1, at=0)) is None
+    assert index.apply(command(1, CommandState.SENT, at=1)) is None
+    assert index.get(1) is None
+    assert index.deliverable("d", T0, 10) == []
+    # A command behind it is still offered.
+    index.apply(command(2, at=3))
+    assert index.deliverable("d", T0, 10) == [2]
+
+
+def test_a_resync_index_shares_what_finished() -> None:
+    old = CommandIndex()
+    old.apply(command(1, CommandState.SENT, at=1))
+    old.apply(command(1, CommandState.FAILED, at=2))
+    fresh = CommandIndex(finished=old.finished)
+    fresh.apply(command(1, at=0))  # a stale row replayed onto the new index
+    assert fresh.deliverable("d", T0, 10) == []
+    assert len(fresh) == 0
+
+
+def test_finished_ids_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "FINISHED_CAP", 5)
+    index = CommandIndex()
+    for cid in range(1, 9):
+        index.apply(command(cid, CommandState.SUCCEEDED, at=cid))
+    assert list(index.finished) == [4, 5, 6, 7, 8]  # the oldest went first

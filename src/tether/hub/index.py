@@ -35,10 +35,14 @@ class Tracked:
 
 #: Most full commands kept for hand-over (about 1 KiB each).
 PAYLOAD_CAP = 100_000
+#: Most finished command ids remembered (see ``CommandIndex.finished``); the oldest go first.
+FINISHED_CAP = 100_000
 
 
 class CommandIndex:
-    def __init__(self, loading: set[str] | None = None) -> None:
+    def __init__(
+        self, loading: set[str] | None = None, finished: dict[int, None] | None = None
+    ) -> None:
         #: Devices whose commands are still being read from the store (hub.routing): they
         #: count as having something deliverable, so a poll goes on to wait for the read.
         self._loading: set[str] = loading if loading is not None else set()
@@ -50,6 +54,14 @@ class CommandIndex:
         # The full command of deliverable entries, so a live session can be handed one
         # without reading it back. Capped: past it, hand-overs read from the store.
         self._payloads: dict[int, Command] = {}
+        #: Ids of commands seen finishing here (insertion-ordered, capped). A finished
+        #: command leaves the index, so without this an older copy arriving after its end
+        #: (a bus event published twice, a store read begun before it finished and replayed
+        #: by a resync) would bring it back as deliverable: an entry already pushed to the
+        #: session is never offered again, and it would hold the head of the device's
+        #: queue, so nothing behind it would be offered either. A resync's new index shares
+        #: the old one's (``finished``).
+        self.finished: dict[int, None] = finished if finished is not None else {}
         #: ``has_deliverable(device_id)``: asked on every poll and keepalive, so without
         #: a cluster (nothing is ever loading) it is the dict's own lookup, no Python call.
         self.has_deliverable: Callable[[str], bool] = (
@@ -64,6 +76,8 @@ class CommandIndex:
 
     def apply(self, command: Command) -> Tracked | None:
         """Record the command's new state; returns the tracked entry (None once finished)."""
+        if command.id in self.finished:
+            return None  # finished already: any other version is older
         old = self._by_id.get(command.id)
         if old is not None:
             if command.updated_at < old.updated_at:
@@ -71,6 +85,9 @@ class CommandIndex:
             self._unlink(old)
         if command.state in TERMINAL:
             self._by_id.pop(command.id, None)
+            if len(self.finished) >= FINISHED_CAP:
+                del self.finished[next(iter(self.finished))]
+            self.finished[command.id] = None
             return None
         entry = Tracked(command)
         self._by_id[command.id] = entry

@@ -180,7 +180,13 @@ class Hub:
         log.info("re-armed %d active commands", len(self.index))
 
     def new_index(self) -> CommandIndex:
-        return CommandIndex(loading=self.routing.loading if self.routing.active else None)
+        """An empty index; after the first, it shares the finished ids of the one in use
+        (a resync replays changes onto it, and must not bring back a finished command)."""
+        current: CommandIndex | None = getattr(self, "index", None)
+        return CommandIndex(
+            loading=self.routing.loading if self.routing.active else None,
+            finished=current.finished if current is not None else None,
+        )
 
     async def resync(self) -> None:
         """Rebuild the pending index and deadlines from the store (see hub.cluster)."""
