@@ -99,13 +99,11 @@ class CommandBatchRepo(Repo):
             if "FOREIGN KEY" in str(error):
                 raise NotFound("a command refers to a device that does not exist") from None
             raise Conflict(f"command batch refused: {error}") from None
-        stored = [_to_command(row) for row in inserted]
-        _check_order(rows, stored)
+        _check_order(rows, inserted)
         moved: list[Command | None] = [None] * len(requests)
-        for members, by_id in zip(waves, read, strict=True):
-            found = {i: _to_command(r) for i, r in by_id.items()}
+        for members, found in zip(waves, read, strict=True):
             _settle(requests, members, found, moved)
-        return stored, moved
+        return inserted, moved
 
     async def insert_many(self, rows: Sequence[NewCommand]) -> list[Command]:
         """Insert new commands in one statement; results in the order of ``rows``.
