@@ -288,3 +288,26 @@ async def test_on_postgres_a_batch_of_one_wave_is_one_statement(postgres_url: st
         assert [m.state if m else None for m in moved] == [S.DELIVERED, S.SUCCEEDED]
     finally:
         await store.close()
+
+
+async def test_a_transition_nobody_reads_moves_and_answers_none(bstore: Store) -> None:
+    """Write-behind marks skip the read-back; they still move the row, and a request
+    for another command in the same batch still gets its command."""
+    made = await bstore.command_batches.insert_many([new("d1", 0), new("d1", 1)])
+    quiet = TransitionRequest(
+        command_id=made[0].id, target=S.SENT, now=at(1), device_id="d1", read_back=False
+    )
+    loud = TransitionRequest(command_id=made[1].id, target=S.SENT, now=at(1), device_id="d1")
+    assert await bstore.command_batches.transition_many([quiet]) == [None]
+    moved = await bstore.commands.get(made[0].id)
+    assert moved is not None
+    assert moved.state is S.SENT
+    assert moved.sent_at == at(1)
+    again = TransitionRequest(command_id=made[0].id, target=S.SUCCEEDED, now=at(2), read_back=False)
+    outcome = await bstore.command_batches.transition_many([again, loud])
+    assert outcome[0] is None
+    assert outcome[1] is not None
+    assert outcome[1].state is S.SENT
+    final = await bstore.commands.get(made[0].id)
+    assert final is not None
+    assert final.state is S.SUCCEEDED

@@ -58,6 +58,9 @@ class TransitionRequest(msgspec.Struct, kw_only=True, frozen=True):
     #: Only move the command if it belongs to this device (a device acting as itself).
     device_id: str | None = None
     fields: dict[str, Any] = {}
+    #: False when nobody reads the outcome (a write-behind ``sent`` mark): the row is
+    #: then not read back nor decoded, and the outcome is always None.
+    read_back: bool = True
 
 
 class CommandBatchRepo(Repo):
@@ -115,7 +118,8 @@ class CommandBatchRepo(Repo):
     async def transition_many(self, requests: Sequence[TransitionRequest]) -> list[Command | None]:
         """Apply conditional transitions together; per request, the command it moved.
 
-        ``None`` for a request that moved nothing (wrong state, wrong device, unknown id).
+        ``None`` for a request that moved nothing (wrong state, wrong device, unknown id),
+        and for one that asked for no read-back.
         Requests for the same command apply in the order given: the batch runs in waves
         holding each command at most once (an acknowledgement and the result of one
         command often arrive together).
@@ -168,10 +172,19 @@ class CommandBatchRepo(Repo):
         stored: list[Command] = []
         moved: list[Command | None] = [None] * len(requests)
         for parts, records in zip(statements, results, strict=True):
+            # Only the rows somebody reads are decoded.
+            wanted = [
+                None
+                if indexes is None
+                else {requests[i].command_id for i in indexes if requests[i].read_back}
+                for _, _, indexes in parts
+            ]
             by_part: list[dict[int, Command]] = [{} for _ in parts]
             for record in records:
-                command = _to_command(record)
-                by_part[record["part"] if len(parts) > 1 else 0][command.id] = command
+                part = record["part"] if len(parts) > 1 else 0
+                ids = wanted[part]
+                if ids is None or record["id"] in ids:
+                    by_part[part][record["id"]] = _to_command(record)
             for (_, _, indexes), found in zip(parts, by_part, strict=True):
                 if indexes is None:
                     # Ids are drawn in the SELECT's order (ORDER BY n): sorted by id, the
@@ -233,6 +246,7 @@ def _settle(
         command = stored.get(request.command_id)
         if (
             command is not None
+            and request.read_back
             and command.state is request.target
             and command.updated_at == request.now
         ):

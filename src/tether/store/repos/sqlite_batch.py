@@ -96,7 +96,9 @@ class SqliteBatch:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             inserted, read = await driver._execute(_run, driver._conn, insert, planned)
-        SQL_STATEMENTS.inc(int(bool(rows)) + sum(len(groups) + 1 for groups, _ in planned))
+        SQL_STATEMENTS.inc(
+            int(bool(rows)) + sum(len(groups) + bool(ids) for groups, ids in planned)
+        )
         return (
             [self._command(row) for row in inserted],
             [{row[0]: self._command(row) for row in wave} for wave in read],
@@ -156,7 +158,8 @@ class SqliteBatch:
             if by_device:
                 params.append(request.device_id)
             groups[key][1].append(tuple(params))
-        return list(groups.values()), [requests[index].command_id for index in members]
+        wanted = [requests[i].command_id for i in members if requests[i].read_back]
+        return list(groups.values()), wanted
 
 
 def _run(
@@ -173,6 +176,9 @@ def _run(
         for groups, ids in waves:
             for sql, params in groups:
                 db.executemany(sql, params)
+            if not ids:
+                read.append([])  # nobody reads these rows back (write-behind marks)
+                continue
             marks = ", ".join("?" * len(ids))
             read.append(db.execute(f"{_SELECT} WHERE id IN ({marks})", ids).fetchall())
         db.commit()
