@@ -15,12 +15,14 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import JSON
+
 from tether.core.lifecycle import CommandState, sources, stamp
 from tether.core.model import Command
 from tether.store.engine import SQL_STATEMENTS
 from tether.store.repos.commands import _to_command
 from tether.store.schema import commands
-from tether.store.types import UTCDateTime, from_sqlite, to_sqlite
+from tether.store.types import UTCDateTime, from_sqlite, json_loads, to_sqlite
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,6 +49,17 @@ _INSERT_COLUMNS = [
 ]
 
 
+def _json_result(value: Any) -> Any:
+    """What SQLAlchemy's SQLite JSON type reads, without its two wrapper layers.
+
+    A JSON column has NUMERIC affinity in SQLite, so a number stored as JSON text comes
+    back as a number; anything else is JSON text for the engine's one decoder.
+    """
+    if isinstance(value, int | float):
+        return value
+    return json_loads(value)
+
+
 class SqliteBatch:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -64,6 +77,8 @@ class SqliteBatch:
         self._result: list[Processor] = [
             from_sqlite
             if isinstance(column.type, UTCDateTime)
+            else _json_result
+            if isinstance(column.type, JSON)
             else column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in commands.c
         ]
