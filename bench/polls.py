@@ -209,6 +209,22 @@ def _sql_line(ours: Outcome) -> str:
     return head + f"for {polls:,} polls: **empty polls run SQL** ({ours.sql / polls:.2f} each).\n"
 
 
+def _chart(base: Wrk, ours: Wrk) -> str:
+    """Server CPU per poll and latency, Tether beside the raw handler (lower is better)."""
+    from bench import chart  # matplotlib: only the bench dependency group has it
+
+    def values(r: Wrk) -> list[float]:
+        return [r.server_cpu / r.rate * 1e6 if r.rate else math.nan, r.p50 * 1e3, r.p99 * 1e3]
+
+    return chart.bars(
+        "p3-empty-polls",
+        title=f"P3: empty polls, wrk -c{CONNECTIONS} (lower is better)",
+        y_label="us of server CPU / ms",
+        groups=["server CPU per poll (us)", "p50 latency (ms)", "p99 latency (ms)"],
+        series={"Tether": values(ours), "raw aiohttp poll handler": values(base)},
+    )
+
+
 def render(
     seconds: int, warmup: int, machine: Machine, command: str, base: Outcome, ours: Outcome
 ) -> str:
@@ -256,6 +272,8 @@ def render(
         "server and wrk are separate processes, one core each.\n\n"
         + table(["", "raw aiohttp poll handler", "Tether", "ratio"], rows)
         + "\n"
+        + _chart(b, t)
+        + "\n\n"
         + _sql_line(ours)
         + f"- Design goal: {verdict}\n"
     )

@@ -73,7 +73,11 @@ class CommandWriter:
         ``sent`` mark is lost leaves the command pending, so it is sent again.
         """
         request = TransitionRequest(
-            command_id=command.id, target=target, now=command.updated_at, device_id=device_id
+            command_id=command.id,
+            target=target,
+            now=command.updated_at,
+            device_id=device_id,
+            read_back=False,
         )
         done: asyncio.Future[Command | None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_log_failure)

@@ -45,6 +45,22 @@ def require_aware(value: datetime) -> datetime:
     return value
 
 
+def to_sqlite(value: Any) -> int:
+    """A timestamp as SQLite stores it (epoch microseconds); naive or non-datetime refused.
+
+    The bind side of :class:`UTCDateTime` on SQLite, callable without SQLAlchemy's
+    processor layers by the command hot path (``store/repos/sqlite_batch.py``).
+    """
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    return to_micros(require_aware(value))
+
+
+def from_sqlite(value: Any) -> datetime:
+    """The result side of :class:`UTCDateTime` on SQLite (``None`` handled by callers)."""
+    return from_micros(int(value))
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime: ``TIMESTAMPTZ`` on PostgreSQL, epoch microseconds on SQLite."""
 
@@ -59,18 +75,17 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if dialect.name == "sqlite":
+            return to_sqlite(value)
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        require_aware(value)
-        if dialect.name == "sqlite":
-            return to_micros(value)
-        return value
+        return require_aware(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return from_micros(int(value))
+            return from_sqlite(value)
         result: datetime = value
         if result.tzinfo is not UTC:
             result = result.astimezone(UTC)

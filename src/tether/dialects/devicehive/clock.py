@@ -31,16 +31,22 @@ class MillisecondClock:
         self.inner = inner
         self._max_lead = timedelta(seconds=max_lead)
         self._last = datetime.fromtimestamp(0, UTC)
+        #: The first instant of the millisecond after ``_last``'s: a reading before it
+        #: shares ``_last``'s millisecond. Kept so the hot path floors once, not thrice
+        #: (the hub reads this clock several times per command).
+        self._next = self._last + _MS
 
     def now(self) -> datetime:
         current = self.inner.now()
-        if _floor_ms(current) <= _floor_ms(self._last):
-            candidate = _floor_ms(self._last) + _MS
-            if candidate - current <= self._max_lead:
-                current = candidate
-            elif current <= self._last:
+        if current < self._next:
+            if self._next - current <= self._max_lead:
+                current = self._next
+                self._last, self._next = current, current + _MS
+                return current
+            if current <= self._last:
                 current = self._last + _US
         self._last = current
+        self._next = _floor_ms(current) + _MS
         return current
 
     def monotonic(self) -> float:

@@ -9,7 +9,8 @@ same conditional rule as :meth:`CommandRepo.transition`:
   (``sqlite_batch.py``); a read-back tells each request whether it moved its command,
   because each request carries its own ``now`` (the hub's clock never repeats a value).
 * PostgreSQL: one ``INSERT ... FROM unnest(...) RETURNING``, and per group of like
-  transitions one ``UPDATE ... FROM unnest(...) RETURNING``, sent by asyncpg on a held
+  transitions one ``UPDATE ... FROM unnest(...) RETURNING``, joined as data-modifying
+  CTEs into one statement per wave, one transaction per batch, sent by asyncpg on a held
   connection (``postgres_batch.py`` says why).
 
 Requests for one command apply in arrival order, in waves that hold it at most once.
@@ -57,6 +58,9 @@ class TransitionRequest(msgspec.Struct, kw_only=True, frozen=True):
     #: Only move the command if it belongs to this device (a device acting as itself).
     device_id: str | None = None
     fields: dict[str, Any] = {}
+    #: False when nobody reads the outcome (a write-behind ``sent`` mark): the row is
+    #: then not read back nor decoded, and the outcome is always None.
+    read_back: bool = True
 
 
 class CommandBatchRepo(Repo):
@@ -78,18 +82,12 @@ class CommandBatchRepo(Repo):
         """:meth:`insert_many` then :meth:`transition_many`, in one unit of work.
 
         On SQLite that is one transaction in one hand-off to the database thread; on
-        PostgreSQL, statements in autocommit (see below).
+        PostgreSQL one transaction, usually one statement (:meth:`_write_postgres`).
         """
         waves = _waves(requests)
         if self._sqlite is not None:
             return await self._write_sqlite(rows, requests, waves)
-        # PostgreSQL: autocommit, no BEGIN/COMMIT round trips. Each statement is atomic and
-        # conditional by itself, and its RETURNING rows are exactly what moved.
-        stored = await self._insert_postgres(rows) if rows else []
-        moved: list[Command | None] = [None] * len(requests)
-        for members in waves:
-            await self._apply_wave_postgres(requests, members, moved)
-        return stored, moved
+        return await self._write_postgres(rows, requests, waves)
 
     async def _write_sqlite(
         self,
@@ -104,13 +102,11 @@ class CommandBatchRepo(Repo):
             if "FOREIGN KEY" in str(error):
                 raise NotFound("a command refers to a device that does not exist") from None
             raise Conflict(f"command batch refused: {error}") from None
-        stored = [_to_command(row) for row in inserted]
-        _check_order(rows, stored)
+        _check_order(rows, inserted)
         moved: list[Command | None] = [None] * len(requests)
-        for members, by_id in zip(waves, read, strict=True):
-            found = {i: _to_command(r) for i, r in by_id.items()}
+        for members, found in zip(waves, read, strict=True):
             _settle(requests, members, found, moved)
-        return stored, moved
+        return inserted, moved
 
     async def insert_many(self, rows: Sequence[NewCommand]) -> list[Command]:
         """Insert new commands in one statement; results in the order of ``rows``.
@@ -122,53 +118,100 @@ class CommandBatchRepo(Repo):
     async def transition_many(self, requests: Sequence[TransitionRequest]) -> list[Command | None]:
         """Apply conditional transitions together; per request, the command it moved.
 
-        ``None`` for a request that moved nothing (wrong state, wrong device, unknown id).
+        ``None`` for a request that moved nothing (wrong state, wrong device, unknown id),
+        and for one that asked for no read-back.
         Requests for the same command apply in the order given: the batch runs in waves
         holding each command at most once (an acknowledgement and the result of one
         command often arrive together).
         """
         return (await self.write((), requests))[1]
 
-    async def _insert_postgres(self, rows: Sequence[NewCommand]) -> list[Command]:
-        assert self._postgres is not None
-        records = await self._postgres.fetch(
-            postgres_batch.INSERT, postgres_batch.insert_arguments(rows)
-        )
-        # Ids are drawn in the SELECT's order (ORDER BY n): sorted by id, the rows follow
-        # the input, which _check_order confirms rather than assumes.
-        stored = sorted(
-            (_to_command(r) for r in records),
-            key=lambda command: command.id,
-        )
-        _check_order(rows, stored)
-        return stored
-
-    async def _apply_wave_postgres(
+    async def _write_postgres(
         self,
+        rows: Sequence[NewCommand],
         requests: Sequence[TransitionRequest],
-        members: list[int],
-        outcome: list[Command | None],
-    ) -> None:
-        """One ``UPDATE ... FROM unnest(...) RETURNING`` per group of like requests."""
-        groups: defaultdict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for index in members:
-            request = requests[index]
-            row = postgres_batch.values_of(request.target, request.now, request.fields)
-            row["b_id"] = request.command_id
-            by_device = request.device_id is not None
-            if by_device:
-                row["b_device"] = request.device_id
-            columns = tuple(sorted(k for k in row if not k.startswith("b_")))
-            groups[(request.target, by_device, columns)].append((index, row))
+        waves: list[list[int]],
+    ) -> tuple[list[Command], list[Command | None]]:
+        """The batch in one transaction, and in the usual case one statement.
+
+        The new commands and the first wave of transitions form one statement (one
+        round trip, one WAL flush); a later wave (a command moved twice in one batch) is
+        a statement of its own, and then all of them run between BEGIN and COMMIT.
+        """
         assert self._postgres is not None
-        for (target, by_device, columns), items in groups.items():
-            records = await self._postgres.fetch(
-                postgres_batch.update_statement(target, by_device, columns),
-                postgres_batch.update_arguments([row for _, row in items], by_device, columns),
-            )
-            moved = {r["id"]: _to_command(r) for r in records}
-            for index, _ in items:
-                outcome[index] = moved.get(requests[index].command_id)
+        if not rows and not requests:
+            return [], []
+        # Per statement: its parts (SQL, arguments, and the request indexes of an
+        # UPDATE part, None for the INSERT part).
+        statements: list[list[tuple[str, list[list[Any]], list[int] | None]]] = []
+        first: list[tuple[str, list[list[Any]], list[int] | None]] = []
+        if rows:
+            first.append((postgres_batch.INSERT, postgres_batch.insert_arguments(rows), None))
+        for members in waves:
+            parts = first if not statements else []
+            placeholder = 1 + sum(len(arguments) for _, arguments, _ in parts)
+            for (target, by_device, columns), items in _groups(requests, members).items():
+                sql = postgres_batch.update_statement(target, by_device, columns, placeholder)
+                arguments = postgres_batch.update_arguments(
+                    [row for _, row in items], by_device, columns
+                )
+                placeholder += len(arguments)
+                parts.append((sql, arguments, [index for index, _ in items]))
+            statements.append(parts)
+        if not statements:
+            statements.append(first)
+        results = await self._postgres.fetch_all(
+            [
+                (
+                    postgres_batch.combine([sql for sql, _, _ in parts]),
+                    [array for _, arguments, _ in parts for array in arguments],
+                )
+                for parts in statements
+            ]
+        )
+        stored: list[Command] = []
+        moved: list[Command | None] = [None] * len(requests)
+        for parts, records in zip(statements, results, strict=True):
+            # Only the rows somebody reads are decoded.
+            wanted = [
+                None
+                if indexes is None
+                else {requests[i].command_id for i in indexes if requests[i].read_back}
+                for _, _, indexes in parts
+            ]
+            by_part: list[dict[int, Command]] = [{} for _ in parts]
+            for record in records:
+                part = record["part"] if len(parts) > 1 else 0
+                ids = wanted[part]
+                if ids is None or record["id"] in ids:
+                    by_part[part][record["id"]] = _to_command(record)
+            for (_, _, indexes), found in zip(parts, by_part, strict=True):
+                if indexes is None:
+                    # Ids are drawn in the SELECT's order (ORDER BY n): sorted by id, the
+                    # rows follow the input, which _check_order confirms, not assumes.
+                    stored = sorted(found.values(), key=lambda command: command.id)
+                    _check_order(rows, stored)
+                    continue
+                for index in indexes:
+                    moved[index] = found.get(requests[index].command_id)
+        return stored, moved
+
+
+def _groups(
+    requests: Sequence[TransitionRequest], members: list[int]
+) -> dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]]:
+    """One wave's requests grouped by (target, by device, columns): one UPDATE each."""
+    groups: defaultdict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for index in members:
+        request = requests[index]
+        row = postgres_batch.values_of(request.target, request.now, request.fields)
+        row["b_id"] = request.command_id
+        by_device = request.device_id is not None
+        if by_device:
+            row["b_device"] = request.device_id
+        columns = tuple(sorted(k for k in row if not k.startswith("b_")))
+        groups[(request.target, by_device, columns)].append((index, row))
+    return groups
 
 
 def _check_order(rows: Sequence[NewCommand], stored: Sequence[Command]) -> None:
@@ -203,6 +246,7 @@ def _settle(
         command = stored.get(request.command_id)
         if (
             command is not None
+            and request.read_back
             and command.state is request.target
             and command.updated_at == request.now
         ):

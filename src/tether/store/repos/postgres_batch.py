@@ -11,10 +11,14 @@ section). So this module, and only this one, talks to the driver directly:
   failure returns it to the pool invalidated, and the next batch takes a fresh one);
 * one ``INSERT ... SELECT FROM unnest(...) ORDER BY n RETURNING`` per batch of new
   commands, and one ``UPDATE ... FROM unnest(...) RETURNING`` per group of like
-  transitions: each planned with its own values, one round trip, and the returned rows
-  are exactly the commands that moved;
-* autocommit: each statement is atomic and conditional by itself, so no ``BEGIN`` and
-  ``COMMIT`` round trips.
+  transitions: each planned with its own values, and the returned rows are exactly the
+  commands that moved;
+* these joined into ONE statement (data-modifying CTEs, :func:`combine`) per wave of
+  transitions, so a usual batch is one round trip and one commit (one WAL flush) in
+  autocommit, with no ``BEGIN``/``COMMIT`` round trips. Statements sent separately in
+  autocommit cost a commit each, and under load that showed in the tail (P2 on
+  PostgreSQL, ``docs/performance.md``). A batch that needs several statements (a
+  command moved twice in it) runs them in one transaction.
 
 The statements keep the rules of :class:`~tether.store.repos.commands.CommandRepo`, and
 ``tests/store/test_command_batches.py`` runs the same cases on both engines.
@@ -76,15 +80,21 @@ INSERT = (
 _updates: dict[tuple[Any, ...], str] = {}
 
 
-def update_statement(target: CommandState, by_device: bool, columns: Sequence[str]) -> str:
-    """The UPDATE for one group of transitions (same target, same columns)."""
-    key = (target, by_device, *columns)
+def update_statement(
+    target: CommandState, by_device: bool, columns: Sequence[str], first: int = 1
+) -> str:
+    """The UPDATE for one group of transitions (same target, same columns).
+
+    Its placeholders are numbered from ``first``, so that several of them can share one
+    statement (:func:`combine`).
+    """
+    key = (target, by_device, first, *columns)
     sql = _updates.get(key)
     if sql is not None:
         return sql
     keys = ["b_id", *(["b_device"] if by_device else []), *columns]
     types = {"b_id": "bigint", "b_device": "varchar", **_SQL_TYPES}
-    arrays = ", ".join(f"${i}::{types[k]}[]" for i, k in enumerate(keys, start=1))
+    arrays = ", ".join(f"${i}::{types[k]}[]" for i, k in enumerate(keys, start=first))
     sets = ", ".join(
         f'"{k}" = CAST(v."{k}" AS json)' if k in _JSON else f'"{k}" = v."{k}"' for k in columns
     )
@@ -98,6 +108,24 @@ def update_statement(target: CommandState, by_device: bool, columns: Sequence[st
     )
     _updates[key] = sql
     return sql
+
+
+def combine(parts: Sequence[str]) -> str:
+    """Several INSERT/UPDATE statements as ONE: data-modifying CTEs, rows tagged by part.
+
+    One statement is one round trip, one implicit transaction and one WAL flush, where
+    separate statements in autocommit paid each of these per statement. The parts see the
+    same snapshot and none sees another's changes, so they must touch distinct rows: the
+    caller combines the new commands with ONE wave of transitions (a wave holds each
+    command at most once, and no transition of a batch refers to a command it inserts).
+    With more than one part, each returned row carries ``part``, the index of the
+    statement that produced it.
+    """
+    if len(parts) == 1:
+        return parts[0]  # every row is part 0; no CTE needed
+    ctes = ", ".join(f"p{i} AS ({sql})" for i, sql in enumerate(parts))
+    selects = " UNION ALL ".join(f"SELECT {i} AS part, * FROM p{i}" for i in range(len(parts)))
+    return f"WITH {ctes} {selects}"
 
 
 def update_arguments(
@@ -153,16 +181,30 @@ class HeldConnection:
 
     async def fetch(self, sql: str, arguments: Sequence[Any]) -> list[asyncpg.Record]:
         """Run one statement in autocommit and return its rows (JSON columns decoded)."""
+        return (await self.fetch_all([(sql, arguments)]))[0]
+
+    async def fetch_all(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[asyncpg.Record]]:
+        """Run statements in ONE transaction; the rows of each, in order.
+
+        A single statement is its own transaction (autocommit: no ``BEGIN``/``COMMIT``
+        round trips); several run between ``BEGIN`` and ``COMMIT``, all or nothing.
+        """
         async with self._lock:
             driver = await self._connection()
-            SQL_STATEMENTS.inc()
+            SQL_STATEMENTS.inc(len(statements))
             try:
-                rows: list[asyncpg.Record] = await driver.fetch(sql, *arguments)
+                if len(statements) == 1:
+                    sql, arguments = statements[0]
+                    return [await driver.fetch(sql, *arguments)]
+                async with driver.transaction():
+                    return [await driver.fetch(sql, *arguments) for sql, arguments in statements]
             except asyncpg.IntegrityConstraintViolationError as error:
                 raise write_error(error, "command") from None
             except asyncpg.PostgresError as error:
-                # The server refused this statement; in autocommit nothing stays open, so
-                # the connection is fine unless the refusal was about the connection.
+                # The server refused a statement; the transaction (if any) was rolled
+                # back, so the connection is fine unless the refusal was about it.
                 if not _connection_lost(error):
                     raise  # a bug in a statement: loud, and not "database unavailable"
                 await self._drop()
@@ -176,7 +218,6 @@ class HeldConnection:
                 if isinstance(error, Exception):
                     raise Unavailable(f"database unavailable: {error!r}") from error
                 raise
-            return rows
 
     async def close(self) -> None:
         async with self._lock:
