@@ -216,6 +216,9 @@ class Outcome:
     client_cpu: float = 0.0
     machine_cpu: float = 0.0
     connect_seconds: float = 0.0
+    #: Server CPU seconds per delivery in the throughput phase: unlike deliveries/s, it
+    #: does not depend on how much of the shared machine the server got.
+    cpu_per_delivery: float = math.nan
 
     def p(self, q: float) -> float:
         return percentile(sorted(self.lasts), q)
@@ -276,7 +279,7 @@ class _Clients:
     async def stop(self) -> list[_Report]:
         reports = []
         for process in self.processes:
-            assert process.stdin is not None and process.stdout is not None
+            assert process.stdin is not None
             process.stdin.write(b"stop\n")
             await process.stdin.drain()
         for process in self.processes:
@@ -319,7 +322,7 @@ async def _drive(
             sent: dict[int, float] = {}
 
             async def post(i: int) -> None:
-                frame = '{"type":"notification","name":"tick","parameters":{"i":%d}}' % i
+                frame = f'{{"type":"notification","name":"tick","parameters":{{"i":{i}}}}}'
                 sent[i] = time.monotonic()
                 await device.send_str(frame)
 
@@ -340,7 +343,8 @@ async def _drive(
             # Wait for the stragglers: long enough for a 10x slower server, bounded.
             await asyncio.sleep(min(30.0, 2.0 + load.seconds))
             wall = time.monotonic() - start
-            outcome.server_cpu = (server.cpu_seconds() - cpu0) / wall
+            server_seconds = server.cpu_seconds() - cpu0
+            outcome.server_cpu = server_seconds / wall
             outcome.client_cpu = (clients.cpu() - client0) / wall
             outcome.machine_cpu = (machine_busy() - busy0) / wall
             draining.cancel()
@@ -349,6 +353,7 @@ async def _drive(
     finally:
         clients.kill()
     _summarise(outcome, reports, sent, load, burst, start, connected)
+    outcome.cpu_per_delivery = server_seconds / max(1, outcome.deliveries)
     return outcome
 
 
@@ -461,6 +466,12 @@ def report(base: Outcome, ours: Outcome, load: Load, machine: Machine, command: 
             f"{ours.incomplete} / {ours.closed}",
             "",
         ],
+        row(
+            "server CPU per delivery, throughput phase (us)",
+            base.cpu_per_delivery * 1e6,
+            ours.cpu_per_delivery * 1e6,
+            "{:.1f}",
+        ),
         row(
             "server CPU, throughput phase (share of one core)",
             base.server_cpu,

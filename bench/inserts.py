@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from bench import chart
 from bench.common import Machine, now_utc, ratio, table
-from bench.ingest import Outcome, jobs_for, measure, raw, tether
 from bench.ingest import Load as IngestLoad
+from bench.ingest import Outcome, jobs_for, measure, raw, tether
 
 GOAL_INSERTS = 2000.0
 

@@ -60,7 +60,7 @@ class _Reply(msgspec.Struct):
 
 
 async def _main(job: Job) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     errors: Counter[str] = Counter()
     bins: Counter[int] = Counter()
