@@ -39,6 +39,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "ewelink",
             "infiniteclouds",
             "devicehive",
+            "fanout",
+            "ingest",
+            "inserts",
             "all",
         ),
         default="all",
@@ -142,6 +145,39 @@ async def main(args: argparse.Namespace) -> int:
         from bench import devicehive
 
         emit("devicehive", await devicehive.run(load, machine, command))
+    if args.scenario in ("fanout", "all"):
+        from bench import fanout
+
+        fan = (
+            fanout.Load(subscribers=500, processes=2, pings=5, seconds=2)
+            if args.quick
+            else fanout.Load()
+        )
+        emit("p4", await fanout.run(fan, machine, command))
+    if args.scenario in ("ingest", "all"):
+        from bench import ingest
+
+        emit(
+            "p6a",
+            await ingest.run(
+                ingest.Load.quick() if args.quick else ingest.Load(),
+                machine,
+                command,
+                not args.no_postgres,
+            ),
+        )
+    if args.scenario in ("inserts", "all"):
+        from bench import inserts
+
+        emit(
+            "p6b",
+            await inserts.run(
+                inserts.Load.quick() if args.quick else inserts.Load(),
+                machine,
+                command,
+                not args.no_postgres,
+            ),
+        )
     return 0
 
 

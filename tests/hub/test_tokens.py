@@ -82,3 +82,26 @@ def test_derived_keys_differ_by_purpose_and_secret() -> None:
     assert one != KEY.encode()
     other = TokenService(KEY + "x", access_ttl=60, refresh_ttl=3600)
     assert other.derive_key("infiniteclouds-device-token") != one
+
+
+def test_a_remembered_token_still_expires_and_keeps_its_type() -> None:
+    service = TokenService(KEY, access_ttl=60, refresh_ttl=3600)
+    pair = service.issue(client(), NOW)
+    first = service.decode(pair.access_token, NOW, TokenType.ACCESS)
+    # The second use is answered from the verified-token cache: the same claims.
+    assert service.decode(pair.access_token, NOW + timedelta(seconds=30), TokenType.ACCESS) == first
+    with pytest.raises(Unauthorized, match="type"):
+        service.decode(pair.access_token, NOW, TokenType.REFRESH)
+    with pytest.raises(Unauthorized, match="expired"):
+        service.decode(pair.access_token, NOW + timedelta(seconds=61), TokenType.ACCESS)
+
+
+def test_a_forged_token_is_refused_every_time() -> None:
+    service = TokenService(KEY, access_ttl=60, refresh_ttl=3600)
+    forged = TokenService(
+        "another-key-that-is-long-enough-for-hs256", access_ttl=60, refresh_ttl=60
+    )
+    token = forged.issue(client(), NOW).access_token
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="invalid token"):
+            service.decode(token, NOW, TokenType.ACCESS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
@@ -72,11 +72,21 @@ def _parse_ids(raw: Any) -> frozenset[int] | None:
         raise Unauthorized("invalid token") from None
 
 
+#: Verified tokens remembered (a full cache is emptied, then refilled on use).
+VERIFIED_CACHE_ENTRIES = 10_000
+
+
 class TokenService:
     def __init__(self, secret: str, *, access_ttl: float, refresh_ttl: float) -> None:
         self._secret = secret
         self.access_ttl = timedelta(seconds=access_ttl)
         self.refresh_ttl = timedelta(seconds=refresh_ttl)
+        # An app sends the same bearer with every request; verifying its signature and
+        # rebuilding its claims took about a fifth of the CPU of a command create
+        # (profiled in docs/performance.md, P6b). A token string that verified once maps
+        # to the same claims until it expires, which is still checked on every use below;
+        # the user's status is checked by the caller on every use as before.
+        self._verified: dict[str, TokenClaims] = {}
 
     def derive_key(self, purpose: str) -> bytes:
         """A signing key for ``purpose`` (a dialect's device tokens), derived from the secret.
@@ -136,6 +146,21 @@ class TokenService:
         )
 
     def decode(self, token: str, now: datetime, expected: TokenType) -> TokenClaims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_CACHE_ENTRIES:
+                self._verified.clear()
+            self._verified[token] = claims
+        if claims.token_type is not expected:
+            raise Unauthorized("invalid token type")
+        if claims.expires_at <= now:
+            self._verified.pop(token, None)
+            raise Unauthorized("token has expired")
+        return claims
+
+    def _verify(self, token: str) -> TokenClaims:
+        """Check the signature and parse the claims (expiry and type are the caller's)."""
         try:
             # Expiry is checked below against the injected clock, not the wall clock.
             raw = jwt.decode(
@@ -151,17 +176,15 @@ class TokenService:
             expires_ms = int(payload["e"])
             user_id = int(payload["u"])
             actions = frozenset(Action(int(a)) for a in payload.get("a") or [])
+            network_ids = _parse_ids(payload.get("n"))
+            device_type_ids = _parse_ids(payload.get("dt"))
         except (KeyError, TypeError, ValueError):
             raise Unauthorized("invalid token") from None
-        if token_type is not expected:
-            raise Unauthorized("invalid token type")
-        if expires_ms <= now.timestamp() * 1000:
-            raise Unauthorized("token has expired")
         return TokenClaims(
             user_id=user_id,
             actions=ALL_ACTIONS if Action.ANY in actions else actions,
-            network_ids=_parse_ids(payload.get("n")),
-            device_type_ids=_parse_ids(payload.get("dt")),
-            expires_at=datetime.fromtimestamp(expires_ms / 1000, now.tzinfo),
+            network_ids=network_ids,
+            device_type_ids=device_type_ids,
+            expires_at=datetime.fromtimestamp(expires_ms / 1000, UTC),
             token_type=token_type,
         )

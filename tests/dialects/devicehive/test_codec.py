@@ -182,3 +182,31 @@ def test_millisecond_clock_never_repeats_a_millisecond() -> None:
 def test_manual_clocks_are_left_alone() -> None:
     clock = ManualClock()
     assert clock.now() == clock.now()
+
+
+def test_millisecond_clock_passes_a_later_millisecond_through_unchanged() -> None:
+    class Stepping:
+        def __init__(self) -> None:
+            self.value = T0.replace(microsecond=123_456)
+
+        def now(self) -> datetime:
+            self.value += timedelta(microseconds=1_250)
+            return self.value
+
+        def monotonic(self) -> float:
+            return 0.0
+
+    inner = Stepping()
+    clock = MillisecondClock(inner, max_lead=1.0)
+    readings = [clock.now() for _ in range(5)]
+    # Each reading is already in a later millisecond: returned exactly, microseconds kept.
+    assert readings == [
+        T0.replace(microsecond=123_456) + timedelta(microseconds=1_250 * k) for k in range(1, 6)
+    ]
+    # A reading in the same millisecond moves to the start of the next one.
+    inner.value -= timedelta(microseconds=1_250)
+    bumped = clock.now()
+    assert bumped == readings[-1].replace(
+        microsecond=readings[-1].microsecond // 1000 * 1000
+    ) + timedelta(milliseconds=1)
+    assert bumped.tzinfo is not None
