@@ -13,12 +13,14 @@ RSS per connection is ``(RSS(n) - RSS(warm)) / (n - warm)``, where ``warm`` is a
 batch of connections that loads lazily imported code and fills first-use caches; that
 one-off cost is not a per-connection cost. Both servers get the same listen backlog and
 the same client processes (several source addresses in 127.0.0.0/8, fd limits raised).
+``BENCH_TETHER_ENV='{"TETHER_X": "..."}'`` adds settings to the Tether under test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -71,9 +73,16 @@ class Run:
         return self.per_conn(*self.samples[-1]) if self.samples else float("nan")
 
 
+def extra_tether_env() -> dict[str, str]:
+    """``TETHER_*`` settings for the Tether under test from ``BENCH_TETHER_ENV`` (JSON),
+    to measure a setting's effect (e.g. ``{"TETHER_GC_THRESHOLD": "0"}``)."""
+    extra: dict[str, str] = json.loads(os.environ.get("BENCH_TETHER_ENV") or "{}")
+    return extra
+
+
 async def tether_server(dialect: str, secret: str, count: int) -> tuple[Tether, str]:
     """A Tether with ``count`` devices of ``dialect``; returns it and a DeviceHive token."""
-    env = {"TETHER_LISTEN_BACKLOG": str(BACKLOG)}
+    env = {"TETHER_LISTEN_BACKLOG": str(BACKLOG), **extra_tether_env()}
     server = Tether("tether", env=env)
     await server.start()
     async with aiohttp.ClientSession(base_url=server.base_url) as session:
@@ -241,7 +250,12 @@ def render(
         f"- Date: {now_utc()}\n"
         f"{machine.markdown()}"
         f"- Command: `{command}`\n"
-        f"- Goal: 20,000 held; RSS per connection <= {GOAL_RATIO}x raw aiohttp's in the same "
+        + (
+            f"- Tether settings beyond its defaults: `{json.dumps(extra_tether_env())}`\n"
+            if extra_tether_env()
+            else ""
+        )
+        + f"- Goal: 20,000 held; RSS per connection <= {GOAL_RATIO}x raw aiohttp's in the same "
         f"run and <= {GOAL_KIB:g} KiB. Verdict: {'; '.join(verdicts)}.\n"
         f"- Connections per server: {capped}. Fresh server per dialect and system; "
         f"{processes} client processes, each from its own source address in "

@@ -148,6 +148,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because an accept queue was full (every
+    process on the machine: ``TcpExt ListenOverflows`` in ``/proc/net/netstat``)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            fields = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(fields.get("ListenOverflows", 0))
+    return 0
+
+
 def open_fds(pid: int) -> int:
     with contextlib.suppress(OSError):
         return len(list(Path(f"/proc/{pid}/fd").iterdir()))

@@ -12,6 +12,7 @@ and until the server's registry counts all ``N`` online again (Tether: the
 ``tether_devices_online`` gauge, which follows presence; raw: ``GET /stats``, the size
 of its dict of sockets). The baseline is ``bench/rawws.py``: the same wire steps on raw
 aiohttp, a token check and a dict. Both servers get the same listen backlog.
+``BENCH_TETHER_ENV`` adds settings to the Tether under test (see ``bench/connections.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bench.common import Machine, ServerProcess, metric_total, now_utc, table
-from bench.connections import LABELS, SPARE_FDS, tether_server
-from bench.fleet import BACKLOG, Clients, Target, fd_limit, new_secret, raise_fd_limit, raw_server
+from bench.connections import LABELS, SPARE_FDS, extra_tether_env, tether_server
+from bench.fleet import (
+    BACKLOG,
+    Clients,
+    Target,
+    fd_limit,
+    listen_overflows,
+    new_secret,
+    raise_fd_limit,
+    raw_server,
+)
 
 GOAL_SECONDS = 20.0
 GOAL_RATIO = 2.0
@@ -53,6 +63,8 @@ class Storm:
     errors: dict[str, int] = field(default_factory=dict)
     client_cpu: float = 0.0
     server_cpu: float = 0.0
+    overflows: int = 0
+    median: float = math.nan
     #: (seconds since the cut, devices authenticated again)
     connected: list[tuple[float, float]] = field(default_factory=list)
     #: (seconds since the cut, registry's online count)
@@ -86,6 +98,7 @@ async def storm(server: ServerProcess, result: Storm, target: Target, processes:
             )
             await asyncio.sleep(2.0)
             cpu0 = server.cpu_seconds()
+            overflows0 = listen_overflows()
             cut = time.monotonic()
             storm_task = asyncio.create_task(clients.command([{"op": "storm"}] * processes))
             while time.monotonic() - cut < STORM_LIMIT:
@@ -99,6 +112,7 @@ async def storm(server: ServerProcess, result: Storm, target: Target, processes:
                 await asyncio.sleep(POLL)
             answers = await storm_task
         result.server_cpu = server.cpu_seconds() - cpu0
+        result.overflows = listen_overflows() - overflows0
         times = sorted(t - cut for a in answers for t in a["times"])
         result.failed = sum(a["failed"] for a in answers)
         result.client_cpu = sum(a["cpu"] for a in answers)
@@ -107,11 +121,14 @@ async def storm(server: ServerProcess, result: Storm, target: Target, processes:
                 result.errors[kind] = result.errors.get(kind, 0) + count
         if times and not result.failed:
             result.back_seconds = times[-1]
+        if times:
+            result.median = times[len(times) // 2]
         result.connected = curve(times)
         print(
             f"  {result.system} {result.dialect}: {len(times):,} back in "
-            f"{result.back_seconds:.1f} s, registry {result.registry_seconds:.1f} s, "
-            f"failed {result.failed}, errors {result.errors}"
+            f"{result.back_seconds:.1f} s (half in {result.median:.1f} s), registry "
+            f"{result.registry_seconds:.1f} s, server CPU {result.server_cpu:.1f} s, listen "
+            f"overflows {result.overflows:,}, failed {result.failed}, errors {result.errors}"
         )
     finally:
         await clients.stop()
@@ -183,12 +200,14 @@ def render(
             [
                 label,
                 f"{raw.devices:,}",
+                f"{raw.median:.1f} / {ours.median:.1f}",
                 f"{raw.back_seconds:.1f}",
                 f"{ours.back_seconds:.1f}",
                 f"{ratio:.2f}x",
                 f"{raw.registry_seconds:.1f} / {ours.registry_seconds:.1f}",
                 f"{raw.server_cpu:.1f} / {ours.server_cpu:.1f}",
                 f"{raw.client_cpu:.1f} / {ours.client_cpu:.1f}",
+                f"{raw.overflows:,} / {ours.overflows:,}",
                 f"{raw.failed} / {ours.failed}",
             ]
         )
@@ -219,7 +238,12 @@ def render(
         f"- Date: {now_utc()}\n"
         f"{machine.markdown()}"
         f"- Command: `{command}`\n"
-        f"- Goal: 20,000 devices back in < {GOAL_SECONDS:g} s, within {GOAL_RATIO:g}x of the "
+        + (
+            f"- Tether settings beyond its defaults: `{json.dumps(extra_tether_env())}`\n"
+            if extra_tether_env()
+            else ""
+        )
+        + f"- Goal: 20,000 devices back in < {GOAL_SECONDS:g} s, within {GOAL_RATIO:g}x of the "
         f"raw relay in the same run. Verdict: {'; '.join(verdicts)}.\n"
         f"- Devices per server: {capped}. All connected and idle, then every client socket "
         f"is aborted at once and every device reconnects and authenticates again; "
@@ -230,12 +254,14 @@ def render(
             [
                 "dialect",
                 "devices",
-                "raw s",
-                "Tether s",
+                "half back s raw / Tether",
+                "all back s raw",
+                "all back s Tether",
                 "ratio",
                 "registry all online s raw / Tether",
                 "server CPU s raw / Tether",
                 "client CPU s raw / Tether",
+                "listen overflows raw / Tether",
                 "failed raw / Tether",
             ],
             rows,

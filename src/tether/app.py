@@ -174,14 +174,16 @@ def tune_gc(threshold: int) -> None:
     ``docs/performance.md``, P5). Once the server is ready: collect once, then freeze
     what start-up made (modules, settings, the hub: never garbage) out of every later
     collection, and raise the young-generation threshold to ``threshold`` allocations
-    (0 keeps Python's). Memory freed by reference counting, which is nearly all of it,
-    is unaffected; only cycles wait a little longer to be found.
+    (0 leaves the collector as Python sets it, nothing frozen). Memory freed by
+    reference counting, which is nearly all of it, is unaffected; only cycles wait a
+    little longer to be found.
     """
+    if threshold <= 0:
+        return
     gc.collect()
     gc.freeze()
-    if threshold > 0:
-        _, middle, old = gc.get_threshold()
-        gc.set_threshold(threshold, middle, old)
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(threshold, middle, old)
     log.info(
         "garbage collector: %d start-up objects frozen, thresholds %s",
         gc.get_freeze_count(),

@@ -138,8 +138,8 @@ class Settings(BaseSettings):
         50_000,
         ge=0,
         description="Allocations between young-generation garbage collections in `tether "
-        "serve` (Python's default is 700; 0 leaves Python's). Startup objects are also "
-        "frozen out of collections once the server is ready.",
+        "serve` (Python's default is 700), once the server is ready, when start-up objects "
+        "are also frozen out of collections; 0 leaves the collector as Python sets it.",
     )
     listen_backlog: int = Field(
         4096,
