@@ -42,7 +42,7 @@ def outbox(size: int = 4) -> tuple[Outbox, FakeSocket]:
 
 
 def holds_nothing(box: Outbox) -> bool:
-    return box._queue is None and (box._writer is None or box._writer.done())
+    return box._queue is None and box._writer is None
 
 
 async def test_an_idle_outbox_holds_no_queue_and_no_running_task() -> None:

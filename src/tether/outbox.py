@@ -169,6 +169,13 @@ class Outbox:
     async def _write(self) -> None:
         """Send what is queued, oldest first; then the close frame if closing, else end
         (the next frame starts a new writer)."""
+        try:
+            await self._drain()
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None  # a finished task is still a few hundred bytes
+
+    async def _drain(self) -> None:
         ws = self.ws
         try:
             while self._queue:
