@@ -106,9 +106,13 @@ async def storm(server: ServerProcess, result: Storm, target: Target, processes:
                     count = await asyncio.wait_for(online(session, server, raw), 5)
                     now = time.monotonic() - cut
                     result.registry.append((now, count))
-                    if storm_task.done() and count >= held:
-                        result.registry_seconds = now
-                        break
+                    # The target is what was cut: a socket closed during the idle hold
+                    # (the peer's or the server's doing) is not expected back.
+                    if storm_task.done():
+                        cut_count = sum(a["dropped"] for a in storm_task.result())
+                        if count >= cut_count:
+                            result.registry_seconds = now
+                            break
                 await asyncio.sleep(POLL)
             answers = await storm_task
         result.server_cpu = server.cpu_seconds() - cpu0

@@ -157,6 +157,7 @@ class Fleet:
         times = await asyncio.gather(*(self.bring_up(n) for n in ids))
         return {
             "dropped_at": dropped,
+            "dropped": len(ids),
             "times": [t for t in times if t is not None],
             "failed": sum(1 for t in times if t is None),
             "errors": dict(self.errors),
