@@ -42,9 +42,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "fanout",
             "ingest",
             "inserts",
+            "connections",
+            "storm",
             "all",
         ),
         default="all",
+        help="connections (P1) and storm (P5) take several minutes each and are not part "
+        "of all; run them on their own",
     )
     parser.add_argument(
         "--duration",
@@ -63,6 +67,24 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--ewelink-devices",
         type=int,
         help="idle eWeLink devices in the ewelink fleet run [default: 10000, 300 quick]",
+    )
+    parser.add_argument(
+        "--fleet",
+        type=int,
+        help="connections/storm: idle device sockets per server [default: 20000, 1000 "
+        "quick; capped by the open-file limit]",
+    )
+    parser.add_argument(
+        "--fleet-dialects",
+        help="connections/storm: comma-separated dialects [default: "
+        "native,ewelink,devicehive; storm: native,ewelink]",
+    )
+    parser.add_argument(
+        "--fleet-clients",
+        type=int,
+        default=4,
+        help="connections/storm: client processes, each from its own 127.0.x.1 address "
+        "[default: %(default)s]",
     )
     parser.add_argument(
         "--no-postgres",
@@ -141,6 +163,20 @@ async def main(args: argparse.Namespace) -> int:
         section = await infiniteclouds.run(seconds, warmup, machine, command)
         if section is not None:
             emit("infiniteclouds", section)
+    fleet = args.fleet or (1000 if args.quick else 20_000)
+    default_dialects = "native,ewelink" if args.scenario == "storm" else "native,ewelink,devicehive"
+    fleet_dialects = [d for d in (args.fleet_dialects or default_dialects).split(",") if d]
+    if args.scenario == "connections":
+        from bench import connections
+
+        emit(
+            "p1",
+            await connections.run(fleet, fleet_dialects, args.fleet_clients, 250, machine, command),
+        )
+    if args.scenario == "storm":
+        from bench import storm
+
+        emit("p5", await storm.run(fleet, fleet_dialects, args.fleet_clients, machine, command))
     if args.scenario in ("devicehive", "all"):
         from bench import devicehive
 

@@ -230,7 +230,7 @@ def _announce_password_file(settings: Any, path: Path) -> None:
 async def _serve(settings: Any) -> None:
     from aiohttp import web
 
-    from tether.app import build_app, make_runner, ssl_context, start_listeners
+    from tether.app import build_app, make_runner, ssl_context, start_listeners, tune_gc
     from tether.web import STARTUP
 
     app = build_app(settings)
@@ -254,10 +254,16 @@ async def _serve(settings: Any) -> None:
         settings.port,
         ssl_context=ssl_context(settings),
         reuse_port=worker_index() is not None,
+        backlog=settings.listen_backlog,
     )
     try:
         await site.start()
-        extra = await start_listeners(runner, app, reuse_port=worker_index() is not None)
+        extra = await start_listeners(
+            runner,
+            app,
+            reuse_port=worker_index() is not None,
+            backlog=settings.listen_backlog,
+        )
     except OSError as error:
         say(settings, f"[red]cannot listen:[/red] {error}", logging.ERROR)
         await runner.cleanup()
@@ -276,6 +282,7 @@ async def _serve(settings: Any) -> None:
 
     async def announce() -> None:
         await startup.ready.wait()
+        tune_gc(settings.gc_threshold)
         if startup.password_file:
             _announce_password_file(settings, startup.password_file)
         sys.stderr.flush()

@@ -134,6 +134,21 @@ class Settings(BaseSettings):
         "from opening or from its previous answer; then it is closed.",
     )
     max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted message.")
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="Allocations between young-generation garbage collections in `tether "
+        "serve` (Python's default is 700), once the server is ready, when start-up objects "
+        "are also frozen out of collections; 0 leaves the collector as Python sets it.",
+    )
+    listen_backlog: int = Field(
+        4096,
+        ge=1,
+        le=65_535,
+        description="Connections the kernel queues for accept on each listener (capped by "
+        "net.core.somaxconn); a reconnect storm overflowing a short queue costs each dropped "
+        "device a SYN retry of 1 s or more.",
+    )
     send_queue_size: int = Field(
         1024, ge=1, description="Per-connection send queue; a consumer that overflows it is cut."
     )

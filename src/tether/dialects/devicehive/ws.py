@@ -86,65 +86,12 @@ class DhConnection(DirectoryActions):
         #: Why the connection lost its identity, for the 401 message.
         self.why = ""
         self.subs: dict[int, SubState] = {}
-        self.events: asyncio.Queue[tuple[SubState, Any]] = asyncio.Queue(
-            hub.settings.send_queue_size
-        )
+        #: Events waiting to be rendered and sent, and the task sending them: both made on
+        #: the first event, so an idle subscriber holds neither (P1).
+        self.events: asyncio.Queue[tuple[SubState, Any]] | None = None
+        self._events_size = hub.settings.send_queue_size
+        self._pump: asyncio.Task[None] | None = None
         self.closing = False
-        self.handlers: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]] = {
-            "server/info": self.server_info,
-            "server/cacheInfo": self.cache_info,
-            "cluster/info": self.cluster_info,
-            # Not in DeviceHive 3.5.0's WebSocket; the REST /info/config/cluster twin.
-            "server/config": self.cluster_info,
-            "authenticate": self.authenticate,
-            "token": self.token,
-            "token/refresh": self.token_refresh,
-            "token/create": self.token_create,
-            "configuration/get": self.config_get,
-            "configuration/put": self.config_put,
-            "configuration/delete": self.config_delete,
-            "device/get": self.device_get,
-            "device/list": self.device_list,
-            "device/count": self.device_count,
-            "device/save": self.device_save,
-            "device/delete": self.device_delete,
-            "command/insert": self.command_insert,
-            "command/update": self.command_update,
-            "command/get": self.command_get,
-            "command/list": self.command_list,
-            "command/subscribe": self.command_subscribe,
-            "command/unsubscribe": self.command_unsubscribe,
-            "notification/insert": self.notification_insert,
-            "notification/get": self.notification_get,
-            "notification/list": self.notification_list,
-            "notification/subscribe": self.notification_subscribe,
-            "notification/unsubscribe": self.notification_unsubscribe,
-            "subscription/list": self.subscription_list,
-            "user/list": self.user_list,
-            "user/count": self.user_count,
-            "user/get": self.user_get,
-            "user/getCurrent": self.user_get_current,
-            "user/insert": self.user_insert,
-            "user/update": self.user_update,
-            "user/updateCurrent": self.user_update_current,
-            "user/delete": self.user_delete,
-            "user/getNetwork": self.user_get_network,
-            "user/assignNetwork": self.user_assign_network,
-            "user/unassignNetwork": self.user_unassign_network,
-            "user/getDeviceType": self.user_get_device_type,
-            "user/getDeviceTypes": self.user_get_device_types,
-            "user/assignDeviceType": self.user_assign_device_type,
-            "user/unassignDeviceType": self.user_unassign_device_type,
-            "user/allowAllDeviceTypes": self.user_allow_all,
-            "user/disallowAllDeviceTypes": self.user_disallow_all,
-        }
-        for kind in ("network", "devicetype"):
-            self.handlers[f"{kind}/list"] = self._scope_list(kind)
-            self.handlers[f"{kind}/count"] = self._scope_count(kind)
-            self.handlers[f"{kind}/get"] = self._scope_get(kind)
-            self.handlers[f"{kind}/insert"] = self._scope_insert(kind)
-            self.handlers[f"{kind}/update"] = self._scope_update(kind)
-            self.handlers[f"{kind}/delete"] = self._scope_delete(kind)
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -163,7 +110,7 @@ class DhConnection(DirectoryActions):
             self.principal = self.expires_at = None
             self.why = "Token expired"
         try:
-            handler = self.handlers.get(action)
+            handler = HANDLERS.get(action)
             if handler is None:
                 raise DhError(400, f"Illegal argument: {action}")
             if self.principal is not None:
@@ -174,7 +121,7 @@ class DhConnection(DirectoryActions):
                 except Unauthorized as gone:
                     self.principal = self.expires_at = None
                     self.why = gone.message
-            payload = await handler(message)
+            payload = await handler(self, message)
             frame = codec.success(action, request_id, payload)
         except asyncio.CancelledError:
             raise
@@ -188,18 +135,31 @@ class DhConnection(DirectoryActions):
         if action.endswith("/subscribe") and frame["status"] == "success":
             await self.start_replay(frame["subscriptionId"])
 
+    def _queue(self) -> asyncio.Queue[tuple[SubState, Any]]:
+        """The event queue, with its pump started on first use."""
+        if self.events is None:
+            self.events = asyncio.Queue(self._events_size)
+            self._pump = asyncio.create_task(self.pump(), name="devicehive-ws-pump")
+        return self.events
+
+    async def stop_pump(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
     def offer(self, subscription: Subscription, item: Any) -> bool:
         """The hub's sink: hold events during a replay, else queue them for sending."""
         state = self.subs.get(subscription.id)
         if state is None or self.closing:
             return True
         if state.replaying:
-            if len(state.held) >= self.events.maxsize:
+            if len(state.held) >= self._events_size:
                 return False
             state.held.append(item)
             return True
         try:
-            self.events.put_nowait((state, item))
+            self._queue().put_nowait((state, item))
         except asyncio.QueueFull:
             self.closing = True
             self.outbox.cut(1008, "too slow to read events")
@@ -208,8 +168,9 @@ class DhConnection(DirectoryActions):
 
     async def pump(self) -> None:
         """Send queued events in order: render, mark delivered, write."""
+        events = self._queue()
         while True:
-            state, item = await self.events.get()
+            state, item = await events.get()
             if state.sub.id not in self.subs or not state.sel.wants(item):
                 continue
             key = (
@@ -248,7 +209,7 @@ class DhConnection(DirectoryActions):
                 for item in found:
                     # Waits for the sender when the queue is full: a long replay (limit 0)
                     # is paced by the socket instead of being cut short.
-                    await self.events.put((state, item))
+                    await self._queue().put((state, item))
         except Exception:
             log.exception("replay of subscription %s failed", subscription_id)
         finally:
@@ -442,6 +403,76 @@ class DhConnection(DirectoryActions):
         return {"subscriptions": out}
 
 
+Handler = Callable[["DhConnection", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+#: Every action by name. One table for the class, not one per connection: built per
+#: connection, its bound methods and closures were about 8 KiB of each idle socket (P1).
+HANDLERS: dict[str, Handler] = {
+    "server/info": DhConnection.server_info,
+    "server/cacheInfo": DhConnection.cache_info,
+    "cluster/info": DhConnection.cluster_info,
+    # Not in DeviceHive 3.5.0's WebSocket; the REST /info/config/cluster twin.
+    "server/config": DhConnection.cluster_info,
+    "authenticate": DhConnection.authenticate,
+    "token": DhConnection.token,
+    "token/refresh": DhConnection.token_refresh,
+    "token/create": DhConnection.token_create,
+    "configuration/get": DhConnection.config_get,
+    "configuration/put": DhConnection.config_put,
+    "configuration/delete": DhConnection.config_delete,
+    "device/get": DhConnection.device_get,
+    "device/list": DhConnection.device_list,
+    "device/count": DhConnection.device_count,
+    "device/save": DhConnection.device_save,
+    "device/delete": DhConnection.device_delete,
+    "command/insert": DhConnection.command_insert,
+    "command/update": DhConnection.command_update,
+    "command/get": DhConnection.command_get,
+    "command/list": DhConnection.command_list,
+    "command/subscribe": DhConnection.command_subscribe,
+    "command/unsubscribe": DhConnection.command_unsubscribe,
+    "notification/insert": DhConnection.notification_insert,
+    "notification/get": DhConnection.notification_get,
+    "notification/list": DhConnection.notification_list,
+    "notification/subscribe": DhConnection.notification_subscribe,
+    "notification/unsubscribe": DhConnection.notification_unsubscribe,
+    "subscription/list": DhConnection.subscription_list,
+    "user/list": DhConnection.user_list,
+    "user/count": DhConnection.user_count,
+    "user/get": DhConnection.user_get,
+    "user/getCurrent": DhConnection.user_get_current,
+    "user/insert": DhConnection.user_insert,
+    "user/update": DhConnection.user_update,
+    "user/updateCurrent": DhConnection.user_update_current,
+    "user/delete": DhConnection.user_delete,
+    "user/getNetwork": DhConnection.user_get_network,
+    "user/assignNetwork": DhConnection.user_assign_network,
+    "user/unassignNetwork": DhConnection.user_unassign_network,
+    "user/getDeviceType": DhConnection.user_get_device_type,
+    "user/getDeviceTypes": DhConnection.user_get_device_types,
+    "user/assignDeviceType": DhConnection.user_assign_device_type,
+    "user/unassignDeviceType": DhConnection.user_unassign_device_type,
+    "user/allowAllDeviceTypes": DhConnection.user_allow_all,
+    "user/disallowAllDeviceTypes": DhConnection.user_disallow_all,
+}
+
+
+def _scoped(make: str, kind: str) -> Handler:
+    """The ``network/*`` and ``devicetype/*`` actions, from their per-kind builders."""
+
+    def run(conn: DhConnection, message: dict[str, Any]) -> Awaitable[dict[str, Any] | None]:
+        action: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+        action = getattr(conn, make)(kind)
+        return action(message)
+
+    return run
+
+
+for _kind in ("network", "devicetype"):
+    for _verb in ("list", "count", "get", "insert", "update", "delete"):
+        HANDLERS[f"{_kind}/{_verb}"] = _scoped(f"_scope_{_verb}", _kind)
+
+
 async def serve(
     request: web.Request,
     hub: Hub,
@@ -462,7 +493,6 @@ async def serve(
     conn.outbox.require_auth(
         lambda: conn.principal is not None, hub.settings.ws_auth_timeout, code=1008
     )
-    pump = asyncio.create_task(conn.pump(), name="devicehive-ws-pump")
     running: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_CONCURRENT)
 
@@ -495,8 +525,6 @@ async def serve(
         await conn.close()
         for task in list(running):
             task.cancel()
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+        await conn.stop_pump()
         await conn.outbox.finish()
     return ws
