@@ -38,9 +38,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "ewelink",
             "infiniteclouds",
             "devicehive",
+            "soak",
             "all",
         ),
         default="all",
+        help="soak (P7) is not in all: its churn part takes --soak-minutes (30) plus a minute",
     )
     parser.add_argument(
         "--duration",
@@ -64,6 +66,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--no-postgres",
         action="store_true",
         help="skip the round trip on PostgreSQL and the cluster scenario (it needs it)",
+    )
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=30.0,
+        help="soak: minutes of the churn soak [default: 30]",
+    )
+    parser.add_argument(
+        "--soak-part",
+        choices=("churn", "idle", "both"),
+        default="both",
+        help="soak: the churn soak (run it unlocked), the idle-CPU part (locked), or both",
     )
     parser.add_argument(
         "--output",
@@ -137,6 +151,10 @@ async def main(args: argparse.Namespace) -> int:
         from bench import devicehive
 
         emit("devicehive", await devicehive.run(load, machine, command))
+    if args.scenario == "soak":
+        from bench import soak
+
+        emit("p7", await soak.run(args.soak_part, args.soak_minutes, machine, command))
     return 0
 
 
