@@ -508,7 +508,7 @@ def _slope(value: float | None) -> str:
 
 
 def render_churn(result: ChurnResult) -> str:
-    t, r = result.tether, result.raw
+    t, r, warm = result.tether, result.raw, result.warmup_minutes
     errors = result.sim_error_count + result.log_errors
     fd_growth = t.fds_end - t.fds_warm
     # Churn keeps CHURN_RATE x CHURN_DOWNTIME devices away at any moment: a few sockets
@@ -518,7 +518,7 @@ def render_churn(result: ChurnResult) -> str:
     rows = [
         ["RSS at start (MiB)", f"{t.rss_start_mib:,.1f}", f"{r.rss_start_mib:,.1f}"],
         [
-            f"RSS after warm-up, minutes {result.warmup_minutes:g}-{result.warmup_minutes + 1:g}",
+            f"RSS after warm-up, minutes {warm:.3g}-{warm + 1:.3g}",
             f"{t.rss_warm_mib:,.1f}",
             f"{r.rss_warm_mib:,.1f}",
         ],
@@ -571,7 +571,7 @@ def render_churn(result: ChurnResult) -> str:
         "",
         f"- Command: `{result.command}`",
         f"- Measured: {result.measured_at}, {result.minutes:g} minutes, "
-        f"warm-up {result.warmup_minutes:g} minutes, a sample every {SAMPLE_EVERY:g} s",
+        f"warm-up {result.warmup_minutes:.3g} minutes, a sample every {SAMPLE_EVERY:g} s",
         f"- Load on each server: {result.load}. Tether: `tether sim` (subprocess), the "
         "default mix of every dialect. Raw: `bench/soak_raw.py drive`, native-shaped "
         "WebSockets to the bare aiohttp relay of `bench/soak_raw.py serve`, same counts "
