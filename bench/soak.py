@@ -146,6 +146,9 @@ class Drift(msgspec.Struct, kw_only=True):
     growth: float
     #: Least-squares slope of RSS after warm-up, MiB per hour.
     slope_mib_per_hour: float | None
+    #: Growth over the last ten minutes alone (mean of the last minute over the mean of
+    #: the minute ten minutes before it): whether RSS has levelled off by the end.
+    growth_last_10: float | None = None
     fds_warm: float
     fds_end: float
     fds_max: int
@@ -171,12 +174,17 @@ def drift(samples: list[Sample], warmup_s: float) -> Drift:
         )
         slope = round(fit.slope * 3600, 2)
     span = samples[-1].seconds - samples[0].seconds
+    before = window(end - 660, end - 600) if end >= 660 else []
+    late: float | None = None
+    if before:
+        late = round(rss_end / statistics.fmean(s.rss_kib for s in before) - 1, 4)
     return Drift(
         rss_start_mib=round(samples[0].rss_kib / 1024, 1),
         rss_warm_mib=round(rss_warm / 1024, 1),
         rss_end_mib=round(rss_end / 1024, 1),
         rss_peak_mib=round(max(s.rss_kib for s in samples) / 1024, 1),
         growth=round(rss_end / rss_warm - 1, 4),
+        growth_last_10=late,
         slope_mib_per_hour=slope,
         fds_warm=statistics.median(s.fds for s in warm),
         fds_end=statistics.median(s.fds for s in last),
@@ -524,6 +532,11 @@ def render_churn(result: ChurnResult) -> str:
         ],
         ["RSS in the last minute (MiB)", f"{t.rss_end_mib:,.1f}", f"{r.rss_end_mib:,.1f}"],
         ["RSS growth after warm-up", _pct(t.growth), _pct(r.growth)],
+        [
+            "RSS growth over the last 10 minutes",
+            _pct(t.growth_last_10 if t.growth_last_10 is not None else math.nan),
+            _pct(r.growth_last_10 if r.growth_last_10 is not None else math.nan),
+        ],
         [
             "RSS trend after warm-up (MiB/hour)",
             _slope(t.slope_mib_per_hour),
