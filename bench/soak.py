@@ -337,7 +337,7 @@ async def idle(devices: int, machine: Machine, command: str) -> IdleResult:
             [
                 sys.executable, "-m", "bench.soak_raw", "drive",
                 "--url", raw.base_url, "--devices", str(devices), "--duration", "3600",
-                "--connect-rate", "2000", "--source-addresses", SOURCES,
+                "--connect-rate", "400", "--source-addresses", SOURCES,
             ],
             clean_env(BENCH_CREDENTIAL=credential),
         )  # fmt: skip
@@ -358,7 +358,7 @@ async def idle(devices: int, machine: Machine, command: str) -> IdleResult:
                 "--name", "idle",
                 "--mix", f"native-ws={devices}",
                 "--duration", "1h",
-                "--connect-rate", "1000",
+                "--connect-rate", "400",  # no connect storm: that is P5, not this
                 "--telemetry-interval", "0",
                 "--command-rate", "0",
                 "--processes", "2",
@@ -367,7 +367,7 @@ async def idle(devices: int, machine: Machine, command: str) -> IdleResult:
             sim_env(tether),
         )  # fmt: skip
         try:
-            tether_side = await _hold_and_measure(tether, sim, devices, 400)
+            tether_side = await _hold_and_measure(tether, sim, devices, 600)
         finally:
             if sim.returncode is None:
                 sim.send_signal(signal.SIGINT)
