@@ -156,6 +156,10 @@ async def spawn(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Proc
 async def finish(process: asyncio.subprocess.Process, label: str) -> dict[str, Any]:
     """Wait for a load process, return the JSON it printed last."""
     out, err = await process.communicate()
+    if err:  # its warnings say what each error was; the report cites the file
+        kept = Path(tempfile.gettempdir()) / f"tether-soak-{os.getpid()}-{process.pid}.err"
+        kept.write_bytes(err)
+        print(f"  {label}'s stderr: {kept}")
     text = out.decode(errors="replace")
     start = text.find("\n{") + 1 if not text.startswith("{") else 0
     try:
