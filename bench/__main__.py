@@ -44,11 +44,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "inserts",
             "connections",
             "storm",
+            "soak",
             "all",
         ),
         default="all",
-        help="connections (P1) and storm (P5) take several minutes each and are not part "
-        "of all; run them on their own",
+        help="connections (P1) and storm (P5) take several minutes each, soak (P7) takes "
+        "--soak-minutes (30) plus a minute: none is part of all; run them on their own",
     )
     parser.add_argument(
         "--duration",
@@ -90,6 +91,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--no-postgres",
         action="store_true",
         help="skip the round trip on PostgreSQL and the cluster scenario (it needs it)",
+    )
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=30.0,
+        help="soak: minutes of the churn soak [default: 30]",
+    )
+    parser.add_argument(
+        "--soak-part",
+        choices=("churn", "idle", "both"),
+        default="both",
+        help="soak: the churn soak (run it unlocked), the idle-CPU part (locked), or both",
     )
     parser.add_argument(
         "--output",
@@ -214,6 +227,10 @@ async def main(args: argparse.Namespace) -> int:
                 not args.no_postgres,
             ),
         )
+    if args.scenario == "soak":
+        from bench import soak
+
+        emit("p7", await soak.run(args.soak_part, args.soak_minutes, machine, command))
     return 0
 
 

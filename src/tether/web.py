@@ -214,6 +214,24 @@ def still_connected(request: web.BaseRequest) -> Callable[[], bool]:
     return present
 
 
+def client_left(request: web.BaseRequest, error: BaseException) -> bool:
+    """Whether ``error`` is only the client having gone mid-request (nothing failed here).
+
+    A device that disconnects while its request body is still arriving makes the body
+    read raise ``ConnectionResetError``. Churning fleets do that all day (the P7 soak
+    logged it every few minutes). The catch-all handlers must not log it as an unhandled
+    error with a traceback, nor re-raise it (aiohttp would log it at ERROR too): they log
+    one debug line and answer 400, which nobody reads. Only a reset *of this request's
+    own connection* counts; one from elsewhere (a device's operation service, the bus)
+    while the client is still there is a real fault and stays an error.
+    """
+    return isinstance(error, ConnectionResetError) and not still_connected(request)()
+
+
+#: What the catch-alls answer a client that left mid-request (it never reads it).
+CLIENT_LEFT = "the connection closed before the request body arrived"
+
+
 class HandOut(web.Response):
     """An answer that carries commands to a device over HTTP.
 

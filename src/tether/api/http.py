@@ -17,7 +17,7 @@ from tether.api.views import ErrorBody, ErrorView, encoder
 from tether.core import jsonc, limits
 from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unavailable
 from tether.hub.service import Hub
-from tether.web import STARTUP
+from tether.web import CLIENT_LEFT, STARTUP, client_left
 
 log = logging.getLogger("tether.api")
 
@@ -132,7 +132,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             status=error.status,
             headers={k: v for k, v in error.headers.items() if k.lower() in ("allow",)},
         )
-    except Exception:
+    except Exception as error:
+        if client_left(request, error):
+            log.debug("%s %s: %s", request.method, request.path, CLIENT_LEFT)
+            return error_response(BadRequest(CLIENT_LEFT))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json(
             ErrorView(error=ErrorBody(code="internal_error", message="internal server error")),

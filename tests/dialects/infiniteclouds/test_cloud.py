@@ -452,3 +452,36 @@ async def test_lenient_status_types(tmp_path: Path) -> None:
         assert "triggerEvent" in ok(answer)
         status, answer = await post(app, keepalive(statusType="somethingNew"))
         failed(status, answer, 401)
+
+
+async def test_a_devices_new_token_replaces_its_old_one_in_the_cache(tmp_path: Path) -> None:
+    """Re-registering (every reconnect of a churning device) must not grow the verified-
+    token cache: it keeps one token per device. The old token still works until it
+    expires; it is only verified again."""
+    from datetime import timedelta
+
+    from tether.dialects.infiniteclouds.routes import CLOUD
+
+    async with running(tmp_path) as app:
+        first = await assigned(app)
+        ok((await post(app, keepalive(), first))[1])
+        cloud = app.server.app[CLOUD].cloud
+        assert cloud is not None
+        clock = app.hub.clock
+        real_now = clock.now
+        tokens = [first]
+        try:
+            # A token's iat is in whole seconds: each registration a second earlier than the
+            # last gets a new token (earlier, since PyJWT refuses an iat in the future).
+            for step in range(1, 6):
+                earlier = timedelta(seconds=step)
+                clock.now = lambda earlier=earlier: real_now() - earlier  # type: ignore[method-assign]
+                token = ok((await post(app, REGISTER))[1])["authToken"]
+                assert token not in tokens
+                tokens.append(token)
+                ok((await post(app, keepalive(), token))[1])
+            assert len(cloud._verified) == 1
+            ok((await post(app, keepalive(), first))[1])  # verified again, still valid
+            assert len(cloud._verified) == 1
+        finally:
+            clock.now = real_now  # type: ignore[method-assign]

@@ -22,7 +22,7 @@ from tether.dialects.devicehive.codec import DhError
 from tether.dialects.devicehive.ops import DirectoryOps
 from tether.dialects.devicehive.streams import MessageOps
 from tether.hub.service import Hub
-from tether.web import still_connected
+from tether.web import CLIENT_LEFT, client_left, still_connected
 
 log = logging.getLogger("tether.devicehive.rest")
 
@@ -98,6 +98,9 @@ def _wrap(
                     why = refused.message
             return await handler(call)
         except Exception as exc:
+            if client_left(request, exc):
+                log.debug("devicehive %s %s: %s", request.method, request.path, CLIENT_LEFT)
+                exc = DhError(400, CLIENT_LEFT)
             if not isinstance(exc, (DhError, TetherError)):
                 log.exception("devicehive %s %s failed", request.method, request.path)
             error = codec.error_of(exc)

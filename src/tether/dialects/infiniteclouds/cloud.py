@@ -46,7 +46,7 @@ DIALECT = codec.DIALECT
 SERVICE = Principal(kind=PrincipalKind.USER, actions=ALL_ACTIONS, role=Role.ADMIN)
 
 Data = dict[str, Any] | None
-#: Most verified device tokens remembered (about one per live device).
+#: Most verified device tokens remembered: one per device (see :meth:`Cloud._verify`).
 VERIFIED_CACHE = 200_000
 
 
@@ -66,6 +66,8 @@ class Cloud:
         #: The principal this dialect acts as on its own devices.
         self.service = SERVICE
         self._verified: LRUCache[str, codec.DeviceToken] = LRUCache(maxsize=VERIFIED_CACHE)
+        #: Each device's last verified token string, so a new one replaces it in the cache.
+        self._latest: LRUCache[str, str] = LRUCache(maxsize=VERIFIED_CACHE)
         # What a device gets depends only on its id and type (see hub.revisions).
         ttl = settings.revision_cache_ttl
         self._configs: Loader[ConfigRevision | None] = Loader(hub.twins.current_config, ttl)
@@ -132,7 +134,13 @@ class Cloud:
     def _verify(self, raw: str) -> codec.DeviceToken:
         """Verify a token's signature once; later keepalives with the very same token
         string only have their expiry checked (the HMAC is most of an idle keepalive's
-        cost, and identical bytes cannot verify differently under the same key)."""
+        cost, and identical bytes cannot verify differently under the same key).
+
+        A device that registers again gets a new token and stops sending the old one, so
+        a device's newer token evicts its older one: the cache holds one token per
+        device, not one per registration. (Found in the P7 churn soak: every reconnect
+        left a dead entry behind, up to the cap of 200,000, some 100 MiB.) An old token
+        sent again is still valid until it expires; it is only verified again."""
         now = int(self.hub.clock.now().timestamp())
         token = self._verified.get(raw)
         if token is None:
@@ -144,6 +152,10 @@ class Cloud:
                 issuer=self.settings.token_issuer,
             )
             self._verified[raw] = token
+            replaced = self._latest.get(token.device_id)
+            if replaced is not None and replaced != raw:
+                self._verified.pop(replaced, None)
+            self._latest[token.device_id] = raw
         elif token.expires_at <= now:
             del self._verified[raw]
             raise Unauthorized("Token expired")

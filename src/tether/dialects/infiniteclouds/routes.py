@@ -16,6 +16,7 @@ from aiohttp import web
 from tether.core.errors import BadRequest, PayloadTooLarge, TetherError, Unavailable
 from tether.dialects.infiniteclouds import codec
 from tether.dialects.infiniteclouds.cloud import Cloud
+from tether.web import CLIENT_LEFT, client_left
 
 log = logging.getLogger("tether.infiniteclouds")
 
@@ -56,7 +57,10 @@ def enveloped(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
             answer = reply(None, error.message, error.status)
             answer.headers.update(error.headers())
             return answer
-        except Exception:
+        except Exception as error:
+            if client_left(request, error):
+                log.debug("%s %s: %s", request.method, request.path, CLIENT_LEFT)
+                return reply(None, CLIENT_LEFT, 400)
             log.exception("unhandled error on %s %s", request.method, request.path)
             return reply(None, "Internal server error", 500)
         return reply(data, message)
