@@ -20,8 +20,9 @@ $(TOOLS)/bin/uv:
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv
 
 # Everything: the server and the development tools (tests, linters, type checker).
+# --inexact keeps the bench group (charts, profilers) once `make bench` has added it.
 install: $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --inexact
 
 # The server alone (no development tools); keeps any development tools already there.
 runtime: $(UV)

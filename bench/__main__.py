@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import uvloop
 
 from bench import cluster, polls, roundtrip
+from bench.chart import CHARTS_ENV
 from bench.common import REPORT, Machine, update_report
 
 FULL_DURATION = 15.0
@@ -115,6 +118,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
 async def main(args: argparse.Namespace) -> int:
     command = shlex.join(["uv", "run", "--group", "bench", "python", "-m", "bench", *sys.argv[1:]])
     output: Path | None = args.output or (None if args.quick else REPORT)
+    if output is None:
+        # A smoke test draws its charts aside: docs/perf/ holds the measured ones.
+        charts = tempfile.mkdtemp(prefix="tether-bench-charts-")
+        os.environ[CHARTS_ENV] = charts
+        print(f"charts of this run go to {charts}")
     duration = args.duration or (QUICK_DURATION if args.quick else FULL_DURATION)
     machine = Machine.probe()
 

@@ -9,7 +9,9 @@ which measures the same numbers leaves the file unchanged in git.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -21,6 +23,9 @@ from bench.common import REPORT
 
 #: Where the charts live, next to the report that links them.
 CHARTS = REPORT.parent / "perf"
+#: Set by ``python -m bench`` when a run writes no report (``--quick`` smoke tests), so
+#: that such a run cannot overwrite the measured charts that the report links.
+CHARTS_ENV = "TETHER_BENCH_CHARTS"
 
 #: Tether first, baselines after: the same colours in every chart.
 _PALETTE = ("#1f6feb", "#8b949e", "#d29922", "#2da44e", "#cf222e", "#8250df")
@@ -40,8 +45,9 @@ plt.rcParams.update(
 
 def _save(figure: plt.Figure, name: str) -> str:
     """Write ``docs/perf/<name>.svg`` and return the report's Markdown image link."""
-    CHARTS.mkdir(parents=True, exist_ok=True)
-    path = CHARTS / f"{name}.svg"
+    folder = Path(os.environ.get(CHARTS_ENV) or CHARTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.svg"
     figure.tight_layout()
     figure.savefig(path, format="svg", metadata={"Date": None})
     plt.close(figure)
