@@ -16,13 +16,13 @@ so a Tether/baseline ratio isolates what Tether adds on top of aiohttp itself:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 
 import msgspec
 import uvloop
 from aiohttp import WSMsgType, web
+
+from bench.common import serve_app
 
 _HEALTHY = b'{"status":"ok"}'
 _EMPTY = b"[]"
@@ -155,15 +155,7 @@ def build() -> web.Application:
 
 
 async def serve(port: int) -> None:
-    runner = web.AppRunner(build(), access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(build(), port)
 
 
 def main() -> None:

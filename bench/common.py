@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 import aiohttp
+import aiohttp.web
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "docs" / "performance.md"
@@ -115,6 +116,21 @@ def _git_revision() -> str:
 
 
 # --- ports and processes --------------------------------------------------------------------
+
+
+async def serve_app(app: aiohttp.web.Application, port: int, backlog: int = 128) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` until SIGINT or SIGTERM: every raw baseline's
+    ``main``. ``backlog`` is the listen queue (aiohttp's default 128; the fleet baselines
+    raise it as Tether's ``listen_backlog`` does, so a storm is not cut by SYN drops)."""
+    runner = aiohttp.web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, HOST, port, backlog=backlog).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
 
 
 def free_port() -> int:

@@ -30,7 +30,6 @@ import dataclasses
 import math
 import resource
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from bench.common import (
     ms,
     now_utc,
     ratio,
+    serve_app,
     sql_statements,
     table,
 )
@@ -405,15 +405,7 @@ async def serve_baseline(port: int) -> None:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/push", _push)  # type: ignore[arg-type]
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, port)
 
 
 def main() -> None:

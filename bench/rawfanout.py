@@ -19,15 +19,15 @@ matching, access checks, per-connection bounded queues, persistence).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import os
-import signal
 from datetime import UTC, datetime
 
 import msgspec
 import uvloop
 from aiohttp import WSMsgType, web
+
+from bench.common import serve_app
 
 _NULL = msgspec.Raw(b"null")
 
@@ -128,15 +128,7 @@ async def serve(port: int) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/ws", fan_out.client)
     app.router.add_get("/api/v1/device/ws", fan_out.device)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, port, backlog=4096)
 
 
 def main() -> None:

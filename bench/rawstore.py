@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -35,6 +34,8 @@ import asyncpg
 import msgspec
 import uvloop
 from aiohttp import WSMsgType, web
+
+from bench.common import serve_app
 
 _NULL = msgspec.Raw(b"null")
 _BATCH = 1000
@@ -357,15 +358,7 @@ async def serve(port: int, store_url: str, devices: list[str]) -> None:
     app.router.add_get("/api/v1/device/ws", server.device_ws)
     app.router.add_post("/api/v1/device/{device_id}/notifications", server.post_notification)
     app.router.add_post("/api/v1/devices/{device_id}/commands", server.post_command)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, port, backlog=4096)
     for task in writers:
         task.cancel()
 

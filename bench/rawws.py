@@ -24,12 +24,12 @@ import argparse
 import asyncio
 import hmac
 import os
-import signal
 
 import msgspec
 import uvloop
 from aiohttp import WSMsgType, web
 
+from bench.common import serve_app
 from bench.fleet import DH_TOKEN_ENV, SECRET_ENV, credential
 
 _OWNER = "11111111-2222-3333-4444-555555555555"
@@ -156,15 +156,7 @@ def build() -> web.Application:
 
 
 async def serve(port: int, backlog: int) -> None:
-    runner = web.AppRunner(build(), access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=backlog).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(build(), port, backlog=backlog)
 
 
 def main() -> None:

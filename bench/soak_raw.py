@@ -35,6 +35,8 @@ import msgspec
 import uvloop
 from aiohttp import WSMsgType, web
 
+from bench.common import serve_app
+
 _NULL = msgspec.Raw(b"null")
 _EXPECTED = "Bearer " + os.environ.get("BENCH_CREDENTIAL", "")
 
@@ -128,15 +130,7 @@ async def serve(port: int, heartbeat: float) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/ws", relay.app_socket)
     app.router.add_get("/api/v1/device/ws", relay.device_socket)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, port, backlog=4096)
 
 
 # --- the fleet ------------------------------------------------------------------------------
