@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState
+from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, TRANSITIONS, CommandState
 from tether.core.model import Command
 from tether.hub import index as index_module
 from tether.hub.index import CommandIndex
@@ -71,27 +71,40 @@ def test_empty_device_costs_a_lookup() -> None:
     assert index.deliverable("nobody", T0, 100) == []
 
 
+def _history(choices: list[int]) -> list[CommandState]:
+    """A legal life of one command: each step one of the table's transitions, or the
+    store's hand-back (delivered -> sent), picked by ``choices``."""
+    states = [CommandState.PENDING]
+    for choice in choices:
+        current = states[-1]
+        nexts = sorted(TRANSITIONS[current])
+        if current is CommandState.DELIVERED:
+            nexts.append(CommandState.SENT)  # a hand-back
+        if not nexts:
+            break
+        states.append(nexts[choice % len(nexts)])
+    return states
+
+
 @given(
     st.lists(
-        st.tuples(
-            st.integers(1, 20), st.sampled_from(list(CommandState)), st.sampled_from(["a", "b"])
-        ),
-        max_size=80,
+        st.tuples(st.integers(1, 12), st.sampled_from(["a", "b"]), st.lists(st.integers(0, 99))),
+        max_size=20,
     )
 )
 def test_index_matches_latest_state_of_each_command(
-    events: list[tuple[int, CommandState, str]],
+    lives: list[tuple[int, str, list[int]]],
 ) -> None:
     index = CommandIndex()
     latest: dict[int, Command] = {}
-    owner: dict[int, str] = {}
-    for step, (cid, state, device) in enumerate(events):
-        device = owner.setdefault(cid, device)
-        if cid in latest and latest[cid].state in TERMINAL:
-            continue  # nothing follows a terminal state
-        cmd = msgspec.structs.replace(command(cid, state, device, at=step))
-        latest[cid] = cmd
-        index.apply(cmd)
+    step = 0
+    for cid, device, choices in lives:
+        if cid in latest:
+            continue
+        for state in _history(choices):
+            step += 1
+            latest[cid] = command(cid, state, device, at=step)
+            index.apply(latest[cid])
     for device in ("a", "b"):
         expect_due = sorted(
             c.id for c in latest.values() if c.device_id == device and c.state in DELIVERABLE
@@ -100,6 +113,68 @@ def test_index_matches_latest_state_of_each_command(
         assert index.in_flight(device) == sum(
             1 for c in latest.values() if c.device_id == device and c.state in IN_FLIGHT
         )
+
+
+@given(
+    st.lists(st.integers(0, 99), max_size=8),
+    st.lists(st.floats(-2.0, 2.0), min_size=9, max_size=9),
+    st.randoms(use_true_random=False),
+)
+def test_skewed_clocks_and_any_arrival_order_end_on_the_latest_state(
+    choices: list[int], skews: list[float], random: Any
+) -> None:
+    # Each version stamped by a different node's clock (up to 2 s apart), arriving in any
+    # order: the index ends on the state of the last version (hand-backs excluded: the
+    # node undoing a hand-over stamps both, so their order is the real one).
+    states = _history(choices)
+    for i in range(1, len(states)):  # cut before any hand-back
+        if states[i - 1] is CommandState.DELIVERED and states[i] is CommandState.SENT:
+            states = states[:i]
+            break
+    versions = [command(1, state, at=i + skews[i]) for i, state in enumerate(states)]
+    arrival = list(versions)
+    random.shuffle(arrival)
+    index = CommandIndex()
+    for version in arrival:
+        index.apply(version)
+    last = versions[-1].state
+    if last in TERMINAL:
+        assert index.get(1) is None
+    else:
+        assert index.state(1) is last
+        assert index.in_flight("d") == (last in IN_FLIGHT)
+        assert index.deliverable("d", T0, 10) == ([1] if last in DELIVERABLE else [])
+
+
+def test_a_result_stamped_by_a_clock_behind_the_creators_still_ends_the_command() -> None:
+    # Seen in a two-node cluster: the creating node's clock ran ahead (DeviceHive's
+    # millisecond clock, under a burst), so the holder's "sent" and the device's result
+    # bore earlier timestamps than the creation. Compared by time they were dropped, the
+    # command stayed pending in the index though pushed, and 32 such entries at the head
+    # of the queue stopped every later command to the device.
+    index = CommandIndex()
+    index.apply(command(1, at=1.0))  # created on the node whose clock is ahead
+    index.apply(command(1, CommandState.SENT, at=0.2))
+    assert index.state(1) is CommandState.SENT
+    index.apply(command(1, CommandState.DELIVERED, at=0.3))
+    assert index.in_flight("d") == 1
+    index.apply(command(1, CommandState.SUCCEEDED, at=0.4))
+    assert index.get(1) is None
+    assert index.in_flight("d") == 0
+
+
+def test_a_hand_back_returns_a_command_to_the_queue() -> None:
+    index = CommandIndex()
+    index.apply(command(1, at=0))
+    index.apply(command(1, CommandState.DELIVERED, at=1))
+    assert index.deliverable("d", T0, 10) == []
+    index.apply(command(1, CommandState.SENT, at=2))  # the poll's answer never arrived
+    assert index.deliverable("d", T0, 10) == [1]
+    index.apply(command(1, CommandState.SENT, at=0.5))  # an older re-send, late: ignored
+    assert index.deliverable("d", T0, 10) == [1]
+    index.apply(command(1, CommandState.DELIVERED, at=3))  # the next poll took it
+    assert index.deliverable("d", T0, 10) == []
+    assert index.in_flight("d") == 1
 
 
 def test_limit_bounds_the_answer_and_order_survives_late_arrivals() -> None:

@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.hub.conftest import admin_of, started_hub
 from tests.hub.test_service import Collecting, Session, make_device
 
 from tether.bus import RedisBus
+from tether.core.clock import Clock
 from tether.core.filters import EventFilter
 from tether.core.lifecycle import CommandState
 from tether.core.model import Command
@@ -183,6 +185,42 @@ async def test_a_device_moving_between_nodes_gets_its_pending_commands(
         fifth = await app.commands.create(admin, device_id, "fifth")
         handed = await a.delivery.poll(device_id, limit=5, max_in_flight=8, wait=0)
         assert [c.id for c in handed] == [fourth.id, fifth.id]
+
+
+class Ahead:
+    """A node's clock running ``lead`` ahead of the others' (a DeviceHive burst, NTP)."""
+
+    def __init__(self, inner: Clock, lead: timedelta) -> None:
+        self._inner, self._lead = inner, lead
+
+    def now(self) -> datetime:
+        return self._inner.now() + self._lead
+
+    def monotonic(self) -> float:
+        return self._inner.monotonic()
+
+
+async def test_a_creator_whose_clock_runs_ahead_does_not_stall_the_holder(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    # The holder stamps "sent" and the device's results with its own clock, behind the
+    # creation stamp: every command must still flow, well past the in-flight limit.
+    async with cluster(postgres_url, redis_url, tmp_path, "holder", "app") as hubs:
+        holder, app = hubs
+        app.clock = Ahead(app.clock, timedelta(seconds=2))
+        device_id = device_owned_by(hubs, app, "skewed")
+        device = await make_device(app, device_id)
+        admin = await admin_of(app)
+        session = Session(device_id, max_in_flight=4)
+        holder.delivery.attach(session)
+        await asyncio.sleep(0.3)
+        for i in range(12):
+            made = await app.commands.create(admin, device_id, f"c{i}")
+            pushed = await asyncio.wait_for(session.received.get(), 5)
+            assert pushed.id == made.id
+            await holder.commands.complete(device, made.id, success=True)
+        assert holder.index.in_flight(device_id) == 0
+        assert not holder.index.has_deliverable(device_id)
 
 
 async def test_deadlines_fire_once_on_the_owner_and_move_when_it_leaves(

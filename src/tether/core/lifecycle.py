@@ -68,6 +68,40 @@ IN_FLIGHT: frozenset[CommandState] = frozenset({S.SENT, S.DELIVERED, S.IN_PROGRE
 #: States whose execution deadline (``timeout``) is running.
 EXECUTING: frozenset[CommandState] = frozenset({S.DELIVERED, S.IN_PROGRESS})
 
+#: How far along the lifecycle each state is. Every transition in :data:`TRANSITIONS`
+#: moves a command to the same stage or a later one, so of two versions of one command the
+#: later stage is the newer, whichever clock stamped them. The one step back is a
+#: hand-back (``delivered`` -> ``sent``: a poll's answer never reached the device), made by
+#: the store outside this table; see :func:`supersedes`.
+STAGE: Mapping[CommandState, int] = {
+    S.PENDING: 0,
+    S.SENT: 1,
+    S.DELIVERED: 2,
+    S.IN_PROGRESS: 3,
+    **{state: 4 for state in TERMINAL},
+}
+
+
+def supersedes(
+    state: CommandState, updated_at: datetime, old_state: CommandState, old_updated_at: datetime
+) -> bool:
+    """Whether a version of a command (``state``, ``updated_at``) is newer than another.
+
+    Versions reach a node from several nodes, each stamped by its own clock, and clocks
+    differ (across machines, and DeviceHive's millisecond clock runs up to a second ahead
+    under bursts): comparing ``updated_at`` alone once let a node drop a command's result
+    as "older" than its creation, so the command held the head of its device's queue
+    forever. The lifecycle stage decides first; timestamps only order versions of one
+    stage. A hand-back (``delivered`` back to ``sent``) is stamped by the node that made
+    the hand-over it undoes, so there its timestamp is comparable and decides.
+    """
+    stage, old_stage = STAGE[state], STAGE[old_state]
+    if stage != old_stage:
+        if state is S.SENT and old_state is S.DELIVERED:
+            return updated_at > old_updated_at
+        return stage > old_stage
+    return updated_at >= old_updated_at
+
 
 def can_transition(current: CommandState, target: CommandState) -> bool:
     return target in TRANSITIONS[current]

@@ -5,9 +5,11 @@ without SQL, which is what makes an empty poll or an idle keepalive free. Only l
 entries are kept (ids, states, deadlines); full commands come back from the store's
 conditional update at the moment one is actually handed over.
 
-Events from several nodes may arrive out of order. A stale event can only make the index
-optimistic (claim finds nothing and corrects it), never lose a command: the store's
-conditional transitions have the last word.
+Events from several nodes may arrive out of order, stamped by clocks that disagree: the
+lifecycle stage orders two versions of a command, not their timestamps
+(``core.lifecycle.supersedes``), so a late copy never undoes a command's progress or its
+end. A stale event can only make the index optimistic (claim finds nothing and corrects
+it), never lose a command: the store's conditional transitions have the last word.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import bisect
 from collections.abc import Callable
 from datetime import datetime
 
-from tether.core.lifecycle import DELIVERABLE, IN_FLIGHT, TERMINAL, CommandState, is_expired
+from tether.core.lifecycle import (
+    DELIVERABLE,
+    IN_FLIGHT,
+    TERMINAL,
+    CommandState,
+    is_expired,
+    supersedes,
+)
 from tether.core.model import Command
 
 
@@ -80,8 +89,8 @@ class CommandIndex:
             return None  # finished already: any other version is older
         old = self._by_id.get(command.id)
         if old is not None:
-            if command.updated_at < old.updated_at:
-                return old  # stale event from another node
+            if not supersedes(command.state, command.updated_at, old.state, old.updated_at):
+                return old  # an older version, arriving late
             self._unlink(old)
         if command.state in TERMINAL:
             self._by_id.pop(command.id, None)
