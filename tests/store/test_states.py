@@ -37,6 +37,16 @@ async def test_merges_are_shallow_and_versioned(store: Store) -> None:
     assert (only_desired.reported, only_desired.desired) == ({}, {"x": None})
 
 
+async def test_many_shadows_in_one_read(store: Store) -> None:
+    await add_device(store, "m1")
+    await add_device(store, "m2")
+    one = await store.states.merge_reported("m1", {"switch": "on"}, NOW)
+    two = await store.states.merge_desired("m2", {"switch": "off"}, NOW)
+    got = await store.states.get_many(["m2", "nobody", "m1", "m2"])
+    assert got == [two, DeviceState(device_id="nobody"), one, two]  # the order asked
+    assert await store.states.get_many([]) == []
+
+
 async def test_concurrent_merges_lose_nothing(store: Store) -> None:
     await add_device(store, "d1")
     await asyncio.gather(

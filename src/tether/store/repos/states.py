@@ -22,7 +22,7 @@ from tether.store.repos._base import Repo, write_error
 from tether.store.schema import device_states
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from sqlalchemy import RowMapping
@@ -34,6 +34,7 @@ Document = Literal["reported", "desired"]
 MAX_ATTEMPTS = 100
 
 _BY_ID = select(device_states).where(s.device_id == bindparam("b_device"))
+_BY_IDS = select(device_states).where(s.device_id.in_(bindparam("b_devices", expanding=True)))
 #: The SET clause (one document, version, updated_at) comes from the parameters.
 _UPDATE = (
     update(device_states)
@@ -64,6 +65,16 @@ class StateRepo(Repo):
         async with self._read() as conn:
             row = (await conn.execute(_BY_ID, {"b_device": device_id})).mappings().first()
         return DeviceState(device_id=device_id) if row is None else _to_state(row)
+
+    async def get_many(self, device_ids: Sequence[str]) -> list[DeviceState]:
+        """The shadows of several devices in one query, in the order asked (an empty one
+        for a device with nothing stored)."""
+        if not device_ids:
+            return []
+        async with self._read() as conn:
+            rows = (await conn.execute(_BY_IDS, {"b_devices": list(device_ids)})).mappings()
+            found = {row["device_id"]: _to_state(row) for row in rows}
+        return [found.get(d) or DeviceState(device_id=d) for d in device_ids]
 
     async def merge_reported(
         self, device_id: str, patch: Mapping[str, Any], now: datetime
